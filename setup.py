@@ -1,0 +1,48 @@
+"""Build qtorch; the CUDA extension qtorch._C is optional.
+
+It is built when torch is a CUDA build and nvcc is found (for sm_90a and a portable sm_80 target), and skipped with one
+message otherwise: `import qtorch` then runs the PyTorch reference implementations.
+"""
+import glob
+import os
+import shutil
+
+from setuptools import setup
+
+CUDA_ARCHS = "8.0;9.0a"  # portable mma.sync path (A100, L4, RTX 40xx via sm_80 SASS/PTX) + Hopper wgmma path
+
+
+def _skip(reason):
+    print(f"qtorch: skipping the CUDA extension qtorch._C ({reason}); the PyTorch reference ops will be used.")
+    return [], {}
+
+
+def cuda_extension():
+    """Return (ext_modules, cmdclass) for qtorch._C, or empty ones with a message when it cannot be built."""
+    if os.environ.get("QTORCH_SKIP_CUDA") == "1":
+        return _skip("QTORCH_SKIP_CUDA=1")
+    try:
+        import torch
+        from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CUDAExtension
+    except ImportError:
+        return _skip("torch is not importable at build time; install torch first and build with --no-build-isolation")
+    if torch.version.cuda is None:
+        return _skip(f"torch {torch.__version__} is a CPU build")
+    if CUDA_HOME is None or shutil.which("nvcc", path=os.path.join(CUDA_HOME, "bin") + os.pathsep + os.environ.get("PATH", "")) is None:
+        return _skip("nvcc was not found (set CUDA_HOME)")
+    os.environ.setdefault("TORCH_CUDA_ARCH_LIST", CUDA_ARCHS)
+    sources = sorted(glob.glob("csrc/**/*.cu", recursive=True) + glob.glob("csrc/**/*.cpp", recursive=True))
+    ext = CUDAExtension(
+        name="qtorch._C",
+        sources=sources,
+        include_dirs=[os.path.abspath("csrc")],
+        extra_compile_args={
+            "cxx": ["-O3", "-std=c++17"],
+            "nvcc": ["-O3", "-std=c++17", "-lineinfo", "--expt-relaxed-constexpr"],
+        },
+    )
+    return [ext], {"build_ext": BuildExtension.with_options(use_ninja=shutil.which("ninja") is not None)}
+
+
+ext_modules, cmdclass = cuda_extension()
+setup(ext_modules=ext_modules, cmdclass=cmdclass)
