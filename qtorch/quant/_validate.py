@@ -23,9 +23,19 @@ def check_dtype(name, x, dtype):
         raise TypeError(f"{name}: expected dtype {str(dtype).replace('torch.', '')}, got {str(x.dtype).replace('torch.', '')}")
 
 
+def has_values(x) -> bool:
+    """True when x holds real data we may read (not a fake/meta tensor under tracing or torch.compile)."""
+    from torch._subclasses.fake_tensor import is_fake
+
+    return not (x.device.type == "meta" or is_fake(x) or torch.compiler.is_compiling())
+
+
 def check_finite(name, x):
-    """Data to be quantized must be finite: a NaN or Inf would poison the scale of its whole group."""
-    if x.numel() and not bool(torch.isfinite(x).all()):
+    """Data to be quantized must be finite: a NaN or Inf would poison the scale of its whole group.
+
+    Only checked where the values can be read (eager tensors); under tracing the check is left to the eager caller.
+    """
+    if x.numel() and has_values(x) and not bool(torch.isfinite(x).all()):
         n_nan = int(torch.isnan(x).sum())
         n_inf = int(torch.isinf(x).sum())
         raise ValueError(f"{name}: contains {n_nan} NaN and {n_inf} Inf values; data to be quantized must be finite")

@@ -6,7 +6,7 @@ Signed values are stored in two's complement and sign-extended on unpacking.
 """
 import torch
 
-from qtorch.quant._validate import check_tensor
+from qtorch.quant._validate import check_tensor, has_values
 
 PACKABLE_BITS = (2, 4, 8)
 
@@ -18,7 +18,7 @@ def _check(q: torch.Tensor, bits: int, signed: bool):
     if q.dtype not in (torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64):
         raise TypeError(f"q: expected an integer tensor, got {q.dtype}")
     lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
-    if q.numel() and (int(q.min()) < lo or int(q.max()) > hi):
+    if q.numel() and has_values(q) and (int(q.min()) < lo or int(q.max()) > hi):
         raise ValueError(f"q: values must lie in [{lo}, {hi}] for {'signed' if signed else 'unsigned'} {bits}-bit "
                          f"packing, got [{int(q.min())}, {int(q.max())}]")
     per_byte = 8 // bits

@@ -1,0 +1,48 @@
+"""qtorch::quantize_per_token — dynamic per-token asymmetric int8 quantization of activations.
+
+Per row m of x (M, K):  r_min = min(min_k x, 0), r_max = max(max_k x, 0),
+  S[m] = (r_max − r_min) / 255,  Z[m] = clamp(round(−128 − r_min / S), −128, 127),
+  q[m, k] = clamp(round(x[m, k] / S[m]) + Z[m], −128, 127).
+CUDA: the Triton kernel (triton_kernels.act_quant), bit-exact with this reference. NaN in a row gives a NaN scale
+(so the layer output is NaN there) rather than an error: checking would need a host synchronisation per call.
+"""
+import torch
+
+from qtorch.ops._checks import ACT_DTYPES, check_matrix
+from qtorch.ops._registry import triton_available, warn_once
+from qtorch.quant.affine import qparams_from_minmax, quantize
+
+
+def quantize_per_token_reference(x: torch.Tensor):
+    """PyTorch reference: (q (M, K) int8, scale (M,) fp32, zero_point (M,) int32)."""
+    scale, zero_point = qparams_from_minmax(x.amin(dim=1), x.amax(dim=1), 8)  # (M,), (M,)
+    q = quantize(x, scale[:, None], zero_point[:, None], 8)  # (M, K) int8
+    return q, scale, zero_point
+
+
+def _check(x):
+    check_matrix("x", x, ACT_DTYPES)
+    if x.shape[1] == 0:
+        raise ValueError("x: expected at least one column (K ≥ 1)")
+
+
+@torch.library.triton_op("qtorch::quantize_per_token", mutates_args=())
+def quantize_per_token(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """x (M, K) bf16/fp16/fp32 -> q (M, K) int8, scale (M,) fp32, zero_point (M,) int32 (asymmetric, per row)."""
+    _check(x)
+    x = x.contiguous()
+    if x.device.type == "cuda":
+        if triton_available():
+            from triton_kernels.act_quant import quantize_per_token as launch
+
+            return launch(x)
+        warn_once("act_quant", "qtorch: triton is not installed; quantize_per_token runs the PyTorch reference on CUDA")
+    return quantize_per_token_reference(x)
+
+
+@quantize_per_token.register_fake
+def _(x):
+    _check(x)
+    m, k = x.shape
+    return (x.new_empty((m, k), dtype=torch.int8), x.new_empty((m,), dtype=torch.float32),
+            x.new_empty((m,), dtype=torch.int32))
