@@ -3,7 +3,7 @@
 M is stored as a Q31 multiplier and a shift, M = M0 · 2^-31 · 2^-n with M0 ∈ [2^30, 2^31) (i.e. M0/2^31 ∈ [0.5, 1));
 n < 0 when M ≥ 1. Applying it (gemmlowp / TFLite semantics, as on the device):
   x = saturate_int32(acc · 2^max(-n, 0))
-  x = SRDHM(x, M0)        saturating rounding doubling high multiply = round_half_away(x·M0 / 2^31)
+  x = SRDHM(x, M0)        saturating rounding doubling high multiply = floor(x·M0 / 2^31 + 1/2) (ties up)
   x = RDPOT(x, max(n, 0)) rounding divide by a power of two          = round_half_away(x / 2^n)
   q = clamp(x + Z_Y, -128, 127)
 """

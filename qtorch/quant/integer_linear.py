@@ -95,7 +95,8 @@ def _round_half_away(num: torch.Tensor, den) -> torch.Tensor:
 def integer_linear_int64(x_q: torch.Tensor, layer: IntegerLinear) -> torch.Tensor:
     """A separate plain implementation: Σ (q_W − Z_W)(q_X − Z_X) + bias in int64, exact integer rounding.
 
-    Written without SRDHM/RDPOT: x·M0/2^31 and x/2^n are rounded half away from zero with exact int64 division.
+    Written without SRDHM/RDPOT, with exact int64 division: x·M0/2^31 is rounded to nearest with ties up
+    (floor(v + 1/2), which is what SRDHM's nudge-and-truncate amounts to) and x/2^n to nearest with ties away from zero.
     """
     x64 = x_q.to(torch.int64) - layer.x_zp
     w64 = layer.w_q.to(torch.int64) - layer.w_zp.to(torch.int64)[:, None]
@@ -104,6 +105,6 @@ def integer_linear_int64(x_q: torch.Tensor, layer: IntegerLinear) -> torch.Tenso
         acc = acc + layer.bias_q.to(torch.int64)
     n = layer.shift.to(torch.int64)
     acc = torch.clamp(acc * (1 << torch.clamp(-n, min=0)), INT32_MIN, INT32_MAX)
-    y = _round_half_away(acc * layer.multiplier.to(torch.int64), 1 << 31)
+    y = torch.div(acc * layer.multiplier.to(torch.int64) + (1 << 30), 1 << 31, rounding_mode="floor")
     y = _round_half_away(y, torch.bitwise_left_shift(torch.ones_like(n), torch.clamp(n, min=0)))
     return torch.clamp(y + layer.y_zp, -128, 127).to(torch.int8)
