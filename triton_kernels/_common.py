@@ -37,3 +37,21 @@ def check_float_dtype(name: str, t: torch.Tensor) -> None:
 def check_2d(name: str, t: torch.Tensor) -> None:
     if t.dim() != 2:
         raise ValueError(f"{name} must be 2-D, got shape {tuple(t.shape)}")
+
+
+@triton.jit
+def to_bfloat16_rne(v):
+    """fp32 -> bf16 rounding to nearest even, written with integer ops so the interpreter (which truncates) and the
+    GPU (cvt.rn) give the same bits as torch: add 0x7FFF plus the lowest kept bit, keep the high 16 bits."""
+    bits = v.to(tl.int32, bitcast=True)
+    rounded = bits + 0x7FFF + ((bits >> 16) & 1)
+    return (rounded >> 16).to(tl.int16).to(tl.bfloat16, bitcast=True)
+
+
+@triton.jit
+def cast_rne(v, DTYPE: tl.constexpr):
+    """fp32 -> DTYPE (bf16, fp16 or fp32) with round to nearest even on every backend."""
+    if DTYPE == tl.bfloat16:
+        return to_bfloat16_rne(v)
+    else:
+        return v.to(DTYPE)

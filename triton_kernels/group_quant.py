@@ -1,0 +1,186 @@
+"""Group-wise weight quantization along K and its inverse: the CUDA kernels of qtorch::group_quantize / _dequantize.
+
+Per group of g consecutive weights r of a row (fp32, IEEE division, rint = round half to even; docs/DESIGN.md):
+  symmetric:  S = max|r| / qmax (1 if 0), Z = 0,           q = clamp(rint(r / S), qmin, qmax)
+  asymmetric: S = (max(max r, 0) - min(min r, 0)) / (qmax - qmin) (1 if 0),
+              Z = clamp(rint(qmin - min(min r, 0) / S), qmin, qmax),  q = clamp(rint(r / S) + Z, qmin, qmax)
+with qmin, qmax = -2^(b-1), 2^(b-1) - 1. int4 is packed two per byte: byte j = (q[2j] & 0xF) | (q[2j+1] & 0xF) << 4.
+Dequantization: r̂ = S * (q - Z) in fp32, cast to the requested dtype.
+
+Groups are contiguous runs of g elements of a row, so a program handles BLOCK_G whole groups: one pass, W read once,
+q + scales + zero points written once (memory bound).
+"""
+import torch
+import triton
+import triton.language as tl
+
+from triton_kernels._common import cast_rne, check_2d, check_device, check_float_dtype, interpreting, round_half_even
+
+GROUP_SIZES = (32, 64, 128, 256)
+BITS = (4, 8)
+def _configs():
+    """Autotune space: elements per program (several 16-byte accesses in flight per thread) x warps."""
+    return [
+        triton.Config({"ELEMS": elems}, num_warps=warps)
+        for elems in (2048, 4096, 8192)
+        for warps in (4, 8)
+    ]
+
+
+@triton.jit
+def _group_quantize_kernel(
+    w_ptr,  # (N, K) bf16/fp16/fp32 weights
+    q_ptr,  # int8 (N, K) when BITS == 8, uint8 (N, K/2) packed when BITS == 4; contiguous
+    scale_ptr,  # (N, K/GROUP) fp32 out, contiguous
+    zero_point_ptr,  # (N, K/GROUP) int8 out, contiguous (zeros when SYMMETRIC)
+    num_groups,  # N * K / GROUP
+    groups_per_row,  # K / GROUP
+    stride_wn,  # elements between rows of w
+    stride_wk,  # elements between columns of w
+    GROUP: tl.constexpr,  # group size g along K: 32, 64, 128 or 256
+    BITS: tl.constexpr,  # 4 or 8
+    SYMMETRIC: tl.constexpr,  # True: Z = 0 and S = max|r| / qmax
+    ELEMS: tl.constexpr,  # elements per program (multiple of GROUP): BLOCK_G = ELEMS // GROUP groups
+):
+    BLOCK_G: tl.constexpr = ELEMS // GROUP
+    QMIN: tl.constexpr = -(1 << (BITS - 1))
+    QMAX: tl.constexpr = (1 << (BITS - 1)) - 1
+    groups = tl.program_id(0).to(tl.int64) * BLOCK_G + tl.arange(0, BLOCK_G)  # (BLOCK_G,) flat group ids
+    group_mask = groups < num_groups
+    rows = groups // groups_per_row
+    cols = (groups % groups_per_row) * GROUP
+    offs = tl.arange(0, GROUP)  # (GROUP,)
+    w_offs = rows[:, None] * stride_wn + (cols[:, None] + offs[None, :]) * stride_wk
+    r = tl.load(w_ptr + w_offs, mask=group_mask[:, None], other=0.0).to(tl.float32)  # (BLOCK_G, GROUP) fp32
+
+    if SYMMETRIC:
+        scale = tl.math.div_rn(tl.max(tl.abs(r), axis=1), QMAX * 1.0)  # (BLOCK_G,)
+        scale = tl.where(scale == 0.0, 1.0, scale)
+        zero_point = tl.zeros_like(scale)
+    else:
+        r_min = tl.minimum(tl.min(r, axis=1), 0.0)
+        r_max = tl.maximum(tl.max(r, axis=1), 0.0)
+        scale = tl.math.div_rn(r_max - r_min, (QMAX - QMIN) * 1.0)
+        scale = tl.where(scale == 0.0, 1.0, scale)
+        zero_point = round_half_even(QMIN - tl.math.div_rn(r_min, scale))
+        zero_point = tl.minimum(tl.maximum(zero_point, QMIN * 1.0), QMAX * 1.0)
+    q = round_half_even(tl.math.div_rn(r, scale[:, None])) + zero_point[:, None]
+    q = tl.minimum(tl.maximum(q, QMIN * 1.0), QMAX * 1.0).to(tl.int32)  # (BLOCK_G, GROUP) int32
+
+    if BITS == 4:
+        even, odd = tl.split(tl.reshape(q, (BLOCK_G, GROUP // 2, 2)))  # (BLOCK_G, GROUP/2) each: k = 2j, 2j+1
+        packed = ((even & 0xF) | ((odd & 0xF) << 4)).to(tl.uint8)
+        q_offs = groups[:, None] * (GROUP // 2) + tl.arange(0, GROUP // 2)[None, :]
+        tl.store(q_ptr + q_offs, packed, mask=group_mask[:, None])
+    else:
+        tl.store(q_ptr + groups[:, None] * GROUP + offs[None, :], q.to(tl.int8), mask=group_mask[:, None])
+    tl.store(scale_ptr + groups, scale, mask=group_mask)
+    tl.store(zero_point_ptr + groups, zero_point.to(tl.int8), mask=group_mask)
+
+
+@triton.jit
+def _group_dequantize_kernel(
+    q_ptr,  # int8 (N, K) when BITS == 8, uint8 (N, K/2) packed when BITS == 4; contiguous
+    scale_ptr,  # (N, K/GROUP) fp32, contiguous
+    zero_point_ptr,  # (N, K/GROUP) int8, contiguous
+    w_ptr,  # (N, K) out in the requested float dtype, contiguous
+    num_groups,  # N * K / GROUP
+    GROUP: tl.constexpr,  # group size g along K
+    BITS: tl.constexpr,  # 4 or 8
+    ELEMS: tl.constexpr,  # elements per program (multiple of GROUP)
+):
+    BLOCK_G: tl.constexpr = ELEMS // GROUP
+    groups = tl.program_id(0).to(tl.int64) * BLOCK_G + tl.arange(0, BLOCK_G)  # (BLOCK_G,)
+    group_mask = groups < num_groups
+    if BITS == 4:
+        q_offs = groups[:, None] * (GROUP // 2) + tl.arange(0, GROUP // 2)[None, :]
+        packed = tl.load(q_ptr + q_offs, mask=group_mask[:, None], other=0).to(tl.int32)  # (BLOCK_G, GROUP/2)
+        even = (packed << 28) >> 28  # sign-extended low nibble
+        odd = (packed << 24) >> 28  # sign-extended high nibble
+        q = tl.reshape(tl.join(even, odd), (BLOCK_G, GROUP))  # (BLOCK_G, GROUP) int32, k order restored
+    else:
+        q_offs = groups[:, None] * GROUP + tl.arange(0, GROUP)[None, :]
+        q = tl.load(q_ptr + q_offs, mask=group_mask[:, None], other=0).to(tl.int32)
+    scale = tl.load(scale_ptr + groups, mask=group_mask, other=1.0)  # (BLOCK_G,) fp32
+    zero_point = tl.load(zero_point_ptr + groups, mask=group_mask, other=0).to(tl.float32)
+    r = scale[:, None] * (q.to(tl.float32) - zero_point[:, None])  # (BLOCK_G, GROUP) fp32
+    w_offs = groups[:, None] * GROUP + tl.arange(0, GROUP)[None, :]
+    tl.store(w_ptr + w_offs, cast_rne(r, w_ptr.dtype.element_ty), mask=group_mask[:, None])
+
+
+_group_quantize_tuned = triton.autotune(_configs(), key=["GROUP", "BITS", "SYMMETRIC"])(_group_quantize_kernel)
+_group_dequantize_tuned = triton.autotune(_configs(), key=["GROUP", "BITS"])(_group_dequantize_kernel)
+
+
+def check_bits_group(bits: int, group_size: int, k: int) -> None:
+    """Shared validation of (bits, group_size) against the row length K."""
+    if bits not in BITS:
+        raise ValueError(f"bits must be 4 or 8, got {bits}")
+    if group_size not in GROUP_SIZES:
+        raise ValueError(f"group_size must be one of {GROUP_SIZES}, got {group_size}")
+    if k % group_size != 0:
+        raise ValueError(f"K ({k}) must be divisible by group_size ({group_size})")
+
+
+def _launch(kernel, tuned, grid_elems, *args, **meta):
+    """Autotuned launch on the GPU; one small fixed config in the interpreter (no timing there)."""
+    if interpreting():
+        torch.library.wrap_triton(kernel)[(triton.cdiv(grid_elems, 256),)](*args, ELEMS=256, num_warps=1, **meta)
+    else:
+        grid = lambda meta_: (triton.cdiv(grid_elems, meta_["ELEMS"]),)  # noqa: E731
+        torch.library.wrap_triton(tuned)[grid](*args, **meta)
+
+
+def group_quantize(w: torch.Tensor, bits: int, group_size: int, symmetric: bool):
+    """Quantize w (N, K) per group of group_size along K -> (q, scale, zero_point).
+
+    q: (N, K) int8 (bits 8) or (N, K/2) uint8 two nibbles per byte (bits 4); scale (N, K/g) fp32;
+    zero_point (N, K/g) int8 (zeros when symmetric). r ≈ S (q - Z); bit-exact with the PyTorch reference.
+    """
+    check_2d("w", w)
+    check_float_dtype("w", w)
+    check_device("w", w)
+    n, k = w.shape
+    check_bits_group(bits, group_size, k)
+    num_groups = n * k // group_size
+    q = torch.empty((n, k // 2) if bits == 4 else (n, k), dtype=torch.uint8 if bits == 4 else torch.int8, device=w.device)
+    scale = torch.empty((n, k // group_size), dtype=torch.float32, device=w.device)
+    zero_point = torch.empty((n, k // group_size), dtype=torch.int8, device=w.device)
+    if num_groups == 0:
+        return q, scale, zero_point
+    _launch(
+        _group_quantize_kernel, _group_quantize_tuned, n * k,
+        w, q, scale, zero_point, num_groups, k // group_size, w.stride(0), w.stride(1),
+        GROUP=group_size, BITS=bits, SYMMETRIC=bool(symmetric),
+    )
+    return q, scale, zero_point
+
+
+def group_dequantize(q, scale, zero_point, bits: int, group_size: int, dtype: torch.dtype):
+    """w = S * (q - Z) in fp32 cast to dtype, (N, K), from the outputs of group_quantize."""
+    check_2d("q", q)
+    check_device("q", q)
+    if dtype not in (torch.bfloat16, torch.float16, torch.float32):
+        raise TypeError(f"dtype must be bfloat16, float16 or float32, got {dtype}")
+    expected_q = torch.uint8 if bits == 4 else torch.int8
+    if bits in BITS and q.dtype != expected_q:
+        raise TypeError(f"q must be {expected_q} for bits={bits}, got {q.dtype}")
+    n = q.shape[0]
+    k = q.shape[1] * 2 if bits == 4 else q.shape[1]
+    check_bits_group(bits, group_size, k)
+    if scale.shape != (n, k // group_size) or scale.dtype != torch.float32:
+        raise ValueError(f"scale must be float32 of shape {(n, k // group_size)}, got {scale.dtype} {tuple(scale.shape)}")
+    if zero_point.shape != (n, k // group_size) or zero_point.dtype != torch.int8:
+        raise ValueError(
+            f"zero_point must be int8 of shape {(n, k // group_size)}, got {zero_point.dtype} {tuple(zero_point.shape)}"
+        )
+    q, scale, zero_point = q.contiguous(), scale.contiguous(), zero_point.contiguous()
+    w = torch.empty((n, k), dtype=dtype, device=q.device)
+    num_groups = n * k // group_size
+    if num_groups == 0:
+        return w
+    _launch(
+        _group_dequantize_kernel, _group_dequantize_tuned, n * k,
+        q, scale, zero_point, w, num_groups, GROUP=group_size, BITS=bits,
+    )
+    return w
