@@ -11,11 +11,33 @@ import triton.language as tl
 ROUND_MAGIC = tl.constexpr(12582912.0)
 
 
+# Bit pattern of ROUND_MAGIC: for an integer n with |n| < 2**22, the fp32 value ROUND_MAGIC + n has bits MAGIC_BITS + n.
+MAGIC_BITS = tl.constexpr(0x4B400000)
+
+
 @triton.jit
 def round_half_even(v):
     """rint(v) for fp32 v (= torch.round = libdevice.rint), written with two IEEE adds so it also runs in the
     interpreter (libdevice calls do not). Exact for |v| < 2**22; callers clamp the result to a narrower range."""
     return (v + ROUND_MAGIC) - ROUND_MAGIC
+
+
+@triton.jit
+def quantize_rounded(v, zero_point, QMIN: tl.constexpr, QMAX: tl.constexpr):
+    """clamp(rint(v) + Z, QMIN, QMAX) as int32, for fp32 v and an integer-valued fp32 Z in [QMIN, QMAX].
+
+    Clamping v to [QMIN - Z, QMAX - Z] before rounding is equivalent (integer bounds). The rounding add leaves the
+    integer in the low mantissa bits, so the int32 result is a bit-cast and an integer add: no float->int convert
+    (F2I runs at 1/8 of the FP32 rate on sm_90)."""
+    clamped = tl.minimum(tl.maximum(v, QMIN - zero_point), QMAX - zero_point)
+    magic_bits = (clamped + ROUND_MAGIC).to(tl.int32, bitcast=True)  # MAGIC_BITS + rint(clamped)
+    return magic_bits + (zero_point.to(tl.int32) - MAGIC_BITS)
+
+
+@triton.jit
+def small_int_to_float(i):
+    """fp32(i) for int32 |i| < 2**22 by bit-cast and one add (I2F runs at 1/8 of the FP32 rate on sm_90)."""
+    return (i + MAGIC_BITS).to(tl.float32, bitcast=True) - ROUND_MAGIC
 
 
 def interpreting() -> bool:

@@ -8,7 +8,14 @@ import torch
 import triton
 import triton.language as tl
 
-from triton_kernels._common import check_2d, check_device, check_float_dtype, interpreting, round_half_even
+from triton_kernels._common import (
+    check_2d,
+    check_device,
+    check_float_dtype,
+    interpreting,
+    quantize_rounded,
+    round_half_even,
+)
 
 # Rows up to this length are held in registers whole, so x is read from memory exactly once.
 SINGLE_PASS_MAX_K = 32768
@@ -27,8 +34,7 @@ def _row_scale_zero_point(r_min, r_max):
 @triton.jit
 def _quantize_values(r, scale, zero_point):
     """q = clamp(rint(r / S) + Z, -128, 127) as int8, for an fp32 block r."""
-    q = round_half_even(tl.math.div_rn(r, scale)) + zero_point
-    return tl.minimum(tl.maximum(q, -128.0), 127.0).to(tl.int8)
+    return quantize_rounded(tl.math.div_rn(r, scale), zero_point, -128, 127).to(tl.int8)
 
 
 @triton.jit

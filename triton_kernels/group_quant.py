@@ -14,7 +14,16 @@ import torch
 import triton
 import triton.language as tl
 
-from triton_kernels._common import cast_rne, check_2d, check_device, check_float_dtype, interpreting, round_half_even
+from triton_kernels._common import (
+    cast_rne,
+    check_2d,
+    check_device,
+    check_float_dtype,
+    interpreting,
+    quantize_rounded,
+    round_half_even,
+    small_int_to_float,
+)
 
 GROUP_SIZES = (32, 64, 128, 256)
 BITS = (4, 8)
@@ -29,14 +38,11 @@ def _configs():
 
 @triton.jit
 def _group_quantize_kernel(
-    w_ptr,  # (N, K) bf16/fp16/fp32 weights
+    w_ptr,  # (N, K) bf16/fp16/fp32 weights, contiguous: group i is elements [i*GROUP, (i+1)*GROUP)
     q_ptr,  # int8 (N, K) when BITS == 8, uint8 (N, K/2) packed when BITS == 4; contiguous
     scale_ptr,  # (N, K/GROUP) fp32 out, contiguous
     zero_point_ptr,  # (N, K/GROUP) int8 out, contiguous (zeros when SYMMETRIC)
     num_groups,  # N * K / GROUP
-    groups_per_row,  # K / GROUP
-    stride_wn,  # elements between rows of w
-    stride_wk,  # elements between columns of w
     GROUP: tl.constexpr,  # group size g along K: 32, 64, 128 or 256
     BITS: tl.constexpr,  # 4 or 8
     SYMMETRIC: tl.constexpr,  # True: Z = 0 and S = max|r| / qmax
@@ -47,11 +53,8 @@ def _group_quantize_kernel(
     QMAX: tl.constexpr = (1 << (BITS - 1)) - 1
     groups = tl.program_id(0).to(tl.int64) * BLOCK_G + tl.arange(0, BLOCK_G)  # (BLOCK_G,) flat group ids
     group_mask = groups < num_groups
-    rows = groups // groups_per_row
-    cols = (groups % groups_per_row) * GROUP
     offs = tl.arange(0, GROUP)  # (GROUP,)
-    w_offs = rows[:, None] * stride_wn + (cols[:, None] + offs[None, :]) * stride_wk
-    r = tl.load(w_ptr + w_offs, mask=group_mask[:, None], other=0.0).to(tl.float32)  # (BLOCK_G, GROUP) fp32
+    r = tl.load(w_ptr + groups[:, None] * GROUP + offs[None, :], mask=group_mask[:, None], other=0.0).to(tl.float32)  # (BLOCK_G, GROUP) fp32
 
     if SYMMETRIC:
         scale = tl.math.div_rn(tl.max(tl.abs(r), axis=1), QMAX * 1.0)  # (BLOCK_G,)
@@ -64,8 +67,7 @@ def _group_quantize_kernel(
         scale = tl.where(scale == 0.0, 1.0, scale)
         zero_point = round_half_even(QMIN - tl.math.div_rn(r_min, scale))
         zero_point = tl.minimum(tl.maximum(zero_point, QMIN * 1.0), QMAX * 1.0)
-    q = round_half_even(tl.math.div_rn(r, scale[:, None])) + zero_point[:, None]
-    q = tl.minimum(tl.maximum(q, QMIN * 1.0), QMAX * 1.0).to(tl.int32)  # (BLOCK_G, GROUP) int32
+    q = quantize_rounded(tl.math.div_rn(r, scale[:, None]), zero_point[:, None], QMIN, QMAX)  # (BLOCK_G, GROUP) i32
 
     if BITS == 4:
         even, odd = tl.split(tl.reshape(q, (BLOCK_G, GROUP // 2, 2)))  # (BLOCK_G, GROUP/2) each: k = 2j, 2j+1
@@ -102,8 +104,8 @@ def _group_dequantize_kernel(
         q_offs = groups[:, None] * GROUP + tl.arange(0, GROUP)[None, :]
         q = tl.load(q_ptr + q_offs, mask=group_mask[:, None], other=0).to(tl.int32)
     scale = tl.load(scale_ptr + groups, mask=group_mask, other=1.0)  # (BLOCK_G,) fp32
-    zero_point = tl.load(zero_point_ptr + groups, mask=group_mask, other=0).to(tl.float32)
-    r = scale[:, None] * (q.to(tl.float32) - zero_point[:, None])  # (BLOCK_G, GROUP) fp32
+    zero_point = tl.load(zero_point_ptr + groups, mask=group_mask, other=0).to(tl.int32)
+    r = scale[:, None] * small_int_to_float(q - zero_point[:, None])  # (BLOCK_G, GROUP) fp32, exact q - Z
     w_offs = groups[:, None] * GROUP + tl.arange(0, GROUP)[None, :]
     tl.store(w_ptr + w_offs, cast_rne(r, w_ptr.dtype.element_ty), mask=group_mask[:, None])
 
@@ -143,6 +145,7 @@ def group_quantize(w: torch.Tensor, bits: int, group_size: int, symmetric: bool)
     n, k = w.shape
     check_bits_group(bits, group_size, k)
     num_groups = n * k // group_size
+    w = w.contiguous()
     q = torch.empty((n, k // 2) if bits == 4 else (n, k), dtype=torch.uint8 if bits == 4 else torch.int8, device=w.device)
     scale = torch.empty((n, k // group_size), dtype=torch.float32, device=w.device)
     zero_point = torch.empty((n, k // group_size), dtype=torch.int8, device=w.device)
@@ -150,7 +153,7 @@ def group_quantize(w: torch.Tensor, bits: int, group_size: int, symmetric: bool)
         return q, scale, zero_point
     _launch(
         _group_quantize_kernel, _group_quantize_tuned, n * k,
-        w, q, scale, zero_point, num_groups, k // group_size, w.stride(0), w.stride(1),
+        w, q, scale, zero_point, num_groups,
         GROUP=group_size, BITS=bits, SYMMETRIC=bool(symmetric),
     )
     return q, scale, zero_point
