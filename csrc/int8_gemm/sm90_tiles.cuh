@@ -1,0 +1,78 @@
+// The Hopper tile configurations and their launcher template (torch-free). Each configuration is instantiated in
+// its own translation unit (launch_sm90_<tile>.cu) so that the build compiles them in parallel.
+#pragma once
+#include "int8_gemm/int8_gemm.h"
+#include "int8_gemm/kernel_sm90.cuh"
+#include "int8_gemm/launch_util.h"
+#include "int8_gemm/tensor_map.h"
+
+namespace qtorch_int8 {
+
+using Sm90Tile128x256 = Sm90Tile</*WN=*/256, /*CM=*/2, /*CN=*/1, /*Stages=*/4>;  // 192 KB ring
+using Sm90Tile128x128 = Sm90Tile</*WN=*/128, /*CM=*/2, /*CN=*/1, /*Stages=*/6>;  // 192 KB ring
+using Sm90Tile64x256 = Sm90Tile</*WN=*/128, /*CM=*/1, /*CN=*/2, /*Stages=*/5>;   // 200 KB ring
+
+using Sm90KernelFn = void (*)(const CUtensorMap, const CUtensorMap, const Sm90Args);
+
+// The instantiation for an output kind; requant always takes the row-sum path (its Z_W is a required input),
+// raw int32 output never does.
+template <class T>
+Sm90KernelFn select_sm90_kernel(int out_kind, bool rowsum) {
+  switch (out_kind) {
+    case kOutBF16: return rowsum ? int8_gemm_sm90_kernel<T, kOutBF16, true> : int8_gemm_sm90_kernel<T, kOutBF16, false>;
+    case kOutFP16: return rowsum ? int8_gemm_sm90_kernel<T, kOutFP16, true> : int8_gemm_sm90_kernel<T, kOutFP16, false>;
+    case kOutFP32: return rowsum ? int8_gemm_sm90_kernel<T, kOutFP32, true> : int8_gemm_sm90_kernel<T, kOutFP32, false>;
+    case kOutInt8Requant: return int8_gemm_sm90_kernel<T, kOutInt8Requant, true>;
+    case kOutInt32Raw: return int8_gemm_sm90_kernel<T, kOutInt32Raw, false>;
+    default: return nullptr;
+  }
+}
+
+template <class T>
+cudaError_t launch_sm90_tile(const GemmProblem& pb, int split_k, int num_sms, cudaStream_t stream) {
+  const EpilogueParams& e = pb.epi;
+  Sm90Args args;
+  args.M = e.M;
+  args.N = e.N;
+  args.K = e.K;
+  args.tiles_m = ceil_div(e.M, T::kBM);
+  args.tiles_n = ceil_div(e.N, T::kBN);
+  args.k_blocks = ceil_div(e.K, T::kBK);
+  args.split_k = split_k;
+  args.epi = e;
+  if (split_k < 1 || split_k > 8 || split_k > args.k_blocks || num_sms < 1) return cudaErrorInvalidValue;
+
+  CUtensorMap tmap_x, tmap_w;
+  cudaError_t err = make_tensor_map_s8(&tmap_x, pb.x, e.M, e.K, T::kBM);
+  if (err != cudaSuccess) return err;
+  err = make_tensor_map_s8(&tmap_w, pb.w, e.N, e.K, T::kBN);
+  if (err != cudaSuccess) return err;
+
+  const Sm90KernelFn kernel = select_sm90_kernel<T>(e.out_kind, epilogue_needs_rowsum(e));
+  if (kernel == nullptr) return cudaErrorInvalidValue;
+  err = ensure_max_dynamic_smem(reinterpret_cast<const void*>(kernel), T::kSmemBytes);
+  if (err != cudaSuccess) return err;
+
+  const int tiles = args.tiles_m * args.tiles_n;
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(split_k == 1 ? (tiles < num_sms ? tiles : num_sms) : tiles * split_k);
+  cfg.blockDim = dim3(T::kThreads);
+  cfg.dynamicSmemBytes = T::kSmemBytes;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  if (split_k > 1) {
+    attr[0].id = cudaLaunchAttributeClusterDimension;
+    attr[0].val.clusterDim.x = split_k;
+    attr[0].val.clusterDim.y = 1;
+    attr[0].val.clusterDim.z = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+  }
+  return cudaLaunchKernelEx(&cfg, kernel, tmap_x, tmap_w, args);
+}
+
+extern template cudaError_t launch_sm90_tile<Sm90Tile128x256>(const GemmProblem&, int, int, cudaStream_t);
+extern template cudaError_t launch_sm90_tile<Sm90Tile128x128>(const GemmProblem&, int, int, cudaStream_t);
+extern template cudaError_t launch_sm90_tile<Sm90Tile64x256>(const GemmProblem&, int, int, cudaStream_t);
+
+}  // namespace qtorch_int8
