@@ -22,6 +22,7 @@ from triton_kernels._common import cast_rne, check_2d, check_device, check_float
 
 # Largest M served by the CUDA-core GEMV kernel; larger M (and fp32 x) use the tensor-core kernel.
 GEMV_MAX_M = 4
+ONE_BITS = 0x3F800000  # bits of 1.0f
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -48,9 +49,11 @@ def _field_shift(i, bits):
 
 
 @triton.jit
-def _field_to_float(words, SHIFT: tl.constexpr, POS: tl.constexpr, BITS: tl.constexpr):
+def _field_to_float(words, one_bits, SHIFT: tl.constexpr, POS: tl.constexpr, BITS: tl.constexpr):
     """f = 1 + u · 2^(POS − 23) for the field whose u sits at bits POS − SHIFT of each int32 word: one shift
-    (shared by fields with the same SHIFT after CSE) and one LOP3 (mask, OR the exponent bits of 1.0)."""
+    (shared by fields with the same SHIFT after CSE) and one LOP3 `(shifted & mask) | one_bits`. one_bits = the bits
+    of 1.0f arrives as a kernel argument: as a register operand ptxas fuses AND and OR into a single LOP3, whereas
+    with two immediates it emits two."""
     if SHIFT > 0:
         shifted = words << SHIFT
     elif SHIFT < 0:
@@ -58,69 +61,74 @@ def _field_to_float(words, SHIFT: tl.constexpr, POS: tl.constexpr, BITS: tl.cons
     else:
         shifted = words
     field = shifted & (((1 << BITS) - 1) << POS)
-    return (field | 0x3F800000).to(tl.float32, bitcast=True)
+    return (field | one_bits).to(tl.float32, bitcast=True)
 
 
 @triton.jit
 def _wo_gemv_kernel(
     x_ptr,  # (M, K) bf16/fp16 activations, unit stride along K
-    w_ptr,  # (N, K * BITS / 32) int32: the packed weight bytes viewed as words (8 nibbles or 4 bytes, k ascending)
-    scale_ptr,  # (N, K / group_size) fp32 group scales
-    zero_point_ptr,  # (N, K / group_size) int8 group zero points
+    w_ptr,  # (N, K_WORDS) int32: the packed weight bytes viewed as words (8 nibbles or 4 bytes, k ascending)
+    scale_ptr,  # (N, K / g) fp32 group scales
+    zero_point_ptr,  # (N, K / g) int8 group zero points
     bias_ptr,  # (N,) bias (any float dtype) or a dummy pointer when HAS_BIAS is False
     y_ptr,  # (M, N) output in x's dtype
     N,  # output features
-    K,  # input features (a multiple of 32 / BITS)
-    group_size,  # g: a multiple of SUB_K, or K (one group per row)
+    K_WORDS,  # words per weight row = K * BITS / 32
     stride_xm,  # elements between rows of x
     stride_wn,  # words between rows of w
     stride_sn,  # elements between rows of scale
     stride_zn,  # elements between rows of zero_point
     stride_ym,  # elements between rows of y
+    one_bits,  # 0x3F800000, the bits of 1.0f (a runtime value on purpose, see _field_to_float)
     BITS: tl.constexpr,  # 4 or 8
     HAS_BIAS: tl.constexpr,  # add bias
-    BLOCK_N: tl.constexpr,  # output features per program
-    SUB_K: tl.constexpr,  # k per sub-group: one (S, Z) per sub-group (divides g, or g == K)
-    SUBS: tl.constexpr,  # sub-groups per loop iteration (k per iteration = SUBS * SUB_K)
+    GROUP_WORDS_LOG2: tl.constexpr,  # log2(g * BITS / 32): words per group; -1 when g == K (one group per row)
+    BLOCK_N: tl.constexpr,  # output features per program (rows per thread = BLOCK_N / num_warps)
+    SUBS: tl.constexpr,  # 16-byte chunks (4 words) per row per iteration, one per thread of a warp
 ):
-    PER_WORD: tl.constexpr = 32 // BITS
-    WORDS: tl.constexpr = SUB_K // PER_WORD  # words per sub-group
+    PER_WORD: tl.constexpr = 32 // BITS  # values per word
+    CHUNK: tl.constexpr = 4  # words per 16-byte chunk; a chunk never crosses a group (g >= 4 * PER_WORD)
     OFFSET: tl.constexpr = 1 << (BITS - 1)  # u = q + OFFSET after flipping each field's sign bit
     SIGN_FLIP: tl.constexpr = -2004318072 if BITS == 4 else -2139062144  # 0x88888888 / 0x80808080 as int32
     pid_n = tl.program_id(0)
     row = tl.program_id(1).to(tl.int64)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)  # (BLOCK_N,)
     n_mask = offs_n < N
-    offs_s = tl.arange(0, SUBS)  # (SUBS,)
-    offs_w = tl.arange(0, WORDS)  # (WORDS,)
+    chunk_words = tl.arange(0, SUBS)[:, None] * CHUNK + tl.arange(0, CHUNK)[None, :]  # (SUBS, CHUNK) word offsets
     x_row = x_ptr + row * stride_xm
-    w_rows = w_ptr + offs_n.to(tl.int64)[:, None, None] * stride_wn  # (BLOCK_N, 1, 1) row starts
-    acc = tl.zeros((BLOCK_N, SUBS), dtype=tl.float32)  # Σ over iterations of S · Σ_sub x (q − Z)
-    for k0 in range(0, K, SUBS * SUB_K):
-        k_sub = k0 + offs_s * SUB_K  # (SUBS,) first k of each sub-group
-        k_word = k_sub[:, None] + offs_w[None, :] * PER_WORD  # (SUBS, WORDS) first k of each word
-        word_mask = k_word < K
-        words = tl.load(w_rows + (k_word // PER_WORD)[None, :, :], mask=n_mask[:, None, None] & word_mask[None, :, :],
-                        other=0)  # (BLOCK_N, SUBS, WORDS) int32
-        words = words ^ SIGN_FLIP  # every field now holds u = q + OFFSET in [0, 2^BITS)
-        sub_mask = n_mask[:, None] & (k_sub < K)[None, :]
-        group = k_sub // group_size  # (SUBS,)
-        scale = tl.load(scale_ptr + offs_n[:, None] * stride_sn + group[None, :], mask=sub_mask, other=0.0)
-        zero_point = tl.load(zero_point_ptr + offs_n[:, None] * stride_zn + group[None, :], mask=sub_mask, other=0)
-        dot_f = tl.zeros((BLOCK_N, SUBS, WORDS), dtype=tl.float32)  # Σ_i x'_i f_i per word
-        sum_x_scaled = tl.zeros((SUBS, WORDS), dtype=tl.float32)  # Σ_i x'_i per word
-        sum_x = tl.zeros((SUBS, WORDS), dtype=tl.float32)  # Σ_i x_i per word
+    # Tiles are (SUBS, BLOCK_N, CHUNK): with SUBS first, Triton's coalescing puts the 32 threads of a warp along
+    # SUBS (consecutive 16-byte chunks of a row) and the warps along N, so each thread keeps BLOCK_N / num_warps
+    # rows and reuses every x value it loads for all of them.
+    w_rows = w_ptr + offs_n.to(tl.int64)[None, :, None] * stride_wn  # (1, BLOCK_N, 1) row starts
+    acc = tl.zeros((SUBS, BLOCK_N), dtype=tl.float32)  # Σ over iterations of S · Σ_chunk x (q − Z)
+    for w0 in range(0, K_WORDS, SUBS * CHUNK):
+        word = w0 + chunk_words  # (SUBS, CHUNK) word index along the row
+        word_mask = word < K_WORDS
+        words = tl.load(w_rows + word[:, None, :], mask=word_mask[:, None, :] & n_mask[None, :, None], other=0)
+        words = words ^ SIGN_FLIP  # (SUBS, BLOCK_N, CHUNK) int32; every field now holds u = q + OFFSET
+        chunk_start = w0 + tl.arange(0, SUBS) * CHUNK  # (SUBS,) first word of each chunk
+        if GROUP_WORDS_LOG2 >= 0:
+            group = chunk_start >> GROUP_WORDS_LOG2
+        else:
+            group = tl.zeros_like(chunk_start)
+        chunk_mask = (chunk_start < K_WORDS)[:, None] & n_mask[None, :]
+        scale = tl.load(scale_ptr + offs_n[None, :] * stride_sn + group[:, None], mask=chunk_mask, other=0.0)
+        zero_point = tl.load(zero_point_ptr + offs_n[None, :] * stride_zn + group[:, None], mask=chunk_mask, other=0)
+        dot_f = tl.zeros((SUBS, BLOCK_N, CHUNK), dtype=tl.float32)  # Σ_i x'_i f_i per word
+        sum_x_scaled = tl.zeros((SUBS, CHUNK), dtype=tl.float32)  # Σ_i x'_i per word
+        sum_x = tl.zeros((SUBS, CHUNK), dtype=tl.float32)  # Σ_i x_i per word
         for i in tl.static_range(PER_WORD):
-            x_i = tl.load(x_row + k_word + i, mask=word_mask, other=0.0).to(tl.float32)  # (SUBS, WORDS) k = word + i
-            POS: tl.constexpr = _field_pos(i, BITS)
-            f_i = _field_to_float(words, _field_shift(i, BITS), POS, BITS)  # (BLOCK_N, SUBS, WORDS) 1 + u·2^(POS−23)
-            x_scaled = x_i * (1 << (23 - POS))  # exact power-of-two scaling
-            dot_f += x_scaled[None, :, :] * f_i
+            x_i = tl.load(x_row + word * PER_WORD + i, mask=word_mask, other=0.0).to(tl.float32)  # (SUBS, CHUNK)
+            pos = _field_pos(i, BITS)  # constexpr
+            f_i = _field_to_float(words, one_bits, _field_shift(i, BITS), pos, BITS)  # (SUBS, BLOCK_N, CHUNK) 1 + u·2^(pos−23)
+            x_scaled = x_i * (1 << (23 - pos))  # exact power-of-two scaling
+            dot_f += x_scaled[:, None, :] * f_i
             sum_x_scaled += x_scaled
             sum_x += x_i
-        offset_sum = tl.sum(sum_x_scaled, axis=1)[None, :] + (OFFSET + zero_point.to(tl.float32)) * tl.sum(sum_x, axis=1)[None, :]
-        acc += scale * (tl.sum(dot_f, axis=2) - offset_sum)
-    y = tl.sum(acc, axis=1)  # (BLOCK_N,) fp32
+        offsets = small_int_to_float(zero_point.to(tl.int32) + OFFSET)  # (SUBS, BLOCK_N) OFFSET + Z, exact
+        correction = tl.sum(sum_x_scaled, axis=1)[:, None] + offsets * tl.sum(sum_x, axis=1)[:, None]
+        acc += scale * (tl.sum(dot_f, axis=2) - correction)
+    y = tl.sum(acc, axis=0)  # (BLOCK_N,) fp32
     if HAS_BIAS:
         y += tl.load(bias_ptr + offs_n, mask=n_mask, other=0.0).to(tl.float32)
     tl.store(y_ptr + row * stride_ym + offs_n, cast_rne(y, y_ptr.dtype.element_ty), mask=n_mask)
@@ -207,10 +215,11 @@ def _wo_mma_kernel(
 
 
 def _gemv_configs():
+    """Rows per thread BLOCK_N / num_warps of 4 or 8 amortize the x loads; SUBS * 16 bytes per row per iteration."""
     return [
-        triton.Config({"BLOCK_N": block_n, "SUBS": subs}, num_warps=warps, num_stages=stages)
-        for block_n, subs, warps in ((8, 4, 4), (16, 2, 4), (16, 4, 8), (32, 1, 4), (32, 2, 8), (64, 1, 8))
-        for stages in (2, 4)
+        triton.Config({"BLOCK_N": block_n, "SUBS": subs}, num_warps=warps)
+        for block_n, warps in ((8, 1), (8, 2), (16, 2), (16, 4), (32, 4))
+        for subs in (16, 32)
     ]
 
 
@@ -231,7 +240,7 @@ def _prune_mma(configs, named_args, **_):
     return kept or configs
 
 
-_wo_gemv_tuned = triton.autotune(_gemv_configs(), key=["N", "K", "BITS", "SUB_K"])(_wo_gemv_kernel)
+_wo_gemv_tuned = triton.autotune(_gemv_configs(), key=["N", "K_WORDS", "BITS", "GROUP_WORDS_LOG2"])(_wo_gemv_kernel)
 _wo_mma_tuned = triton.autotune(
     _mma_configs(), key=["M", "N", "K", "BITS", "BLOCK_K", "SCALE_PER_TILE", "DOT_DTYPE"], prune_configs_by={"early_config_prune": _prune_mma}
 )(_wo_mma_kernel)
@@ -266,17 +275,17 @@ def _check_inputs(x, w_q, w_scale, w_zp, bits, group_size, bias):
     return m, n, k
 
 
-def _gemv_sub_k(k: int, bits: int, group_size: int):
-    """k per sub-group for the GEMV kernel, or None when its word layout does not fit these shapes."""
+def _gemv_group_words_log2(k: int, bits: int, group_size: int):
+    """GROUP_WORDS_LOG2 for the GEMV kernel (-1: one group per row), or None when its word layout does not fit."""
     per_word = 32 // bits
     if k % per_word:
         return None
     if group_size == k:
-        return 128 if k >= 128 else None  # one group per row: any sub-group size works
-    for sub_k in (128, 64, 32):
-        if group_size % sub_k == 0:
-            return sub_k
-    return None
+        return -1
+    group_words = group_size // per_word
+    if group_size % per_word or group_words < 4 or group_words & (group_words - 1):
+        return None  # a 16-byte chunk of 4 words must lie inside one group, and groups must be a power of 2
+    return group_words.bit_length() - 1
 
 
 def weight_only_linear(x, w_q, w_scale, w_zp, bits: int, group_size: int, bias=None, *, path: str = "auto"):
@@ -297,22 +306,24 @@ def weight_only_linear(x, w_q, w_scale, w_zp, bits: int, group_size: int, bias=N
         w_q = w_q.contiguous()
     has_bias = bias is not None
     bias_arg = bias if has_bias else w_scale  # never read when HAS_BIAS is False
-    sub_k = _gemv_sub_k(k, bits, group_size)
-    gemv_ok = sub_k is not None and x.dtype != torch.float32 and w_q.data_ptr() % 16 == 0 and (w_q.stride(0) * bits) % 32 == 0
+    group_words_log2 = _gemv_group_words_log2(k, bits, group_size)
+    gemv_ok = (group_words_log2 is not None and x.dtype != torch.float32 and w_q.data_ptr() % 16 == 0
+               and (w_q.stride(0) * bits) % 32 == 0)
     use_gemv = path == "gemv" or (path == "auto" and m <= GEMV_MAX_M)
     if path == "gemv" and not gemv_ok:
-        raise ValueError("path='gemv' needs bf16/fp16 x, K a multiple of 32/bits, 16-byte aligned rows, and a group "
-                         "size that is a multiple of 32 (or K >= 128)")
+        raise ValueError("path='gemv' needs bf16/fp16 x, K a multiple of 32/bits, 16-byte aligned rows, and a "
+                         "power-of-2 group size of at least 128/bits values (or group_size == K)")
     if use_gemv and gemv_ok:
         words = w_q.view(torch.int32)  # (N, K*bits/32) int32
-        args = (x, words, w_scale, w_zp, bias_arg, y, n, k, group_size, x.stride(0), words.stride(0),
-                w_scale.stride(0), w_zp.stride(0), y.stride(0))
+        args = (x, words, w_scale, w_zp, bias_arg, y, n, words.shape[1], x.stride(0), words.stride(0),
+                w_scale.stride(0), w_zp.stride(0), y.stride(0), ONE_BITS)
+        meta = dict(BITS=bits, HAS_BIAS=has_bias, GROUP_WORDS_LOG2=group_words_log2)
         if interpreting():
-            torch.library.wrap_triton(_wo_gemv_kernel)[(triton.cdiv(n, 16), m)](
-                *args, BITS=bits, HAS_BIAS=has_bias, SUB_K=sub_k, BLOCK_N=16, SUBS=2, num_warps=1)
+            torch.library.wrap_triton(_wo_gemv_kernel)[(triton.cdiv(n, 8), m)](
+                *args, **meta, BLOCK_N=8, SUBS=4, num_warps=1)
         else:
-            grid = lambda meta: (triton.cdiv(n, meta["BLOCK_N"]), m)  # noqa: E731
-            torch.library.wrap_triton(_wo_gemv_tuned)[grid](*args, BITS=bits, HAS_BIAS=has_bias, SUB_K=sub_k)
+            grid = lambda meta_: (triton.cdiv(n, meta_["BLOCK_N"]), m)  # noqa: E731
+            torch.library.wrap_triton(_wo_gemv_tuned)[grid](*args, **meta)
         return y
 
     # One group per K tile when BLOCK_K divides g (or g == K); other group sizes dequantize per element.
