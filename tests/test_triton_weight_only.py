@@ -1,0 +1,122 @@
+"""triton_kernels.weight_only: y = x · dequant(W_q)ᵀ + bias, both kernels (GEMV and tl.dot), int4 and int8.
+
+Error criterion: |y − y64| no larger than twice the error of the same-precision PyTorch computation
+(F.linear in x's dtype on the dequantized weight) against float64, on fresh random data of awkward shapes.
+"""
+import pytest
+import torch
+import torch.nn.functional as F
+from test_triton_reference import group_dequantize_ref, group_quantize_ref
+
+from triton_kernels import weight_only
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _case(m, n, k, bits, group_size, dtype, symmetric=False, bias=True, device=DEVICE):
+    w = torch.randn(n, k, device=device) * 0.05
+    q, scale, zp = group_quantize_ref(w, bits, group_size, symmetric)
+    x = torch.randn(m, k, device=device).to(dtype)
+    b = torch.randn(n, device=device).to(dtype) if bias else None
+    return x, q, scale, zp, b
+
+
+def _check(x, q, scale, zp, bits, group_size, b, path):
+    y = weight_only.weight_only_linear(x, q, scale, zp, bits, group_size, b, path=path)
+    assert y.dtype == x.dtype and y.shape == (x.shape[0], q.shape[0])
+    w64 = group_dequantize_ref(q, scale, zp, bits, group_size, torch.float64)
+    y64 = x.double() @ w64.t() + (b.double() if b is not None else 0.0)
+    same_precision = F.linear(x, w64.to(x.dtype), b)  # the PyTorch computation in x's precision
+    err = (y.double() - y64).abs().max().item()
+    err_ref = (same_precision.double() - y64).abs().max().item()
+    assert y64.abs().max() > 0
+    assert err <= 2 * err_ref + 1e-12, f"error {err:.3g} vs same-precision PyTorch {err_ref:.3g}"
+
+
+@pytest.mark.parametrize("path", ["gemv", "mma"])
+@pytest.mark.parametrize("bits", [4, 8])
+@pytest.mark.parametrize("m, n, k, group_size", [(1, 40, 256, 128), (3, 33, 512, 64), (2, 17, 256, 32)])
+def test_matches_reference_bf16(path, bits, m, n, k, group_size):
+    x, q, scale, zp, b = _case(m, n, k, bits, group_size, torch.bfloat16)
+    _check(x, q, scale, zp, bits, group_size, b, path)
+
+
+@pytest.mark.parametrize("path", ["gemv", "mma"])
+def test_fp16_symmetric_no_bias(path):
+    x, q, scale, zp, b = _case(2, 24, 256, 4, 128, torch.float16, symmetric=True, bias=False)
+    _check(x, q, scale, zp, 4, 128, b, path)
+
+
+def test_mma_ragged_m_and_fp32_activations():
+    x, q, scale, zp, b = _case(19, 20, 128, 8, 64, torch.float32)
+    _check(x, q, scale, zp, 8, 64, b, "auto")  # fp32 x always takes the tl.dot kernel in IEEE fp32
+
+
+@pytest.mark.parametrize("path", ["gemv", "mma"])
+def test_per_channel_int8_group_is_k(path):
+    x, q, scale, zp, b = _case(2, 12, 136, 8, 136, torch.bfloat16)  # K = 136 is no multiple of the K tile
+    _check(x, q, scale, zp, 8, 136, b, path)
+
+
+def test_group_size_without_a_tile_per_group():
+    x, q, scale, zp, b = _case(3, 10, 96, 4, 48, torch.bfloat16)  # g = 48: per-element dequantization in tl.dot
+    _check(x, q, scale, zp, 4, 48, b, "auto")
+    with pytest.raises(ValueError, match="gemv"):
+        weight_only.weight_only_linear(x, q, scale, zp, 4, 48, b, path="gemv")
+
+
+def test_empty_and_strided_inputs():
+    x, q, scale, zp, b = _case(4, 16, 128, 4, 64, torch.bfloat16)
+    assert weight_only.weight_only_linear(x[:0], q, scale, zp, 4, 64, b).shape == (0, 16)
+    wide = torch.randn(2, 256, device=DEVICE).to(torch.bfloat16)[:, ::2]  # (2, 128) with stride 2 along K
+    _check(wide, q, scale, zp, 4, 64, b, "auto")
+
+
+@pytest.mark.parametrize(
+    "change, error, match",
+    [
+        (dict(bits=3), ValueError, "bits"),
+        (dict(group_size=48), ValueError, "group_size"),
+        (dict(x=torch.zeros(2, 100)), ValueError, "w_q has"),
+        (dict(x=torch.zeros(2, 128, dtype=torch.int32)), TypeError, "x must be"),
+        (dict(q=torch.zeros(8, 64, dtype=torch.int8)), TypeError, "w_q must be"),
+        (dict(scale=torch.zeros(8, 3)), ValueError, "w_scale"),
+        (dict(zp=torch.zeros(8, 2, dtype=torch.int32)), ValueError, "w_zp"),
+        (dict(b=torch.zeros(7)), ValueError, "bias"),
+    ],
+)
+def test_bad_input(change, error, match):
+    x, q, scale, zp, b = _case(2, 8, 128, 4, 64, torch.bfloat16, device="cpu")
+    args = dict(x=x, q=q, scale=scale, zp=zp, bits=4, group_size=64, b=b)
+    args.update({key: (v.to(DEVICE) if isinstance(v, torch.Tensor) else v) for key, v in change.items()})
+    args = {key: (v.to(DEVICE) if isinstance(v, torch.Tensor) else v) for key, v in args.items()}
+    with pytest.raises(error, match=match):
+        weight_only.weight_only_linear(args["x"], args["q"], args["scale"], args["zp"], args["bits"],
+                                       args["group_size"], args["b"])
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("path", ["gemv", "mma"])
+@pytest.mark.parametrize("bits, group_size", [(4, 128), (4, 32), (8, 128), (8, None)])
+@pytest.mark.parametrize("k, n", [(4096, 11008), (11008, 4096)])
+@pytest.mark.parametrize("m", [1, 4, 17])
+def test_llama_shapes_gpu(path, bits, group_size, k, n, m):
+    if path == "gemv" and m > weight_only.GEMV_MAX_M:
+        pytest.skip("the GEMV kernel is for decode sizes")
+    group_size = group_size or k  # None: per-channel int8
+    x, q, scale, zp, b = _case(m, n, k, bits, group_size, torch.bfloat16, device="cuda")
+    _check(x, q, scale, zp, bits, group_size, b, path)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("m", [64, 256, 4099])
+def test_large_m_gpu(m):
+    x, q, scale, zp, b = _case(m, 4096, 4096, 4, 128, torch.float16, device="cuda")
+    _check(x, q, scale, zp, 4, 128, b, "auto")
+
+
+@pytest.mark.cuda
+def test_torch_compile_traces_the_kernels():
+    x, q, scale, zp, b = _case(1, 256, 512, 4, 128, torch.bfloat16, device="cuda")
+    compiled = torch.compile(lambda *a: weight_only.weight_only_linear(*a), fullgraph=True)
+    torch.testing.assert_close(compiled(x, q, scale, zp, 4, 128, b), weight_only.weight_only_linear(x, q, scale, zp, 4, 128, b))
