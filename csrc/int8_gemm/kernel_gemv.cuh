@@ -35,7 +35,7 @@ struct GemvArgs {
 };
 
 template <class T, bool kRowSum>
-__global__ void __launch_bounds__(T::kThreads) int8_gemv_kernel(const GemvArgs args) {  // operands + epilogue
+__global__ void __launch_bounds__(T::kThreads, 1) int8_gemv_kernel(const GemvArgs args) {  // operands + epilogue
   __shared__ int32_t red[T::kWarps * T::kFragInts];  // [warp][rb][nt][i][lane] partial accumulators
   __shared__ int32_t red_rowsum[T::kWarps * 8 * T::kNT];  // [warp][token]
   const EpilogueParams& p = args.epi;
@@ -92,7 +92,7 @@ __global__ void __launch_bounds__(T::kThreads) int8_gemv_kernel(const GemvArgs a
           wv[u][rb][hi] = (kin && wvalid[rb][hi]) ? ld_stream_16(wrow[rb][hi] + c * 64) : make_uint4(0, 0, 0, 0);
 #pragma unroll
       for (int nt = 0; nt < T::kNT; ++nt)
-        xv[u][nt] = (kin && xvalid[nt]) ? __ldg(reinterpret_cast<const uint4*>(xrow[nt] + c * 64))
+        xv[u][nt] = (kin && xvalid[nt]) ? ld_readonly_16(xrow[nt] + c * 64)
                                         : make_uint4(0, 0, 0, 0);
     }
 #pragma unroll

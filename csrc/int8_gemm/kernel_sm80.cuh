@@ -50,7 +50,7 @@ __device__ __forceinline__ void sm80_load_tile(uint32_t smem_tile, const int8_t*
 }
 
 template <int kOut, bool kRowSum>
-__global__ void __launch_bounds__(Sm80Tile::kThreads)
+__global__ void __launch_bounds__(Sm80Tile::kThreads, kRowSum ? 1 : 2)  // 2 CTAs per SM unless row sums add registers
     int8_gemm_sm80_kernel(const Sm80Args args) {  // operands, tile grid, epilogue parameters
   using T = Sm80Tile;
   extern __shared__ __align__(128) uint8_t smem[];
