@@ -1,7 +1,7 @@
 """measure_memory(step_fn): peak memory of one call, on CUDA from torch.cuda.memory_stats, everywhere from a
 tensor-tracking estimate (every storage an op creates, alive until freed), split by role at the peak."""
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -17,6 +17,8 @@ class MemoryMeasurement:
     peak_bytes: torch.cuda.memory_stats' allocated_bytes.all.peak on CUDA, else the tracked peak.
     tracked_peak_bytes: the tensor-tracking peak (storages created by ops + those that existed at the start).
     by_category: the tracked storages alive at the tracked peak, by role (CATEGORIES).
+    untracked_start_bytes: on CUDA, bytes allocated before the call that no model / optimizer tensor accounts for:
+      CUDA library workspaces (cuBLAS keeps one per thread and stream) and the caller's other tensors.
     """
 
     peak_bytes: int
@@ -26,7 +28,7 @@ class MemoryMeasurement:
     method: str  # "cuda.memory_stats" or "tensor-tracking"
     device: str
     predicted_bytes: int | None = None
-    extra: dict = field(default_factory=dict)
+    untracked_start_bytes: int | None = None
 
     @property
     def relative_error(self) -> float | None:
@@ -143,7 +145,7 @@ def measure_memory(step_fn, *, model: torch.nn.Module | None = None, optimizer: 
         torch.cuda.synchronize(cuda)
         peak = torch.cuda.memory_stats(cuda)["allocated_bytes.all.peak"]
         return MemoryMeasurement(peak, tracker.peak, start, by_category, "cuda.memory_stats", str(cuda),
-                                 predicted_bytes)
+                                 predicted_bytes, max(start - start_tracked, 0))
     return MemoryMeasurement(tracker.peak, tracker.peak, start_tracked, by_category, "tensor-tracking",
                              str(device or "cpu"), predicted_bytes)
 
