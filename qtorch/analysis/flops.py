@@ -62,6 +62,11 @@ def _check_sizes(batch, seq, context):
             raise ValueError(f"{name}: expected an int >= {low}, got {v!r}")
 
 
+def _times(k: int, term: str) -> str:
+    """'3bsi', or 'bsi' when k == 1."""
+    return term if k == 1 else f"{k}{term}"
+
+
 def attention_pairs(seq: int, context: int, causal: bool) -> int:
     """(query, key) pairs per sequence and head: s queries after `context` cached keys.
 
@@ -93,7 +98,10 @@ def forward_flops(cfg: ModelConfig, batch: int, seq: int, conventions="qtorch", 
     kv_dim = cfg.kv_dim if conv.kv_proj == "gqa" else cfg.q_dim
     kv_sym = "n_kv·d" if conv.kv_proj == "gqa" and n_kv != n else "nd"
     pairs = attention_pairs(s, context, conv.causal)
-    pair_sym = ("s(s+1)/2" if not context else "(s·c + s(s+1)/2)") if conv.causal else ("s²" if not context else "s(c+s)")
+    if conv.causal:
+        pair_sym = "(s·c + s(s+1)/2)" if context else "s(s+1)/2"
+    else:
+        pair_sym = "s(c+s)" if context else "s²"
     rows: list[FlopRow] = []
 
     def add(name, category, formula, count, per, matmul=False, in_layers=True):
@@ -103,7 +111,8 @@ def forward_flops(cfg: ModelConfig, batch: int, seq: int, conventions="qtorch", 
     if conv.embedding == "matmul":
         add("tok_embeddings", "embedding", "2bshv", 1, 2 * t * h * v, matmul=True, in_layers=False)
     if cfg.position == "learned":
-        add("pos_embeddings (add)", "embedding", f"{conv.residual}bsh", 1, conv.residual * t * h, in_layers=False)
+        add("pos_embeddings (add)", "embedding", _times(conv.residual, "bsh"), 1, conv.residual * t * h,
+            in_layers=False)
     bias = int(conv.bias_adds and cfg.bias)  # 1: count the bias adds
     add("attention.wq", "attention", "2bsh·nd", N, 2 * t * h * cfg.q_dim, matmul=True)
     add("attention.wk", "attention", f"2bsh·{kv_sym}", N, 2 * t * h * kv_dim, matmul=True)
@@ -111,22 +120,22 @@ def forward_flops(cfg: ModelConfig, batch: int, seq: int, conventions="qtorch", 
     add("attention.qkv_bias", "attention", "bs(nd + 2·n_kv·d)", N, (t * (cfg.q_dim + 2 * cfg.kv_dim)) * bias)
     if cfg.position == "rope" and conv.rope != "none":
         heads, sym = (n + n_kv, "(n + n_kv)") if conv.rope == "qk" else (n, "n")
-        add("attention.rope", "attention", f"{conv.rope_flops}bs{sym}d", N, conv.rope_flops * t * heads * d)
+        add("attention.rope", "attention", _times(conv.rope_flops, f"bs{sym}d"), N, conv.rope_flops * t * heads * d)
     add("attention.qk", "attention", f"2b·n·{pair_sym}·d", N, 2 * b * n * pairs * d, matmul=True)
-    add("attention.softmax", "attention", f"{conv.softmax}b·n·{pair_sym}", N, conv.softmax * b * n * pairs)
+    add("attention.softmax", "attention", _times(conv.softmax, f"b·n·{pair_sym}"), N, conv.softmax * b * n * pairs)
     add("attention.pv", "attention", f"2b·n·{pair_sym}·d", N, 2 * b * n * pairs * d, matmul=True)
     add("attention.wo", "attention", "2bs·nd·h", N, 2 * t * cfg.q_dim * h, matmul=True)
     add("attention.wo_bias", "attention", "bsh", N, t * h * bias)
-    add("residual", "residual", f"{conv.residual}bsh", 2 * N, conv.residual * t * h)
+    add("residual", "residual", _times(conv.residual, "bsh"), 2 * N, conv.residual * t * h)
     if cfg.mlp == "swiglu":
         add("feed_forward.w1 (gate)", "mlp", "2bshi", N, 2 * t * h * i, matmul=True)
         add("feed_forward.w3 (up)", "mlp", "2bshi", N, 2 * t * h * i, matmul=True)
-        add("feed_forward.swish", "mlp", f"{conv.swish}bsi", N, conv.swish * t * i)
-        add("feed_forward.product", "mlp", f"{conv.glu_product}bsi", N, conv.glu_product * t * i)
+        add("feed_forward.swish", "mlp", _times(conv.swish, "bsi"), N, conv.swish * t * i)
+        add("feed_forward.product", "mlp", _times(conv.glu_product, "bsi"), N, conv.glu_product * t * i)
         add("feed_forward.bias", "mlp", "bs(2i + h)", N, t * (2 * i + h) * bias)
     else:
         add("feed_forward.w1 (up)", "mlp", "2bshi", N, 2 * t * h * i, matmul=True)
-        add("feed_forward.gelu", "mlp", f"{conv.gelu}bsi", N, conv.gelu * t * i)
+        add("feed_forward.gelu", "mlp", _times(conv.gelu, "bsi"), N, conv.gelu * t * i)
         add("feed_forward.bias", "mlp", "bs(i + h)", N, t * (i + h) * bias)
     add("feed_forward.w2 (down)", "mlp", "2bsih", N, 2 * t * i * h, matmul=True)
     if conv.norm:
