@@ -66,13 +66,13 @@ def test_cuda_quantized_forward_peak_within_10_percent():
     import qtorch
 
     torch.cuda.empty_cache()
-    model = build_llama("small", device="cuda", dtype=torch.bfloat16)
+    model = build_llama("llama-200m", device="cuda", dtype=torch.bfloat16)  # weights dominate, as deployed
     cfg = from_llama_config(model.config)
     summary = qtorch.quantize_(model, qtorch.GroupWeightOnlyConfig(bits=4, group_size=128))
-    tokens = torch.randint(0, cfg.vocab_size, (2, 256), device="cuda")
+    tokens = torch.randint(0, cfg.vocab_size, (1, 256), device="cuda")
     with torch.inference_mode():
         model(tokens)
-        predicted = inference_peak(cfg, 2, 256, "int4-g128", quantize_head="output" in summary.converted)
+        predicted = inference_peak(cfg, 1, 256, "int4-g128", quantize_head="output" in summary.converted)
         measured = measure_memory(lambda: model(tokens), model=model, device="cuda")
     _check(measured, predicted, "int4 forward")
 
