@@ -59,4 +59,4 @@ def peak_table(peak: PeakMemory, top: int = 3) -> str:
     rows = [[f"static: {k}", gb(v)] for k, v in peak.static.items()]
     for event, live in sorted(peak.timeline, key=lambda e: -e[1])[:top]:
         rows.append([event, gb(live)])
-    return format_table([f"predicted peak {gb(peak.peak)} at", "live bytes"], rows)
+    return format_table([f"predicted peak {gb(peak.peak)}: static part, highest points", "live bytes"], rows)
