@@ -1,0 +1,178 @@
+"""plan_bits: mixed-precision quantization — a bit width (scheme) per layer under an average-bits budget.
+
+1. Sensitivity: for every eligible layer i and candidate scheme c, quantize only that layer, run the model on
+   `inputs` and measure the output's noise ratio e_ic = ‖y − ŷ‖² / ‖y‖² (SQNR = −10 log10 e_ic). Candidate None
+   keeps the layer float (e = 0, bits = the float weight's bits).
+2. Cost: b_ic = 8 · QuantLinear.weight_bytes (everything stored: payload, scales, zero points, codebooks, ...).
+3. Choice: minimise Σ_i e_ic (noise ratios of small independent errors add, to first order) subject to
+   Σ_i b_ic ≤ budget · Σ_i n_i, n_i the layer's weight count — a multiple-choice knapsack, solved exactly by dynamic
+   programming over the budget cut into U units (costs rounded up, so the budget always holds; U ≥ 100 per layer,
+   so rounding wastes at most ~1% of it).
+Layers that are skipped (filter_fn / skip / min_features, as in quantize_) stay float and are not in the budget.
+"""
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+from tqdm.auto import tqdm
+
+from qtorch.api._batches import ErrorSum, float_leaves, run_model
+from qtorch.api.layers import check_selection_args, linear_sites, skip_reason, tied_owners
+from qtorch.config import GroupWeightOnlyConfig, Int8WeightOnlyConfig, PerLayerConfig, W8A8StaticConfig, check_config
+from qtorch.nn.base import QuantLinear
+
+DEFAULT_CANDIDATES = (GroupWeightOnlyConfig(bits=4, group_size=128), Int8WeightOnlyConfig(), None)
+
+
+@dataclass(frozen=True)
+class LayerOption:
+    config: object  # a scheme config, or None (float)
+    bits_per_weight: float
+    sqnr_db: float
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    name: str
+    n_weights: int
+    options: tuple[LayerOption, ...]  # the candidates this layer can take
+    chosen: int  # index into options
+
+
+@dataclass(frozen=True)
+class BitPlan(PerLayerConfig):
+    """A PerLayerConfig (pass it to quantize_) with the measurements behind it."""
+
+    budget_bits_per_weight: float = 0.0
+    avg_bits_per_weight: float = 0.0
+    plan: tuple[LayerPlan, ...] = field(default_factory=tuple)
+
+    def table(self) -> str:
+        width = max([len("layer")] + [len(p.name) for p in self.plan])
+        lines = [f"plan_bits: {self.avg_bits_per_weight:.3f} bits/weight (budget {self.budget_bits_per_weight:g})",
+                 f"{'layer':<{width}}  {'weights':>10}  chosen (bits/w, SQNR dB) | other candidates"]
+        for p in self.plan:
+            def fmt(o):
+                name = "float" if o.config is None else f"{o.config.scheme}/{getattr(o.config, 'bits', 8)}b"
+                return f"{name} ({o.bits_per_weight:.2f}, {o.sqnr_db:.1f})"
+            others = ", ".join(fmt(o) for i, o in enumerate(p.options) if i != p.chosen)
+            lines.append(f"{p.name:<{width}}  {p.n_weights:>10,}  {fmt(p.options[p.chosen])} | {others}")
+        return "\n".join(lines)
+
+
+def _swap(sites, new):
+    for s in sites:
+        s.replace(new)
+
+
+def _measure(model, sites, linear, config, inputs, ref) -> tuple[float, float]:
+    """(bits per weight, output noise ratio) with only this layer quantized by config; None if it cannot be."""
+    if config is None:
+        return 8.0 * linear.weight.element_size(), 0.0
+    try:
+        qlinear = QuantLinear.from_float(linear, config)
+    except ValueError:  # e.g. in_features not divisible by the candidate's group size
+        return None
+    _swap(sites, qlinear)
+    try:
+        if isinstance(config, W8A8StaticConfig):
+            qlinear.start_calibration()
+            run_model(model, inputs)
+            qlinear.finish_calibration()
+        err = ErrorSum()
+        for r, o in zip(ref, float_leaves(run_model(model, inputs))):
+            err.add(r, o)
+    finally:
+        _swap(sites, linear)
+    return qlinear.bits_per_weight, err.noise_ratio
+
+
+def _knapsack(errors: list[list[float]], costs: list[list[float]], capacity: float) -> list[int] | None:
+    """argmin Σ errors[i][c_i] s.t. Σ costs[i][c_i] ≤ capacity, exact DP on ceil-rounded costs; None if infeasible."""
+    n_layers = len(errors)
+    units = max(10_000, 100 * n_layers)
+    dp = torch.full((units + 1,), math.inf, dtype=torch.float64)  # dp[u]: least error at exactly u units used
+    dp[0] = 0.0
+    choice = torch.zeros(n_layers, units + 1, dtype=torch.int16)
+    unit_costs = [[math.ceil(c * units / capacity) for c in row] for row in costs]
+    for i in range(n_layers):
+        new = torch.full_like(dp, math.inf)
+        for c, (e, u) in enumerate(zip(errors[i], unit_costs[i])):
+            if u > units:
+                continue
+            shifted = torch.full_like(dp, math.inf)
+            shifted[u:] = dp[: units + 1 - u] + e
+            better = shifted < new
+            new = torch.where(better, shifted, new)
+            choice[i] = torch.where(better, torch.tensor(c, dtype=torch.int16), choice[i])
+        dp = new
+    if not math.isfinite(float(dp.min())):
+        return None
+    u = int(torch.argmin(dp))  # first minimum: the cheapest of the least-error plans
+    picks = [0] * n_layers
+    for i in reversed(range(n_layers)):
+        picks[i] = int(choice[i, u])
+        u -= unit_costs[i][picks[i]]
+    return picks
+
+
+@torch.no_grad()
+def plan_bits(model: nn.Module, inputs, budget_bits_per_weight: float, candidates=DEFAULT_CANDIDATES, *,
+              filter_fn=None, skip=(), min_features: int = 0, progress: bool = True) -> BitPlan:
+    """Pick a scheme per layer from `candidates` (configs; None = keep float) with an average of at most
+    `budget_bits_per_weight` stored bits per weight and the least total output error on `inputs` (one batch: a
+    tensor, a tuple/list of positional arguments or a dict). The model is left unchanged. Returns a BitPlan, a
+    PerLayerConfig that quantize_ accepts (print plan.table() to see the choices)."""
+    if isinstance(budget_bits_per_weight, bool) or not isinstance(budget_bits_per_weight, (int, float)) \
+            or not budget_bits_per_weight > 0:
+        raise ValueError(f"budget_bits_per_weight: expected a number > 0, got {budget_bits_per_weight!r}")
+    candidates = tuple(candidates)
+    if not candidates:
+        raise ValueError("candidates: expected at least one config (or None for float)")
+    for i, c in enumerate(candidates):
+        check_config(f"candidates[{i}]", c, allow_none=True)
+    skip = check_selection_args(filter_fn, skip, min_features)
+    owners = tied_owners(model)
+    groups: dict[int, list] = {}  # id(nn.Linear) -> its sites (a module placed twice is planned once)
+    for site in linear_sites(model):
+        if id(site.module) in groups:
+            groups[id(site.module)].append(site)
+        elif skip_reason(site, owners, filter_fn, skip, min_features) is None:
+            groups[id(site.module)] = [site]
+    if not groups:
+        raise ValueError("model: no nn.Linear layer to plan (all skipped or none present)")
+    ref = float_leaves(run_model(model, inputs))
+    layer_sites = list(groups.values())
+    errors, costs, options = [], [], []
+    bar = tqdm(total=len(layer_sites) * len(candidates), desc="plan_bits", unit="trial", disable=not progress)
+    for sites in layer_sites:
+        linear = sites[0].module
+        n = linear.weight.numel()
+        row = []
+        for config in candidates:
+            measured = _measure(model, sites, linear, config, inputs, ref)
+            bar.update(1)
+            if measured is not None:
+                row.append((config, *measured))
+        if not row:
+            raise ValueError(f"candidates: none applies to {sites[0].name} (in_features={linear.in_features}); "
+                             "add None (keep float) or a scheme without groups")
+        options.append(row)
+        errors.append([e for _, _, e in row])
+        costs.append([bits * n for _, bits, _ in row])
+    bar.close()
+    total_weights = sum(s[0].module.weight.numel() for s in layer_sites)
+    picks = _knapsack(errors, costs, budget_bits_per_weight * total_weights)
+    if picks is None:
+        least = sum(min(row) for row in costs) / total_weights
+        raise ValueError(f"budget_bits_per_weight: {budget_bits_per_weight} is below the least achievable "
+                         f"{least:.3f} bits per weight with these candidates")
+    layers, plan = {}, []
+    for sites, row, pick in zip(layer_sites, options, picks):
+        for s in sites:
+            layers[s.name] = row[pick][0]
+        opts = tuple(LayerOption(c, bits, math.inf if e == 0 else -10.0 * math.log10(e)) for c, bits, e in row)
+        plan.append(LayerPlan(sites[0].name, sites[0].module.weight.numel(), opts, pick))
+    avg = sum(costs[i][p] for i, p in enumerate(picks)) / total_weights
+    return BitPlan(layers, None, budget_bits_per_weight, avg, tuple(plan))

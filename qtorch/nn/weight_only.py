@@ -1,0 +1,89 @@
+"""Weight-only quantization: int8 per channel, or int4 / int8 per group along K; activations stay float.
+
+  ŵ[n, k] = S[n, k // g] (q[n, k] − Z[n, k // g]),   y = x ŵᵀ + b   (qtorch::weight_only_linear, output in x's dtype)
+Per channel is the group size g = K. q is signed (int4 in [−8, 7] packed two per byte along K, low nibble first;
+int8 as is); S fp32, Z int8 (zeros when symmetric). Scales from the group's range (qtorch.quant.compute_qparams),
+or, with GroupWeightOnlyConfig(clip_search=True), from a per-group clipping search (qtorch.nn.clip_search).
+"""
+import torch
+
+import qtorch.ops as qops
+from qtorch.config import GroupWeightOnlyConfig, Int8WeightOnlyConfig
+from qtorch.nn.base import QuantLinear, check_quantized, has_values
+from qtorch.nn.clip_search import clip_search_qparams
+from qtorch.quant.affine import compute_qparams, quantize
+from qtorch.quant.packing import pack
+from qtorch.quant.ranges import qrange
+
+INT_DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64)
+
+
+def layout(config, in_features: int) -> tuple[int, int, bool]:
+    """(bits, group_size, symmetric) of a weight-only config for K = in_features."""
+    if isinstance(config, Int8WeightOnlyConfig):
+        return 8, in_features, True
+    return config.bits, config.group_size, config.symmetric
+
+
+class WeightOnlyLinear(QuantLinear):
+    """int8 per channel or int4 / int8 per group; dequantized inside the GEMM on CUDA (Triton)."""
+
+    configs = (Int8WeightOnlyConfig, GroupWeightOnlyConfig)
+
+    def __init__(self, config, in_features, out_features, buffers, bias, weight_dtype):
+        super().__init__(config, in_features, out_features, buffers, bias, weight_dtype)
+        self.bits, self.group_size, _ = layout(config, in_features)
+
+    @classmethod
+    def check_shape(cls, config, in_features, out_features):
+        _, group_size, _ = layout(config, in_features)
+        if in_features % group_size:
+            raise ValueError(f"in_features: {in_features} is not divisible by group_size={group_size}")
+
+    @classmethod
+    def quantize_weight(cls, weight, config):
+        bits, group_size, symmetric = layout(config, weight.shape[1])
+        if getattr(config, "clip_search", False) and has_values(weight):
+            scale, zero_point = clip_search_qparams(weight, bits, group_size, symmetric)
+        else:
+            scale, zero_point = compute_qparams(weight, bits, symmetric=symmetric, granularity="group", axis=-1,
+                                                group_size=group_size)  # (N, K/g) each
+        q = quantize(weight, scale, zero_point, bits, axis=-1, group_size=group_size)  # (N, K) int8
+        return {"q": q, "scale": scale, "zero_point": zero_point}
+
+    @classmethod
+    def build(cls, config, bias, weight_dtype, *, q, scale, zero_point=None):
+        """q (N, K) signed integers in the bits' range (unpacked), scale (N, K/g) fp32 > 0, zero_point (N, K/g)
+        integers in range (None: zeros, symmetric configs only)."""
+        if not isinstance(q, torch.Tensor) or q.dim() != 2:
+            raise ValueError(f"q: expected a 2-D (out_features, in_features) integer tensor, got "
+                             f"{getattr(q, 'shape', type(q).__name__)}")
+        n, k = q.shape
+        cls.check_shape(config, k, n)
+        bits, group_size, symmetric = layout(config, k)
+        check_quantized("q", q, (n, k), INT_DTYPES)
+        check_quantized("scale", scale, (n, k // group_size), (torch.float32,))
+        if zero_point is None:
+            if not symmetric:
+                raise ValueError("zero_point: required for an asymmetric (symmetric=False) config")
+            zero_point = torch.zeros(n, k // group_size, dtype=torch.int8, device=q.device)
+        check_quantized("zero_point", zero_point, (n, k // group_size), INT_DTYPES)
+        if has_values(q):
+            q_min, q_max = qrange(bits)
+            if not bool((scale > 0).all() & torch.isfinite(scale).all()):
+                raise ValueError("scale: expected finite scales > 0")
+            if zero_point.numel() and (int(zero_point.min()) < q_min or int(zero_point.max()) > q_max):
+                raise ValueError(f"zero_point: values must lie in [{q_min}, {q_max}] for {bits}-bit weights")
+            if symmetric and bool((zero_point != 0).any()):
+                raise ValueError("zero_point: a symmetric config needs zero points of 0")
+        buffers = {"w_q": pack(q, bits),  # (N, K·bits/8): uint8 two int4 per byte, or int8
+                   "w_scale": scale.contiguous(),  # (N, K/g) fp32
+                   "w_zp": zero_point.to(torch.int8).contiguous()}  # (N, K/g) int8
+        return cls(config, k, n, buffers, bias, weight_dtype)
+
+    def linear_2d(self, x):
+        return qops.weight_only_linear(x, self.w_q, self.w_scale, self.w_zp, self.bits, self.group_size,
+                                       self.bias)  # (M, N)
+
+    def dequantize_weight(self, dtype=torch.float32):
+        return qops.group_dequantize(self.w_q, self.w_scale, self.w_zp, self.bits, self.group_size, dtype)
