@@ -1,15 +1,18 @@
-"""Reference math for the Triton kernel tests: qtorch.quant when it exists, else a local copy of docs/DESIGN.md.
-
-The local copy follows the contract word for word (fp32, IEEE division, torch.round = round half to even) and is
-checked below on the worked examples of the course notes, so the kernel tests compare against the contract either way.
+"""Reference math for the Triton kernel tests: the PyTorch references of the qtorch:: ops (qtorch.ops, built on
+qtorch.quant), re-exported under short names, plus an independent transcription of docs/DESIGN.md that is checked
+against them (and against the course notes) here, so a drift in either shows up as a failing test.
 """
 import pytest
 import torch
 
+from qtorch.ops.activation import quantize_per_token_reference as quantize_per_token_ref
+from qtorch.ops.group import group_dequantize_reference as group_dequantize_ref
+from qtorch.ops.group import group_quantize_reference as group_quantize_ref
+
 QMIN8, QMAX8 = -128, 127
 
 
-def quantize_per_token_ref(x):
+def contract_quantize_per_token_ref(x):
     """x (M, K) float -> q (M, K) int8, scale (M,) fp32, zero_point (M,) int32; asymmetric int8 per row."""
     r = x.float()
     r_min = torch.clamp(r.amin(dim=1), max=0.0)
@@ -21,7 +24,7 @@ def quantize_per_token_ref(x):
     return q.to(torch.int8), scale, zero_point.to(torch.int32)
 
 
-def group_quantize_ref(w, bits, group_size, symmetric):
+def contract_group_quantize_ref(w, bits, group_size, symmetric):
     """w (N, K) float -> q (N, K) int8 or (N, K/2) uint8 packed, scale (N, K/g) fp32, zero_point (N, K/g) int8."""
     n, k = w.shape
     qmin, qmax = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
@@ -52,7 +55,7 @@ def unpack_int4_ref(packed):
     return torch.stack([low, high], dim=-1).reshape(packed.shape[0], -1)
 
 
-def group_dequantize_ref(q, scale, zero_point, bits, group_size, dtype):
+def contract_group_dequantize_ref(q, scale, zero_point, bits, group_size, dtype):
     """S * (q - Z) in fp32, cast to dtype; (N, K)."""
     qi = unpack_int4_ref(q) if bits == 4 else q.to(torch.int32)
     n, k = qi.shape
@@ -72,7 +75,7 @@ def test_course_example_asymmetric_2bit():
 def test_reference_rounds_half_to_even():
     # Range [0, 255] -> S = 1, Z = -128; 0.5 and 2.5 round down to even, 1.5 rounds up.
     x = torch.tensor([[0.0, 0.5, 1.5, 2.5, 255.0]])
-    q, scale, zp = quantize_per_token_ref(x)
+    q, scale, zp = contract_quantize_per_token_ref(x)
     assert scale.item() == 1.0 and zp.item() == -128
     assert q.tolist() == [[-128, -128, -126, -126, 127]]
 
@@ -80,6 +83,21 @@ def test_reference_rounds_half_to_even():
 @pytest.mark.parametrize("bits", [4, 8])
 def test_reference_group_roundtrip_error_bounded(bits):
     w = torch.randn(8, 64)
-    q, s, z = group_quantize_ref(w, bits, 32, symmetric=False)
-    w_hat = group_dequantize_ref(q, s, z, bits, 32, torch.float32)
+    q, s, z = contract_group_quantize_ref(w, bits, 32, symmetric=False)
+    w_hat = contract_group_dequantize_ref(q, s, z, bits, 32, torch.float32)
     assert ((w - w_hat).abs().reshape(8, 2, 32) <= s[..., None] / 2 * (1 + 1e-6)).all()
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+@pytest.mark.parametrize("bits", [4, 8])
+def test_contract_transcription_matches_qtorch_reference(bits, symmetric):
+    w = torch.randn(6, 128) * 0.1
+    w[0, :32] = 0.0
+    for mine, theirs in zip(contract_group_quantize_ref(w, bits, 32, symmetric), group_quantize_ref(w, bits, 32, symmetric)):
+        assert torch.equal(mine, theirs)
+    q, s, z = group_quantize_ref(w, bits, 32, symmetric)
+    assert torch.equal(contract_group_dequantize_ref(q, s, z, bits, 32, torch.bfloat16),
+                       group_dequantize_ref(q, s, z, bits, 32, torch.bfloat16))
+    x = torch.randn(5, 33).to(torch.bfloat16)
+    for mine, theirs in zip(contract_quantize_per_token_ref(x), quantize_per_token_ref(x)):
+        assert torch.equal(mine, theirs)

@@ -40,6 +40,11 @@ def small_int_to_float(i):
     return (i + MAGIC_BITS).to(tl.float32, bitcast=True) - ROUND_MAGIC
 
 
+def quick_bench(fn, quantiles=None):
+    """Autotuner timing with a short budget (5 ms warm-up, 20 ms of repeats; the L2 is flushed between repeats)."""
+    return triton.testing.do_bench(fn, warmup=5, rep=20, quantiles=quantiles)
+
+
 def interpreting() -> bool:
     """True when Triton runs kernels on the CPU through its interpreter (TRITON_INTERPRET=1)."""
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")

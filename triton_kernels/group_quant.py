@@ -20,6 +20,7 @@ from triton_kernels._common import (
     check_device,
     check_float_dtype,
     interpreting,
+    quick_bench,
     quantize_rounded,
     round_half_even,
     small_int_to_float,
@@ -110,8 +111,10 @@ def _group_dequantize_kernel(
     tl.store(w_ptr + w_offs, cast_rne(r, w_ptr.dtype.element_ty), mask=group_mask[:, None])
 
 
-_group_quantize_tuned = triton.autotune(_configs(), key=["GROUP", "BITS", "SYMMETRIC"])(_group_quantize_kernel)
-_group_dequantize_tuned = triton.autotune(_configs(), key=["GROUP", "BITS"])(_group_dequantize_kernel)
+_group_quantize_tuned = triton.autotune(_configs(), key=["GROUP", "BITS", "SYMMETRIC"], do_bench=quick_bench)(
+    _group_quantize_kernel)
+_group_dequantize_tuned = triton.autotune(_configs(), key=["GROUP", "BITS"], do_bench=quick_bench)(
+    _group_dequantize_kernel)
 
 
 def check_bits_group(bits: int, group_size: int, k: int) -> None:

@@ -18,7 +18,15 @@ import torch
 import triton
 import triton.language as tl
 
-from triton_kernels._common import cast_rne, check_2d, check_device, check_float_dtype, interpreting, small_int_to_float
+from triton_kernels._common import (
+    cast_rne,
+    check_2d,
+    check_device,
+    check_float_dtype,
+    interpreting,
+    quick_bench,
+    small_int_to_float,
+)
 
 # Largest M served by the CUDA-core GEMV kernel; larger M (and fp32 x) use the tensor-core kernel.
 GEMV_MAX_M = 4
@@ -224,10 +232,11 @@ def _gemv_configs():
 
 
 def _mma_configs():
+    """BLOCK_M is pruned to the M bucket; the rest is tuned."""
     configs = []
     for block_m in (16, 32, 64, 128):
-        for block_n, warps in ((64, 4), (128, 4), (128, 8)):
-            for stages in (3, 4):
+        for block_n, warps in ((32, 4), (64, 4), (128, 8)):
+            for stages in (3, 5):
                 configs.append(triton.Config({"BLOCK_M": block_m, "BLOCK_N": block_n}, num_warps=warps,
                                              num_stages=stages))
     return configs
@@ -240,10 +249,11 @@ def _prune_mma(configs, named_args, **_):
     return kept or configs
 
 
-_wo_gemv_tuned = triton.autotune(_gemv_configs(), key=["N", "K_WORDS", "BITS", "GROUP_WORDS_LOG2"])(_wo_gemv_kernel)
+_wo_gemv_tuned = triton.autotune(
+    _gemv_configs(), key=["N", "K_WORDS", "BITS", "GROUP_WORDS_LOG2"], do_bench=quick_bench)(_wo_gemv_kernel)
 _wo_mma_tuned = triton.autotune(
-    _mma_configs(), key=["M", "N", "K", "BITS", "BLOCK_K", "SCALE_PER_TILE", "DOT_DTYPE"], prune_configs_by={"early_config_prune": _prune_mma}
-)(_wo_mma_kernel)
+    _mma_configs(), key=["M", "N", "K", "BITS", "BLOCK_K", "SCALE_PER_TILE", "DOT_DTYPE"],
+    prune_configs_by={"early_config_prune": _prune_mma}, do_bench=quick_bench)(_wo_mma_kernel)
 
 
 def _check_inputs(x, w_q, w_scale, w_zp, bits, group_size, bias):
