@@ -317,11 +317,12 @@ def weight_only_linear(x, w_q, w_scale, w_zp, bits: int, group_size: int, bias=N
     has_bias = bias is not None
     bias_arg = bias if has_bias else w_scale  # never read when HAS_BIAS is False
     group_words_log2 = _gemv_group_words_log2(k, bits, group_size)
-    gemv_ok = (group_words_log2 is not None and x.dtype != torch.float32 and w_q.data_ptr() % 16 == 0
-               and (w_q.stride(0) * bits) % 32 == 0)
+    # The int32 view needs 4-byte aligned rows (metadata only: this also runs on fake tensors under torch.compile).
+    gemv_ok = (group_words_log2 is not None and x.dtype != torch.float32 and w_q.storage_offset() % 4 == 0
+               and w_q.stride(0) % 4 == 0)
     use_gemv = path == "gemv" or (path == "auto" and m <= GEMV_MAX_M)
     if path == "gemv" and not gemv_ok:
-        raise ValueError("path='gemv' needs bf16/fp16 x, K a multiple of 32/bits, 16-byte aligned rows, and a "
+        raise ValueError("path='gemv' needs bf16/fp16 x, K a multiple of 32/bits, 4-byte aligned rows, and a "
                          "power-of-2 group size of at least 128/bits values (or group_size == K)")
     if use_gemv and gemv_ok:
         words = w_q.view(torch.int32)  # (N, K*bits/32) int32
