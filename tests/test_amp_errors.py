@@ -121,6 +121,8 @@ def test_bad_backward_step_and_double_wrap():
         mp.backward(out.detach().sum())
     with pytest.raises(ValueError, match="max_grad_norm"):
         mp.step(max_grad_norm=-1.0)
+    with pytest.raises(RuntimeError, match="call backward"):
+        mp.step()
     with pytest.raises(ValueError, match="already converted"):
         MixedPrecision(model, torch.optim.SGD(model.parameters(), lr=0.1))
 

@@ -214,6 +214,11 @@ class MixedPrecision:
 
     # ---- training loop ---------------------------------------------------------------------------------------
     @property
+    def masters(self) -> list[nn.Parameter]:
+        """The fp32 master copies the optimizer updates, aligned with the half parameters they refresh."""
+        return list(self._masters)
+
+    @property
     def loss_scale(self) -> float | None:
         """The current loss scale S (None without loss scaling)."""
         return None if self.scaler is None else self.scaler.scale
@@ -286,6 +291,8 @@ class MixedPrecision:
             raise ValueError(f"max_grad_norm: expected a positive finite number or None, got {max_grad_norm!r}")
         self._move_half_grads_to_masters()
         with_grad = [p for p in self._masters + self._direct if p.grad is not None]
+        if not with_grad:
+            raise RuntimeError("step: no parameter has a gradient; call backward(loss) before step()")
         if self.scaler is not None:
             found_inf = self._unscale_and_check([p.grad for p in with_grad])
             self.scaler.update(found_inf)
