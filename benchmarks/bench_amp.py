@@ -31,6 +31,8 @@ from qtorch.models import build_llama, get_config
 
 IMPLS = ("fp32", "fp32_tf32", "torch_amp", "torch_amp_bf16", "qtorch_fp16", "qtorch_bf16")
 # impl -> qtorch.analysis recipe for the predicted peak
+DTYPE_OF = {"fp32": "float32", "fp32_tf32": "float32", "torch_amp": "float16", "torch_amp_bf16": "bfloat16",
+            "qtorch_fp16": "float16", "qtorch_bf16": "bfloat16"}
 RECIPE_OF = {"fp32": "fp32", "fp32_tf32": "fp32", "torch_amp": "torch-amp", "torch_amp_bf16": "torch-amp",
              "qtorch_fp16": "amp-fp16", "qtorch_bf16": "amp-bf16"}
 
@@ -48,7 +50,8 @@ def parse_args(argv=None):
     p.add_argument("--compile-impls", default="", help="impls to run again with torch.compile(model) "
                                                          "(records '<impl>_compiled')")
     p.add_argument("--device", default="cuda")
-    p.add_argument("--results-dir", default=None, help="merge records into <dir>/<gpu>.json (default benchmarks/results)")
+    p.add_argument("--results-dir", default=None,
+                   help="merge records into <dir>/<gpu>.json (default benchmarks/results)")
     p.add_argument("--out", default=None, help="also write this run's records here")
     args = p.parse_args(argv)
     for flag in ("impls", "compile_impls"):
@@ -134,6 +137,7 @@ def float32_matmul_precision(precision: str):
 
 
 def run_variant(impl: str, compiled: bool, args, base_model, batches: torch.Tensor, device: torch.device) -> dict:
+    torch._dynamo.reset()  # a fresh compile cache per variant (the same code objects are compiled per model)
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -165,8 +169,9 @@ def run_variant(impl: str, compiled: bool, args, base_model, batches: torch.Tens
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         times_ms = [s.elapsed_time(e) for s, e in times_ms]
-    result = {"impl": impl, "compiled": compiled, "median_ms": statistics.median(times_ms), "losses": torch.stack(losses).float().tolist(),
-              "n_params": sum(p.numel() for p in model.parameters()), **scaling_state()}
+    result = {"impl": impl, "compiled": compiled, "median_ms": statistics.median(times_ms),
+              "losses": torch.stack(losses).float().tolist(), "n_params": sum(p.numel() for p in model.parameters()),
+              **scaling_state()}
     if device.type == "cuda":
         result["peak_mem_bytes"] = torch.cuda.max_memory_allocated(device)
     del model, optimizer, step
@@ -233,8 +238,7 @@ def to_records(results: list[dict], args, device: torch.device, predicted: dict)
         params = {"model": args.model, "n_params": r["n_params"], "batch": args.batch, "seq": args.seq,
                   "steps": args.steps, "warmup": args.warmup, "optimizer": f"AdamW({args.adam_impl})", "lr": args.lr,
                   "max_grad_norm": 1.0, "compiled": r["compiled"], "tf32": r["impl"] == "fp32_tf32",
-                  "dtype": {"fp32": "float32", "fp32_tf32": "float32", "torch_amp": "float16",
-                            "torch_amp_bf16": "bfloat16", "qtorch_fp16": "float16", "qtorch_bf16": "bfloat16"}[r["impl"]],
+                  "dtype": DTYPE_OF[r["impl"]],
                   "data": f"synthetic bigram, 8 successors over {min(get_config(args.model).vocab_size, 4096)} ids"}
         metrics = {"tokens_per_s": args.batch * args.seq / (r["median_ms"] * 1e-3), "final_loss": final,
                    "first_loss": r["losses"][0]}
@@ -273,18 +277,19 @@ def merge_records(path: str, records: list[dict]) -> None:
 
 
 def print_table(records: list[dict]) -> None:
-    def cell(metrics, key, spec, scale=1.0):
-        width = int(spec.lstrip("+").split(".")[0])
-        return format(metrics[key] / scale, spec) if key in metrics else "-".rjust(width)
+    def cell(metrics, key, spec, scale=1.0, suffix=""):
+        width = int(spec.lstrip("+").split(".")[0]) + len(suffix)
+        return format(metrics[key] / scale, spec) + suffix if key in metrics else "-".rjust(width)
 
     print(f"\n{'impl':<15} {'step ms':>8} {'tok/s':>8} {'TFLOP/s':>8} {'peak GiB':>8} {'pred GiB':>8} "
           f"{'final loss':>10} {'Δloss':>7} {'vs fp32':>7} {'vs amp':>6}")
     for r in records:
         m = r["metrics"]
-        print(f"{r['impl']:<15} {r['median_us'] / 1e3:>8.1f} {m['tokens_per_s']:>8.0f} {cell(m, 'model_tflops', '8.1f')} "
-              f"{cell(m, 'peak_mem_bytes', '8.2f', 2.0**30)} {cell(m, 'predicted_mem_bytes', '8.2f', 2.0**30)} "
+        print(f"{r['impl']:<15} {r['median_us'] / 1e3:>8.1f} {m['tokens_per_s']:>8.0f} "
+              f"{cell(m, 'model_tflops', '8.1f')} {cell(m, 'peak_mem_bytes', '8.2f', 2.0**30)} "
+              f"{cell(m, 'predicted_mem_bytes', '8.2f', 2.0**30)} "
               f"{m['final_loss']:>10.4f} {cell(m, 'final_loss_rel_vs_fp32', '+7.2%')} "
-              f"{cell(m, 'speedup_vs_fp32', '6.2f')}x {cell(m, 'speedup_vs_torch_amp', '5.2f')}x")
+              f"{cell(m, 'speedup_vs_fp32', '6.2f', suffix='x')} {cell(m, 'speedup_vs_torch_amp', '5.2f', suffix='x')}")
 
 
 def main(argv=None) -> list[dict]:
@@ -298,8 +303,8 @@ def main(argv=None) -> list[dict]:
         t0 = time.perf_counter()
         results.append(run_variant(impl, compiled, args, base_model, batches, device))
         r = results[-1]
-        print(f"{impl}{' (compiled)' if compiled else ''}: {r['median_ms']:.1f} ms/step, loss {r['losses'][0]:.3f} -> {r['losses'][-1]:.4f} "
-              f"({time.perf_counter() - t0:.0f} s)", flush=True)
+        print(f"{impl}{' (compiled)' if compiled else ''}: {r['median_ms']:.1f} ms/step, "
+              f"loss {r['losses'][0]:.3f} -> {r['losses'][-1]:.4f} ({time.perf_counter() - t0:.0f} s)", flush=True)
     records = to_records(results, args, device, predicted_peaks(args))
     path = results_path(args.results_dir, device)
     merge_records(path, records)

@@ -2,7 +2,7 @@
 # The mixed-precision training benchmark (issue 6) on the GPU machine, in one command from the repository root:
 #
 #   bash benchmarks/gpu_amp.sh                     # eager: fp32, fp32+TF32, torch.amp fp16/bf16, qtorch fp16/bf16
-#   AMP_COMPILE=torch_amp,qtorch_fp16 bash benchmarks/gpu_amp.sh   # plus those impls under torch.compile (+1-2 min each)
+#   AMP_COMPILE=torch_amp,qtorch_fp16 bash benchmarks/gpu_amp.sh   # plus those impls compiled (+1-2 min each)
 #
 # Writes under $OUT (default /tmp/amp_out): test_amp_cuda.log, bench_amp.log, amp_train.json (this run's records
 # and per-step losses),

@@ -227,7 +227,8 @@ def test_memory_breakdown_all_half_and_no_masters():
     model, mp = _llama_adam(fp32_modules=())
     n = sum(p.numel() for p in model.parameters())
     b = mp.memory_breakdown()
-    assert (b["half_weights"], b["half_grads"], b["fp32_masters"], b["optimizer_states"]) == (2 * n, 2 * n, 4 * n, 8 * n)
+    roles = ("half_weights", "half_grads", "fp32_masters", "optimizer_states")
+    assert tuple(b[k] for k in roles) == (2 * n, 2 * n, 4 * n, 8 * n)
     model, mp = _llama_adam(master_weights=False, fp32_modules=())
     b = mp.memory_breakdown()  # pure half training: Adam's moments are half too
-    assert (b["half_weights"], b["half_grads"], b["fp32_masters"], b["optimizer_states"]) == (2 * n, 2 * n, 0, 4 * n)
+    assert tuple(b[k] for k in roles) == (2 * n, 2 * n, 0, 4 * n)
