@@ -4,8 +4,8 @@ with torch.amp (autocast + GradScaler), and with qtorch.amp.MixedPrecision in fp
 Every variant starts from the same fp32 weights and sees the same batches (a synthetic bigram language whose loss
 falls fast), uses AdamW (same implementation for all) and clips the gradient norm at 1. Measured per variant:
 median step time (CUDA events around forward + loss + backward + optimizer step), tokens/s, peak memory after
-warm-up (torch.cuda.max_memory_allocated: optimizer state already allocated), final training loss, and the peak
-predicted by qtorch.analysis.training_step_peak when importable.
+warm-up (torch.cuda.max_memory_allocated: optimizer state already allocated), final training loss (mean of the last 5
+steps), and the peak predicted by qtorch.analysis.training_step_peak when importable.
 
     python benchmarks/bench_amp.py                     # H200 defaults: llama-200m, batch 8, seq 2048, 50 steps
     python benchmarks/bench_amp.py --compile-impls torch_amp,qtorch_fp16   # also torch.compile'd variants
@@ -31,6 +31,7 @@ from qtorch.models import build_llama, get_config
 
 IMPLS = ("fp32", "fp32_tf32", "torch_amp", "torch_amp_bf16", "qtorch_fp16", "qtorch_bf16")
 # impl -> qtorch.analysis recipe for the predicted peak
+FINAL_WINDOW = 5  # final_loss = mean training loss of the last 5 steps (the same batches in every variant)
 DTYPE_OF = {"fp32": "float32", "fp32_tf32": "float32", "torch_amp": "float16", "torch_amp_bf16": "bfloat16",
             "qtorch_fp16": "float16", "qtorch_bf16": "bfloat16"}
 RECIPE_OF = {"fp32": "fp32", "fp32_tf32": "fp32", "torch_amp": "torch-amp", "torch_amp_bf16": "torch-amp",
@@ -234,10 +235,10 @@ def to_records(results: list[dict], args, device: torch.device, predicted: dict)
     records = []
     for r in results:
         amp = by_key.get(("torch_amp", r["compiled"]))  # the torch.amp baseline of the same compile mode
-        final = r["losses"][-1]
+        final = statistics.fmean(r["losses"][-FINAL_WINDOW:])
         params = {"model": args.model, "n_params": r["n_params"], "batch": args.batch, "seq": args.seq,
                   "steps": args.steps, "warmup": args.warmup, "optimizer": f"AdamW({args.adam_impl})", "lr": args.lr,
-                  "max_grad_norm": 1.0, "compiled": r["compiled"], "tf32": r["impl"] == "fp32_tf32",
+                  "max_grad_norm": 1.0, "final_loss_window": FINAL_WINDOW, "compiled": r["compiled"], "tf32": r["impl"] == "fp32_tf32",
                   "dtype": DTYPE_OF[r["impl"]],
                   "data": f"synthetic bigram, 8 successors over {min(get_config(args.model).vocab_size, 4096)} ids"}
         metrics = {"tokens_per_s": args.batch * args.seq / (r["median_ms"] * 1e-3), "final_loss": final,
@@ -251,7 +252,8 @@ def to_records(results: list[dict], args, device: torch.device, predicted: dict)
             metrics["predicted_mem_bytes"] = predicted[r["impl"]]
         if fp32 is not None:
             metrics["speedup_vs_fp32"] = fp32["median_ms"] / r["median_ms"]
-            metrics["final_loss_rel_vs_fp32"] = (final - fp32["losses"][-1]) / fp32["losses"][-1]
+            fp32_final = statistics.fmean(fp32["losses"][-FINAL_WINDOW:])
+            metrics["final_loss_rel_vs_fp32"] = (final - fp32_final) / fp32_final
         if amp is not None:
             metrics["speedup_vs_torch_amp"] = amp["median_ms"] / r["median_ms"]
         for key in ("final_loss_scale", "skipped_steps"):
