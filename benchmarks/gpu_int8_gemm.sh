@@ -7,12 +7,12 @@
 # python:  builds the package if qtorch._C is missing (pip install --no-build-isolation --no-deps -e .), runs
 #          pytest -m cuda tests/test_int8_gemm_cuda.py and benchmarks/bench_int8_gemm.py (writes
 #          benchmarks/results/h200.json; torchao from .whl/ when carried).                  ~6-8 min (torchao compiles)
-# Logs go to $OUT (or ./gpu_out): summary.txt (the short table, also printed last), logs.tar.gz (every log),
+# Logs go to $OUT (or /tmp/qtorch_int8_gpu_out): summary.txt (the short table, also printed last), logs.tar.gz (every log),
 # harness_bench.json, h200.json. Carry .whl for torchao: run(carry=[".whl"]).
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 STAGE=${1:-all}
-OUT=${OUT:-$PWD/gpu_out}
+OUT=${OUT:-/tmp/qtorch_int8_gpu_out}
 LOG=$(mktemp -d /tmp/qtorch_int8_logs.XXXX)
 BUILD=/tmp/qtorch_int8_build
 mkdir -p "$OUT" "$BUILD"
@@ -52,7 +52,7 @@ run_harness() {
 
   timeout 240 "$SANITIZER" --tool memcheck --error-exitcode 9 "$BUILD/harness" sanitize > "$LOG/memcheck.log" 2>&1
   note "memcheck (exit $?): $(grep -E 'ERROR SUMMARY|CHECK SUMMARY' "$LOG/memcheck.log" | tr '\n' ' ')"
-  HARNESS_CONFIGS=sm90_128x256,sm90_64x256/sk2,sm90_128x128/sk4,sm80_128x128,gemv16,gemv32 \
+  HARNESS_CONFIGS=sm90_128x256,sm90_64x256/sk2,sm90_128x128/sk4,sm90pp_128x128,sm90pp_64x256,sm80_128x128,gemv16,gemv32 \
     timeout 300 "$SANITIZER" --tool racecheck --racecheck-report all --error-exitcode 9 "$BUILD/harness" sanitize \
     > "$LOG/racecheck.log" 2>&1
   note "racecheck (exit $?): $(grep -E 'RACECHECK SUMMARY|ERROR SUMMARY|CHECK SUMMARY' "$LOG/racecheck.log" | tr '\n' ' ')"

@@ -59,22 +59,26 @@ __global__ void fill_s8_kernel(int8_t* p, size_t n, uint64_t seed, int lo, int h
 }
 
 // Reference GEMM: acc[m, n] = sum_k x[m, k] * w[n, k] in int32 (16x16 output tile per block, 64-byte K slabs via
-// shared memory, plain integer multiply-add). Independent of every kernel under test.
+// shared memory, dp4a on 4-byte words). Independent of every kernel under test (no tensor-core instructions).
 __global__ void reference_gemm_kernel(const int8_t* x, const int8_t* w, int32_t* acc, int M, int N, int K) {
-  __shared__ int8_t xs[16][64];
-  __shared__ int8_t ws[16][64];
+  __shared__ int32_t xs[16][16];  // 16 rows x 64 bytes
+  __shared__ int32_t ws[16][16];
   const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
   const int m = blockIdx.y * 16 + ty, n = blockIdx.x * 16 + tx;
   int32_t sum = 0;
   for (int k0 = 0; k0 < K; k0 += 64) {
-    for (int i = threadIdx.x; i < 16 * 64; i += 256) {
-      const int r = i / 64, c = i % 64;
-      const int xm = blockIdx.y * 16 + r, wn = blockIdx.x * 16 + r, k = k0 + c;
-      xs[r][c] = (xm < M && k < K) ? x[static_cast<size_t>(xm) * K + k] : 0;
-      ws[r][c] = (wn < N && k < K) ? w[static_cast<size_t>(wn) * K + k] : 0;
+    {  // each thread stages one 4-byte word of x and of w (K % 16 == 0: a word is entirely in or out)
+      const int r = threadIdx.x / 16, c = threadIdx.x % 16;
+      const int xm = blockIdx.y * 16 + r, wn = blockIdx.x * 16 + r, k = k0 + 4 * c;
+      int32_t xv = 0, wv = 0;
+      if (xm < M && k < K) memcpy(&xv, x + static_cast<size_t>(xm) * K + k, 4);
+      if (wn < N && k < K) memcpy(&wv, w + static_cast<size_t>(wn) * K + k, 4);
+      xs[r][c] = xv;
+      ws[r][c] = wv;
     }
     __syncthreads();
-    for (int c = 0; c < 64; ++c) sum += static_cast<int32_t>(xs[ty][c]) * static_cast<int32_t>(ws[tx][c]);
+#pragma unroll
+    for (int c = 0; c < 16; ++c) sum = __dp4a(xs[ty][c], ws[tx][c], sum);
     __syncthreads();
   }
   if (m < M && n < N) acc[static_cast<size_t>(m) * N + n] = sum;
@@ -176,7 +180,8 @@ std::vector<Config> configs_for(const Device& d, int M, int K, bool all_splits) 
   std::vector<Config> out;
   const int k_blocks = (K + 127) / 128;
   auto add_sm90 = [&](Kernel k) {
-    for (int s = 1; s <= 8; s *= 2) {
+    const bool pingpong = k == Kernel::kSm90pp_128x128 || k == Kernel::kSm90pp_64x256;
+    for (int s = 1; s <= (pingpong ? 1 : 8); s *= 2) {
       if (s > 1 && k_blocks < (all_splits ? s : 2 * s)) break;
       out.push_back({k, s});
     }
@@ -185,6 +190,8 @@ std::vector<Config> configs_for(const Device& d, int M, int K, bool all_splits) 
     add_sm90(Kernel::kSm90_128x256);
     add_sm90(Kernel::kSm90_128x128);
     add_sm90(Kernel::kSm90_64x256);
+    add_sm90(Kernel::kSm90pp_128x128);
+    add_sm90(Kernel::kSm90pp_64x256);
   }
   if (kernel_supported(Kernel::kSm80_128x128, d.major, d.minor, M)) out.push_back({Kernel::kSm80_128x128, 1});
   if (kernel_supported(Kernel::kGemv16, d.major, d.minor, M)) out.push_back({Kernel::kGemv16, 1});

@@ -20,6 +20,8 @@ enum class Kernel : int32_t {
   kSm90_128x256,    // wgmma, BM=128 BN=256, 4 stages      (large M)
   kSm90_128x128,    // wgmma, BM=128 BN=128, 6 stages      (large M, ragged N, fewer tiles)
   kSm90_64x256,     // wgmma, BM=64  BN=256, 5 stages      (M <= 64-ish, with split-K)
+  kSm90pp_128x128,  // wgmma ping-pong: each consumer warpgroup owns whole 128x128 tiles, 6 stages (persistent)
+  kSm90pp_64x256,   // wgmma ping-pong: 64x256 tiles per consumer warpgroup, 5 stages (persistent)
   kSm80_128x128,    // mma.sync + cp.async, BM=BN=128, 4 stages (sm_80 / sm_86 / sm_89)
   kGemv16,          // small M (<= 32): 16 weight rows per CTA, mma.sync on streamed weights (sm_80+)
   kGemv32,          // small M (<= 32): 32 weight rows per CTA

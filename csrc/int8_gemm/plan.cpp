@@ -1,10 +1,13 @@
 // Kernel choice by shape and device, and the single launch entry point (torch-free).
 //
-// Hopper, M > 32: a small cost model over the three wgmma tiles and split-K in {1, 2, 4, 8}:
-//   t(tile, split) = kFixedUs + waves * max(mma_us, load_us) / split + (split > 1 ? kExchangeUs : 0)
-//   waves   = ceil(CTAs / SMs)            (persistent: CTAs = tiles; split: tiles * split, one CTA per SM)
-//   mma_us  = 2*BM*BN*K / (peak_per_sm * efficiency(tile))
-//   load_us = (BM + BN) * K / l2_bytes_per_sm_us
+// Hopper, M > 32: a small cost model over the wgmma tiles (cooperative with split-K in {1, 2, 4, 8}, ping-pong
+// persistent only):
+//   t(tile, split) = kFixedUs + waves * (max(mma_us, load_us) + epilogue_us) + (split > 1 ? kExchangeUs : 0)
+//   waves       = ceil(CTAs / SMs)        (persistent: CTAs = tiles; split: tiles * split, one CTA per SM)
+//   mma_us      = 2*BM*BN*(K/split) / (peak_per_sm * efficiency(tile))
+//   load_us     = (BM + BN) * (K/split) / l2_bytes_per_sm_us
+//   epilogue_us = BM*BN / kEpilogueElemsPerUs / split for cooperative tiles, 0 for ping-pong (hidden behind the
+//                 other consumer's main loop)
 // The constants are first guesses (benchmarks/NOTES.md, "int8 GEMM"): the harness prints every configuration's
 // measured time per shape, so the model can be recalibrated without touching the kernels.
 // M <= 32 (any supported GPU): the small-M kernel, 32 weight rows per CTA when that still gives one CTA per SM,
@@ -22,16 +25,20 @@ constexpr double kPeakOpsPerSmUs = 1979e12 / 132 / 1e6;  // dense int8 tensor ra
 constexpr double kL2BytesPerSmUs = 0.08e6;               // ~10.5 TB/s of L2->SM bandwidth shared by 132 SMs
 constexpr double kFixedUs = 1.0;                         // pipeline fill + last epilogue
 constexpr double kExchangeUs = 0.5;                      // split-K exchange through distributed shared memory
+constexpr double kEpilogueElemsPerUs = 20000;            // outputs per us of one CTA's register epilogue
 
 struct Sm90Candidate {
   Kernel kernel;
   int bm, bn;
   double efficiency;  // fraction of the tensor peak the main loop reaches
+  bool pingpong;      // epilogue hidden; persistent only
 };
 constexpr Sm90Candidate kSm90Candidates[] = {
-    {Kernel::kSm90_128x256, 128, 256, 0.75},
-    {Kernel::kSm90_128x128, 128, 128, 0.65},
-    {Kernel::kSm90_64x256, 64, 256, 0.62},
+    {Kernel::kSm90_128x256, 128, 256, 0.75, false},
+    {Kernel::kSm90_128x128, 128, 128, 0.65, false},
+    {Kernel::kSm90_64x256, 64, 256, 0.62, false},
+    {Kernel::kSm90pp_128x128, 128, 128, 0.70, true},
+    {Kernel::kSm90pp_64x256, 64, 256, 0.70, true},
 };
 
 double sm90_cost_us(const Sm90Candidate& c, int split, int M, int N, int K, int num_sms) {
@@ -41,7 +48,8 @@ double sm90_cost_us(const Sm90Candidate& c, int split, int M, int N, int K, int 
   const double k_slice = std::ceil(static_cast<double>(ceil_div(K, 128)) / split) * 128;
   const double mma_us = 2.0 * c.bm * c.bn * k_slice / (kPeakOpsPerSmUs * c.efficiency);
   const double load_us = static_cast<double>(c.bm + c.bn) * k_slice / kL2BytesPerSmUs;
-  return kFixedUs + waves * (mma_us > load_us ? mma_us : load_us) + (split > 1 ? kExchangeUs : 0.0);
+  const double epilogue_us = c.pingpong ? 0.0 : static_cast<double>(c.bm) * c.bn / kEpilogueElemsPerUs / split;
+  return kFixedUs + waves * ((mma_us > load_us ? mma_us : load_us) + epilogue_us) + (split > 1 ? kExchangeUs : 0.0);
 }
 
 bool is_sm90(int major, int minor) { return major == 9 && minor == 0; }
@@ -54,6 +62,8 @@ const char* kernel_name(Kernel k) {
     case Kernel::kSm90_128x256: return "sm90_128x256";
     case Kernel::kSm90_128x128: return "sm90_128x128";
     case Kernel::kSm90_64x256: return "sm90_64x256";
+    case Kernel::kSm90pp_128x128: return "sm90pp_128x128";
+    case Kernel::kSm90pp_64x256: return "sm90pp_64x256";
     case Kernel::kSm80_128x128: return "sm80_128x128";
     case Kernel::kGemv16: return "gemv16";
     case Kernel::kGemv32: return "gemv32";
@@ -66,7 +76,9 @@ bool kernel_supported(Kernel k, int cc_major, int cc_minor, int M) {
   switch (k) {
     case Kernel::kSm90_128x256:
     case Kernel::kSm90_128x128:
-    case Kernel::kSm90_64x256: return is_sm90(cc_major, cc_minor);
+    case Kernel::kSm90_64x256:
+    case Kernel::kSm90pp_128x128:
+    case Kernel::kSm90pp_64x256: return is_sm90(cc_major, cc_minor);
     case Kernel::kSm80_128x128: return portable;
     case Kernel::kGemv16:
     case Kernel::kGemv32: return portable && M <= kGemvMaxM;
@@ -88,7 +100,7 @@ LaunchPlan choose_plan(int M, int N, int K, int cc_major, int cc_minor, int num_
   const int k_blocks = ceil_div(K, 128);
   double best = 0;
   for (const Sm90Candidate& c : kSm90Candidates) {
-    for (int split = 1; split <= 8; split *= 2) {
+    for (int split = 1; split <= (c.pingpong ? 1 : 8); split *= 2) {
       if (split > 1 && k_blocks < 2 * split) break;  // keep >= 2 k-blocks per CTA
       const double t = sm90_cost_us(c, split, M, N, K, num_sms);
       if (plan.kernel == Kernel::kNone || t < best) {
@@ -108,7 +120,9 @@ cudaError_t launch_int8_gemm(const GemmProblem& problem, const LaunchPlan& plan,
   switch (plan.kernel) {
     case Kernel::kSm90_128x256:
     case Kernel::kSm90_128x128:
-    case Kernel::kSm90_64x256: return launch_sm90(problem, plan.kernel, plan.split_k, plan.num_sms, stream);
+    case Kernel::kSm90_64x256:
+    case Kernel::kSm90pp_128x128:
+    case Kernel::kSm90pp_64x256: return launch_sm90(problem, plan.kernel, plan.split_k, plan.num_sms, stream);
     case Kernel::kSm80_128x128: return launch_sm80(problem, stream);
     case Kernel::kGemv16:
     case Kernel::kGemv32: return launch_gemv(problem, plan.kernel, stream);

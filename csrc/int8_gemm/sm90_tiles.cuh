@@ -8,9 +8,12 @@
 
 namespace qtorch_int8 {
 
-using Sm90Tile128x256 = Sm90Tile</*WN=*/256, /*CM=*/2, /*CN=*/1, /*Stages=*/4>;  // 192 KB ring
-using Sm90Tile128x128 = Sm90Tile</*WN=*/128, /*CM=*/2, /*CN=*/1, /*Stages=*/6>;  // 192 KB ring
-using Sm90Tile64x256 = Sm90Tile</*WN=*/128, /*CM=*/1, /*CN=*/2, /*Stages=*/5>;   // 200 KB ring
+//                                  WN   CM  CN  MW  Stages  Pingpong
+using Sm90Tile128x256 = Sm90Tile<256, 2, 1, 1, 4, false>;   // cooperative, 192 KB ring
+using Sm90Tile128x128 = Sm90Tile<128, 2, 1, 1, 6, false>;   // cooperative, 192 KB ring
+using Sm90Tile64x256 = Sm90Tile<128, 1, 2, 1, 5, false>;    // cooperative, 200 KB ring
+using Sm90TilePP128x128 = Sm90Tile<128, 1, 1, 2, 6, true>;  // ping-pong, 128x128 per consumer, 192 KB ring
+using Sm90TilePP64x256 = Sm90Tile<256, 1, 1, 1, 5, true>;   // ping-pong, 64x256 per consumer, 200 KB ring
 
 using Sm90KernelFn = void (*)(const CUtensorMap, const CUtensorMap, const Sm90Args);
 
@@ -41,6 +44,7 @@ cudaError_t launch_sm90_tile(const GemmProblem& pb, int split_k, int num_sms, cu
   args.split_k = split_k;
   args.epi = e;
   if (split_k < 1 || split_k > 8 || split_k > args.k_blocks || num_sms < 1) return cudaErrorInvalidValue;
+  if (T::kPingpong && split_k != 1) return cudaErrorInvalidValue;  // ping-pong runs persistent only
 
   CUtensorMap tmap_x, tmap_w;
   cudaError_t err = make_tensor_map_s8(&tmap_x, pb.x, e.M, e.K, T::kBM);
@@ -74,5 +78,7 @@ cudaError_t launch_sm90_tile(const GemmProblem& pb, int split_k, int num_sms, cu
 extern template cudaError_t launch_sm90_tile<Sm90Tile128x256>(const GemmProblem&, int, int, cudaStream_t);
 extern template cudaError_t launch_sm90_tile<Sm90Tile128x128>(const GemmProblem&, int, int, cudaStream_t);
 extern template cudaError_t launch_sm90_tile<Sm90Tile64x256>(const GemmProblem&, int, int, cudaStream_t);
+extern template cudaError_t launch_sm90_tile<Sm90TilePP128x128>(const GemmProblem&, int, int, cudaStream_t);
+extern template cudaError_t launch_sm90_tile<Sm90TilePP64x256>(const GemmProblem&, int, int, cudaStream_t);
 
 }  // namespace qtorch_int8
