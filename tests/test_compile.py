@@ -34,6 +34,7 @@ def every_scheme_model(dtype=torch.float32, device="cpu"):
     return model
 
 
+@pytest.mark.slow
 def test_every_scheme_compiles_fullgraph_with_a_dynamic_batch():
     torch._dynamo.reset()
     model = every_scheme_model()
