@@ -300,6 +300,8 @@ def test_from_quantized_static_with_known_activation_ranges():
     (GroupWeightOnlyConfig(4, 32), dict(q=torch.zeros(N, K, dtype=torch.int8), scale=torch.zeros(N, K // 32)),
      ValueError, "scale: expected finite scales > 0"),
     (W8A8DynamicConfig(), dict(q=torch.zeros(N, K, dtype=torch.int8), scale=torch.ones(N, 1)), ValueError, "scale"),
+    (W8A8DynamicConfig(), dict(q=torch.full((N, K), 128), scale=torch.ones(N)), ValueError,
+     r"q: values must lie in \[-128, 127\]"),
     (CodebookConfig(2), dict(indices=torch.full((N, K), 4), codebook=torch.zeros(N, 4)), ValueError,
      r"indices: values must lie in \[0, 3\]"),
     (CodebookConfig(2), dict(indices=torch.zeros(N, K, dtype=torch.long), codebook=torch.zeros(N, 8)), ValueError,

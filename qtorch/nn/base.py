@@ -20,6 +20,7 @@ from qtorch.config import QuantConfig, check_config
 from qtorch.nn.scheme_state import decode_scheme, encode_scheme
 
 ACT_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
+INT_DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64)  # accepted for unpacked integer weights
 
 
 def _dtype_name(dtype) -> str:

@@ -9,7 +9,7 @@ import torch
 
 import qtorch.ops as qops
 from qtorch.config import W8A8DynamicConfig
-from qtorch.nn.base import QuantLinear, check_quantized, has_values
+from qtorch.nn.base import INT_DTYPES, QuantLinear, check_quantized, has_values
 from qtorch.quant.affine import compute_qparams, dequantize, quantize
 from qtorch.quant.integer_linear import MAX_K
 
@@ -29,12 +29,17 @@ def quantize_int8_per_channel(weight: torch.Tensor) -> dict:
 def int8_weight_buffers(q: torch.Tensor, scale: torch.Tensor) -> dict:
     """Check a per-channel int8 weight and precompute its column sums Σ_k q_W[n, k]."""
     if not isinstance(q, torch.Tensor) or q.dim() != 2:
-        raise ValueError(f"q: expected a 2-D (out_features, in_features) int8 tensor, got {getattr(q, 'shape', q)}")
-    check_quantized("q", q, tuple(q.shape), (torch.int8,))
+        raise ValueError(f"q: expected a 2-D (out_features, in_features) integer tensor, got "
+                         f"{getattr(q, 'shape', type(q).__name__)}")
+    check_quantized("q", q, tuple(q.shape), INT_DTYPES)
     check_quantized("scale", scale, (q.shape[0],), (torch.float32,))
-    if has_values(scale) and not bool((scale > 0).all() & torch.isfinite(scale).all()):
-        raise ValueError("scale: expected finite per-channel scales > 0")
+    if has_values(q):
+        if q.numel() and (int(q.min()) < -128 or int(q.max()) > 127):
+            raise ValueError("q: values must lie in [-128, 127] for int8 weights")
+        if not bool((scale > 0).all() & torch.isfinite(scale).all()):
+            raise ValueError("scale: expected finite per-channel scales > 0")
     check_int8_shape(q.shape[1])
+    q = q.to(torch.int8)
     return {"w_q": q.contiguous(),  # (N, K) int8
             "w_scale": scale.contiguous(),  # (N,) fp32 S_W
             "w_colsum": q.sum(dim=1, dtype=torch.int32)}  # (N,) int32 Σ_k q_W
@@ -60,7 +65,7 @@ class W8A8Linear(QuantLinear):
 
     @classmethod
     def build(cls, config, bias, weight_dtype, *, q, scale):
-        """q (N, K) int8, scale (N,) fp32."""
+        """q (N, K) integers in [-128, 127], scale (N,) fp32 > 0."""
         buffers = int8_weight_buffers(q, scale)
         return cls(config, q.shape[1], q.shape[0], buffers, bias, weight_dtype)
 

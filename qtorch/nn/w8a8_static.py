@@ -51,7 +51,7 @@ class W8A8StaticLinear(QuantLinear):
 
     @classmethod
     def build(cls, config, bias, weight_dtype, *, q, scale, x_scale=None, x_zp=None, y_scale=None, y_zp=None):
-        """q (N, K) int8, scale (N,) fp32; optional activation qparams x_scale (1,) fp32, x_zp (1,) int32 (and for
+        """q (N, K) integers in [-128, 127], scale (N,) fp32 > 0; optional activation qparams x_scale (1,) fp32, x_zp (1,) int32 (and for
         output="int8" y_scale, y_zp) make the layer calibrated at once."""
         buffers = int8_weight_buffers(q, scale)
         n, device = q.shape[0], q.device

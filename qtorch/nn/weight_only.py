@@ -9,13 +9,11 @@ import torch
 
 import qtorch.ops as qops
 from qtorch.config import GroupWeightOnlyConfig, Int8WeightOnlyConfig
-from qtorch.nn.base import QuantLinear, check_quantized, has_values
+from qtorch.nn.base import INT_DTYPES, QuantLinear, check_quantized, has_values
 from qtorch.nn.clip_search import clip_search_qparams
 from qtorch.quant.affine import compute_qparams, quantize
 from qtorch.quant.packing import pack
 from qtorch.quant.ranges import qrange
-
-INT_DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64)
 
 
 def layout(config, in_features: int) -> tuple[int, int, bool]:
