@@ -6,6 +6,8 @@ import torch
 # Triton kernels run on the CPU through the interpreter in CI; set before triton is imported anywhere.
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+    # CI runs two pytest workers on two cores: one thread each avoids oversubscription on small CPU ops.
+    torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(config, items):
