@@ -7,7 +7,10 @@
 #   bench     benchmarks/bench_int8_gemm.py (bf16, torch._int_mm, torchao when .whl/ is carried, qtorch raw and
 #             end to end); writes benchmarks/results/h200.json; BENCH_ARGS="--quick" or "--no-torchao" to shorten
 #                                                                                                   ~5-7 min
-#   all       harness sanitize test bench (more than one 10-minute call: split as "harness sanitize" + "test bench")
+#   all       harness sanitize test bench. Each stage fits a 10-minute call alone; suggested calls on the H200:
+#             "harness" (~4-6 min), "sanitize test" (~6-8 min), "bench" with .whl carried (~5-7 min; the warm machine
+#             keeps the package built by "test"). Short on device time: "harness", then "test bench" with
+#             BENCH_ARGS=--quick.
 # Output under $OUT (or /tmp/qtorch_int8_gpu_out): summary.txt (the short table, also printed last), logs.tar.gz
 # (every log), harness_bench.json, h200.json.
 set -u -o pipefail
@@ -52,10 +55,10 @@ build_harness() {
 
 stage_harness() {
   build_harness || return 1
-  timeout 240 "$BUILD/harness" check > "$LOG/harness_check.log" 2>&1
+  timeout 180 "$BUILD/harness" check > "$LOG/harness_check.log" 2>&1
   note "harness check (exit $?): $(grep 'CHECK SUMMARY' "$LOG/harness_check.log" || tail -3 "$LOG/harness_check.log")"
   grep -E "^FAIL|FATAL|mismatch" "$LOG/harness_check.log" | head -20 | tee -a "$SUMMARY"
-  timeout 240 "$BUILD/harness" bench "$OUT/harness_bench.json" > "$LOG/harness_bench.log" 2>&1
+  timeout 180 "$BUILD/harness" bench "$OUT/harness_bench.json" > "$LOG/harness_bench.log" 2>&1
   note "harness bench (exit $?):"
   grep -E "device copy|FATAL" "$LOG/harness_bench.log" | tee -a "$SUMMARY"
   sed -n '/^shape (M N K)/,$p' "$LOG/harness_bench.log" | tee -a "$SUMMARY"
@@ -83,7 +86,7 @@ build_package() {
 
 stage_test() {
   build_package
-  timeout 420 $PY -m pytest -m cuda tests/test_int8_gemm_cuda.py -q -p no:cacheprovider > "$LOG/pytest.log" 2>&1
+  timeout 300 $PY -m pytest -m cuda tests/test_int8_gemm_cuda.py -q -p no:cacheprovider > "$LOG/pytest.log" 2>&1
   note "pytest (exit $?): $(tail -1 "$LOG/pytest.log")"
   grep -E "^(FAILED|ERROR)" "$LOG/pytest.log" | head -15 | tee -a "$SUMMARY"
 }
@@ -94,7 +97,7 @@ stage_bench() {
     $PY -m pip install -q --no-index --no-deps --target /tmp/site .whl/torchao-*.whl > "$LOG/torchao_install.log" 2>&1 \
       && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
   fi
-  PYTHONUNBUFFERED=1 timeout 540 $PY benchmarks/bench_int8_gemm.py ${BENCH_ARGS:-} > "$LOG/bench_py.log" 2>&1
+  PYTHONUNBUFFERED=1 timeout 480 $PY benchmarks/bench_int8_gemm.py ${BENCH_ARGS:-} > "$LOG/bench_py.log" 2>&1
   note "bench_int8_gemm.py (exit $?):"
   cp benchmarks/results/h200.json "$OUT/h200.json" 2> /dev/null
   sed -n '/^== summary/,$p' "$LOG/bench_py.log" | tee -a "$SUMMARY"
