@@ -69,7 +69,7 @@ stage_sanitize() {
   timeout 150 "$SANITIZER" --tool memcheck --error-exitcode 9 "$BUILD/harness" sanitize > "$LOG/memcheck.log" 2>&1
   note "memcheck (exit $?): $(grep -E 'ERROR SUMMARY|CHECK SUMMARY' "$LOG/memcheck.log" | tr '\n' ' ')"
   grep -m 10 -E "Invalid|out of bounds|FAIL" "$LOG/memcheck.log" | tee -a "$SUMMARY"
-  HARNESS_CONFIGS=sm90_128x256,sm90_64x256/sk2,sm90pp_64x256,sm80_128x128,gemv16 \
+  HARNESS_CONFIGS=sm90_128x256,sm90_64x256/sk2,sm90pp_64x256,sm80_128x128,gemv16 HARNESS_SHAPES="17,272,1040" \
     timeout 180 "$SANITIZER" --tool racecheck --racecheck-report all --error-exitcode 9 "$BUILD/harness" sanitize \
     > "$LOG/racecheck.log" 2>&1
   note "racecheck (exit $?): $(grep -E 'RACECHECK SUMMARY|ERROR SUMMARY|CHECK SUMMARY' "$LOG/racecheck.log" | tr '\n' ' ')"

@@ -9,7 +9,8 @@
 //                      epilogues recomputed on the CPU from the reference accumulators). Outputs are poisoned before
 //                      every run and guarded against out-of-bounds writes. Exit code 1 on any mismatch.
 //   harness sanitize   the same checks on a few tiny shapes and three epilogues (for compute-sanitizer memcheck /
-//                      racecheck). HARNESS_CONFIGS=name,name,... restricts any mode to the named configurations.
+//                      racecheck). HARNESS_CONFIGS=name,name,... restricts any mode to the named configurations;
+//                      HARNESS_SHAPES="M,N,K;..." replaces the tiny shapes of the sanitize mode.
 //   harness bench [json_path]
 //                      CUDA-graph timing (median of replays, operands rotated over > 2x L2) of every configuration
 //                      on 8192^3, 4096^3 and the LLaMA-2-7B linear shapes; device copy bandwidth; a table last.
@@ -461,6 +462,17 @@ int run_checks(const Device& dev, bool tiny) {
   std::vector<Shape> shapes;
   if (tiny) {
     shapes = {{1, 48, 80}, {17, 272, 1040}, {100, 48, 272}};
+    if (const char* only = getenv("HARNESS_SHAPES")) {  // "M,N,K;M,N,K;..." replaces the tiny shapes
+      shapes.clear();
+      for (const char* c = only; *c;) {
+        Shape sh{};
+        if (sscanf(c, "%d,%d,%d", &sh.M, &sh.N, &sh.K) != 3) break;
+        shapes.push_back(sh);
+        c = strchr(c, ';');
+        if (!c) break;
+        ++c;
+      }
+    }
   } else {
     const int Ms[] = {1, 7, 17, 32, 100, 4099};
     const Shape nk[] = {{0, 16, 16}, {0, 48, 80}, {0, 272, 1040}, {0, 11008, 4096}, {0, 4096, 11008}};
