@@ -5,7 +5,8 @@ kernels' epilogue uses the reference's operation order) and the int32 accumulato
 awkward shapes; requantization bit-exact; bad input; CUDA-graph capture; torch.compile(fullgraph=True) and
 mode="reduce-overhead". Every kernel configuration is also checked by the standalone harness
 (benchmarks/int8_gemm_harness.cu, run by benchmarks/gpu_int8_gemm.sh).
-CPU test: every .cu in csrc/ compiles for sm_90a and sm_80 with nvcc (skipped where nvcc is absent).
+CPU tests (skipped where nvcc is absent): every .cu in csrc/ compiles for sm_90a and sm_80; the host-side kernel plan
+(plan.cpp) only ever picks a kernel the device supports, with a valid split.
 """
 import concurrent.futures
 import os
@@ -55,6 +56,61 @@ def test_kernel_units_compile_for_sm90a_and_sm80(tmp_path):
         results = list(pool.map(compile_one, units))
     failed = [f"{u.relative_to(ROOT)}:\n{err[-3000:]}" for u, rc, err in results if rc != 0]
     assert not failed, "nvcc failed:\n" + "\n".join(failed)
+
+
+PLAN_MAIN = r"""
+#include <cstdio>
+#include "int8_gemm/int8_gemm.h"
+using namespace qtorch_int8;
+namespace qtorch_int8 {  // launchers are not exercised here
+cudaError_t launch_sm90(const GemmProblem&, Kernel, int, int, cudaStream_t) { return cudaErrorUnknown; }
+cudaError_t launch_sm80(const GemmProblem&, cudaStream_t) { return cudaErrorUnknown; }
+cudaError_t launch_gemv(const GemmProblem&, Kernel, cudaStream_t) { return cudaErrorUnknown; }
+}
+int main() {
+  int M, N, K, major, minor, sms;
+  while (scanf("%d %d %d %d %d %d", &M, &N, &K, &major, &minor, &sms) == 6) {
+    const LaunchPlan p = choose_plan(M, N, K, major, minor, sms);
+    printf("%s %d %d\n", kernel_name(p.kernel), p.split_k, kernel_supported(p.kernel, major, minor, M) ? 1 : 0);
+  }
+}
+"""
+
+
+def test_plan_choices(tmp_path):
+    """choose_plan (host, torch-free): every plan is a kernel the device supports, with a valid split."""
+    nvcc = _nvcc()
+    if nvcc is None:
+        pytest.skip("nvcc not found")
+    main = tmp_path / "plan_main.cpp"
+    main.write_text(PLAN_MAIN)
+    exe = tmp_path / "plan_main"
+    r = subprocess.run([nvcc, "-std=c++17", f"-I{CSRC}", str(main), str(CSRC / "int8_gemm" / "plan.cpp"), "-o",
+                        str(exe)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    cases = [(M, N, K, major, minor, sms)
+             for M in (1, 7, 16, 17, 32, 33, 64, 100, 128, 512, 2048, 4099, 8192)
+             for (N, K) in ((4096, 4096), (11008, 4096), (4096, 11008), (16, 16), (272, 1040))
+             for (major, minor, sms) in ((9, 0, 132), (8, 0, 108), (8, 9, 58))]
+    cases += [(128, 4096, 4096, 7, 5, 40), (128, 4096, 4096, 10, 0, 148), (128, 4096, 4096, 9, 1, 132)]
+    stdin = "".join(" ".join(map(str, c)) + "\n" for c in cases)
+    out = subprocess.run([str(exe)], input=stdin, capture_output=True, text=True, check=True).stdout.split("\n")
+    for (M, N, K, major, minor, sms), line in zip(cases, out):
+        name, split, supported = line.split()
+        split = int(split)
+        if (major, minor) not in ((9, 0), (8, 0), (8, 9)):
+            assert name == "none", (M, N, K, major, minor, line)
+            continue
+        assert supported == "1", (M, N, K, major, minor, line)
+        k_blocks = -(-K // 128)
+        assert 1 <= split <= 4 and (split == 1 or k_blocks >= 2 * split), line
+        if M <= 32:
+            assert name.startswith("gemv"), (M, line)
+        elif major == 8:
+            assert name == "sm80_128x128", line
+        else:
+            assert name.startswith("sm90"), line
+            assert split == 1 or not name.startswith("sm90pp"), line
 
 
 # ---------------------------------------------------------------------------------------------- GPU
