@@ -74,7 +74,7 @@ def collect_hessians(model: nn.Module, stage: str, layers, batches: Sequence, fo
 @torch.no_grad()
 def gptq_quantize_model(model: nn.Module, batches: Sequence, *, forward: Callable = _call, bits: int = 4,
                         group_size: int = 128, symmetric: bool = False, damp: float = 0.1, clip_search: bool = True,
-                        filter_fn: Callable[[nn.Linear, str], bool] | None = None,
+                        act_order: bool = True, filter_fn: Callable[[nn.Linear, str], bool] | None = None,
                         layer_formats: Mapping[str, tuple[int, int, bool]] | None = None,
                         progress: bool = True) -> dict[str, GroupQuantizedWeight]:
     """Quantize the linear layers of `model` in place with GPTQ; return their integer weights by module name.
@@ -97,7 +97,8 @@ def gptq_quantize_model(model: nn.Module, batches: Sequence, *, forward: Callabl
         for name, lin in layers:
             l_bits, l_group, l_sym = (layer_formats or {}).get(name, (bits, group_size, symmetric))
             result = gptq_quantize_weight(lin.weight, accumulators[name].hessian, bits=l_bits, group_size=l_group,
-                                          symmetric=l_sym, damp=damp, clip_search=clip_search)
+                                          symmetric=l_sym, damp=damp, clip_search=clip_search,
+                                          act_order=act_order)
             lin.weight.copy_(result.dequantize().to(lin.weight.dtype))
             results[name] = result
     return results

@@ -45,7 +45,7 @@ def _run(model, inputs):
 
 
 @torch.no_grad()
-def evaluate_schemes(task: EvalTask, schemes: Sequence[str], *, repeats: int = 5, progress: bool = True,
+def evaluate_schemes(task: EvalTask, schemes: Sequence[str], *, repeats: int = 3, progress: bool = True,
                      label: str = "schemes") -> list[SchemeResult]:
     """The float model's row, then one row per scheme (each on a deepcopy of the float model)."""
     device = next(task.model.parameters()).device

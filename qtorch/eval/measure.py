@@ -25,9 +25,10 @@ def linear_weight_storage(model: nn.Module) -> tuple[int, int]:
     return stored, count
 
 
-def median_ms(fn, device: torch.device, repeats: int = 10, warmup: int = 2) -> float:
-    """Median wall time of fn() in milliseconds (CUDA events on a GPU, perf_counter on the CPU)."""
-    for _ in range(warmup):
+def median_ms(fn, device: torch.device, repeats: int = 10) -> float:
+    """Median wall time of fn() in milliseconds (CUDA events on a GPU, perf_counter on the CPU), after warm-up calls
+    (3 on a GPU, where the first calls compile Triton kernels; 1 on the CPU)."""
+    for _ in range(3 if device.type == "cuda" else 1):
         fn()
     times = []
     if device.type == "cuda":

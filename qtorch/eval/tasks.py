@@ -7,6 +7,7 @@ from qtorch.eval.measure import cosine_stats
 from qtorch.eval.schemes import Calibration
 
 EVAL_SEED, CALIBRATION_SEED = 1, 2
+PLAN_SENTENCES = 16  # calibration sentences plan_bits' sensitivity runs use (one forward per layer and candidate)
 
 
 def random_tokens(vocab: int, batch: int, seq: int, seed: int, device) -> torch.Tensor:
@@ -16,7 +17,7 @@ def random_tokens(vocab: int, batch: int, seq: int, seed: int, device) -> torch.
 
 
 @torch.no_grad()
-def llama_task(preset: str = "small", device="cpu", dtype=torch.float32, batch: int = 4, seq: int = 128,
+def llama_task(preset: str = "small", device="cpu", dtype=torch.float32, batch: int = 2, seq: int = 64,
                progress: bool = True) -> EvalTask:
     """A seeded random-weight Llama; errors of its logits vs the float32 model on random tokens."""
     from qtorch.models.llama import build_llama
@@ -47,7 +48,7 @@ def minilm_task(device="cpu", dtype=torch.float32, progress: bool = True) -> Eva
     inputs = encoder.tokenize(EVAL_SENTENCES)
     reference = encoder(**inputs)  # (B, 384) float32
     calibration = Calibration(batches=encoder.unpadded_batches(CALIBRATION_SENTENCES),
-                              plan_inputs=encoder.tokenize(CALIBRATION_SENTENCES), progress=progress)
+                              plan_inputs=encoder.tokenize(CALIBRATION_SENTENCES[:PLAN_SENTENCES]), progress=progress)
     if dtype != torch.float32:
         encoder = encoder.to(dtype)
     return EvalTask(encoder, inputs, calibration, embedding_errors, reference)

@@ -1,0 +1,1 @@
+"""The `qtorch` command line: `python -m qtorch demo` and `python -m qtorch bench`."""

@@ -1,0 +1,281 @@
+"""Prefill and decode speed of a LLaMA-shaped model: bf16 vs qtorch schemes vs torchao, side by side in one process.
+
+Per implementation (bf16, qtorch_<scheme>, torchao_<config>), on a model of the preset's width with `layers` of its
+transformer blocks (seeded random weights, initialised on the device):
+  prefill  one forward of (1, prefill_len) tokens, no KV cache (causal flash attention)   -> tokens/s = len / t
+  decode   one step of (B, 1) tokens at position `decode_pos` of a static KV cache of
+           `decode_cache` positions, B in `decode_batches`                              -> tokens/s = B / t
+Times are medians over repeats of CUDA-event-timed loops, after warm-up; with compile=True each forward is
+torch.compile(mode="reduce-overhead", fullgraph=True) (CUDA graphs), timed after compilation.
+Depth: compile time grows with depth, so `layers` (default 4) blocks are timed and the full depth is projected:
+  t_full = t_fixed + (n_full / layers) (t_layers − t_fixed),
+where t_fixed is the same forward with no blocks (embedding, final norm, head), timed eagerly inside one CUDA graph.
+Both measured times are kept with the projection.
+"""
+import contextlib
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+
+import qtorch
+from qtorch.config import GroupWeightOnlyConfig, Int8WeightOnlyConfig, W8A8DynamicConfig
+from qtorch.models.llama import Llama, get_config, rope_cache
+
+QTORCH_CONFIGS = {
+    "w8a8": W8A8DynamicConfig(),
+    "w4a16": GroupWeightOnlyConfig(bits=4, group_size=128, symmetric=False),
+    "w8a16": Int8WeightOnlyConfig(),
+}
+TORCHAO_NAMES = {"w8a8": "torchao_int8dq", "w4a16": "torchao_int4wo_g128", "w8a16": "torchao_int8wo"}
+
+
+def torchao_available() -> bool:
+    try:
+        import torchao.quantization  # noqa: F401
+    except Exception:  # ImportError, or a torchao built for another torch failing at import
+        return False
+    return True
+
+
+def torchao_config(scheme: str):
+    """torchao's matching config; set_inductor_config=False so every implementation compiles with one inductor
+    configuration (see inductor_settings)."""
+    from torchao.quantization import Int4WeightOnlyConfig, Int8DynamicActivationInt8WeightConfig
+    from torchao.quantization import Int8WeightOnlyConfig as AOInt8WeightOnlyConfig
+
+    if scheme == "w8a8":
+        return Int8DynamicActivationInt8WeightConfig(set_inductor_config=False)
+    if scheme == "w4a16":  # tinygemm layout: PyTorch's built-in int4 kernels (the default "plain" needs mslk)
+        return Int4WeightOnlyConfig(group_size=128, int4_packing_format="tile_packed_to_4d", set_inductor_config=False)
+    return AOInt8WeightOnlyConfig(set_inductor_config=False)
+
+
+@contextlib.contextmanager
+def inductor_settings():
+    """The part of torchao's recommended inductor settings that matters for its int8 path (fuse int_mm with the
+    scale multiply), for every implementation alike; coordinate-descent tuning stays off (compile-time budget)."""
+    import torch._inductor.config as inductor_config
+
+    with inductor_config.patch(force_fuse_int_mm_with_mul=True):
+        yield
+
+
+@torch.no_grad()
+def build_model(preset: str, layers: int, device, dtype=torch.bfloat16, seed: int = 0) -> Llama:
+    """The preset with `layers` blocks, weights N(0, 0.02²) (norms 1) drawn on the device from a seeded generator."""
+    cfg = get_config(preset)
+    if layers < 1 or layers > cfg.n_layers:
+        raise ValueError(f"layers: expected 1..{cfg.n_layers} for {preset}, got {layers}")
+    from dataclasses import replace
+
+    cfg = replace(cfg, n_layers=layers)
+    with torch.device("meta"):
+        model = Llama(cfg)
+    model = model.to_empty(device=device)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    for name, p in model.named_parameters():
+        if name.endswith("norm.weight"):
+            p.fill_(1.0)
+        else:
+            p.copy_(torch.randn(p.shape, generator=gen, device=device, dtype=torch.float32) * 0.02)
+    model.freqs = rope_cache(cfg.max_seq_len, cfg.head_dim, cfg.rope_theta).to(device)
+    return model.to(dtype).eval()
+
+
+def quantize_impl(model: nn.Module, impl: str) -> None:
+    """Quantize every linear layer (the head too) in place for `impl`."""
+    if impl == "bf16":
+        return
+    kind, scheme = impl.split("_", 1) if impl.startswith("qtorch_") else ("torchao", _scheme_of_torchao(impl))
+    if kind == "qtorch":
+        qtorch.quantize_(model, QTORCH_CONFIGS[scheme])
+    else:
+        from torchao.quantization import quantize_ as ao_quantize_
+
+        ao_quantize_(model, torchao_config(scheme))
+
+
+def _scheme_of_torchao(impl: str) -> str:
+    for scheme, name in TORCHAO_NAMES.items():
+        if name == impl:
+            return scheme
+    raise ValueError(f"impl: unknown {impl!r}")
+
+
+def cuda_median_us(fn: Callable[[], object], iters: int, repeats: int = 5, warmup: int = 3) -> float:
+    """Median over `repeats` of the mean time of `iters` back-to-back calls, in µs (CUDA events)."""
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    samples = []
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(iters):
+            fn()
+        end.record()
+        end.synchronize()
+        samples.append(start.elapsed_time(end) * 1e3 / iters)
+    return statistics.median(samples)
+
+
+def graphed(fn: Callable[[], object]) -> Callable[[], object]:
+    """Capture fn (eager) in one CUDA graph; the returned callable replays it."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(2):
+            fn()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    return graph.replay
+
+
+@contextlib.contextmanager
+def without_blocks(model: Llama):
+    """The model with no transformer blocks (embedding -> final norm -> head), restored on exit."""
+    blocks = model.layers
+    model.layers = nn.ModuleList()
+    try:
+        yield model
+    finally:
+        model.layers = blocks
+
+
+def drop_kv_cache(model: Llama) -> None:
+    for layer in model.layers:
+        layer.attention.kv_cache = None
+    model.cache_len = 0
+
+
+def project_depth(slice_us: float, fixed_us: float, layers: int, full_depth: int) -> float:
+    """t_full = t_fixed + (full_depth / layers) (t_slice − t_fixed): the blocks are identical, so their time scales
+    with their count; the embedding, final norm and head (t_fixed) are there once."""
+    return fixed_us + full_depth / layers * (slice_us - fixed_us)
+
+
+@dataclass
+class Measurement:
+    """One (impl, phase, batch) timing: the measured slice, the fixed part and the projected full depth."""
+
+    impl: str
+    phase: str  # "prefill" or "decode"
+    batch: int
+    tokens: int  # tokens produced per forward (prefill: batch·len; decode: batch)
+    slice_us: float  # forward with `layers` blocks
+    fixed_us: float  # forward with no blocks
+    full_us: float  # projected forward with the preset's depth
+    compile_s: float  # first call of the compiled forward (0 when eager)
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / (self.full_us * 1e-6)
+
+
+def _forward_fn(model, tokens, input_pos, compile_model: bool):
+    if compile_model:
+        compiled = torch.compile(model, mode="reduce-overhead", fullgraph=True, dynamic=False)
+
+        def step():
+            torch.compiler.cudagraph_mark_step_begin()  # a new iteration: earlier outputs may be overwritten
+            return compiled(tokens, input_pos)
+        return step
+    return lambda: model(tokens, input_pos)
+
+
+def cudagraph_skips() -> int:
+    """How many compiled graphs inductor ran without CUDA graphs so far (it logs why)."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["inductor"]["cudagraph_skips"])
+
+
+def time_forward(model: Llama, tokens: torch.Tensor, input_pos, compile_model: bool, iters: int):
+    """(median µs, compile seconds) of model(tokens, input_pos)."""
+    fn = _forward_fn(model, tokens, input_pos, compile_model)
+    compile_s = 0.0
+    if compile_model:
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        compile_s = time.perf_counter() - t0
+    return cuda_median_us(fn, iters), compile_s
+
+
+def time_fixed(model: Llama, tokens: torch.Tensor, input_pos, iters: int) -> float:
+    """Median µs of the block-less forward (eager, one CUDA graph)."""
+    with without_blocks(model):
+        return cuda_median_us(graphed(lambda: model(tokens, input_pos)), iters)
+
+
+@torch.no_grad()
+def measure_impl(impl: str, preset: str, layers: int, device, *, prefill_len: int, decode_batches, decode_pos: int,
+                 decode_cache: int, compile_model: bool, seed: int = 0) -> list[Measurement]:
+    """Build, quantize and time one implementation: prefill, then decode at each batch size."""
+    full_depth = get_config(preset).n_layers
+    model = build_model(preset, layers, device, seed=seed)
+    quantize_impl(model, impl)
+    vocab = model.config.vocab_size
+    gen = torch.Generator(device=device).manual_seed(seed + 1)
+    out = []
+
+    def project(slice_us, fixed_us):
+        return project_depth(slice_us, fixed_us, layers, full_depth)
+
+    skips = cudagraph_skips()
+    tokens = torch.randint(0, vocab, (1, prefill_len), generator=gen, device=device)  # (1, S)
+    slice_us, compile_s = time_forward(model, tokens, None, compile_model, iters=5)
+    fixed_us = time_fixed(model, tokens, None, iters=5)
+    out.append(Measurement(impl, "prefill", 1, prefill_len, slice_us, fixed_us, project(slice_us, fixed_us),
+                           compile_s, {"cudagraph_skips": cudagraph_skips() - skips}))
+    for batch in decode_batches:
+        skips = cudagraph_skips()
+        model.setup_caches(batch, decode_cache)
+        step = torch.randint(0, vocab, (batch, 1), generator=gen, device=device)  # (B, 1)
+        pos = torch.tensor([decode_pos], device=device)  # (1,)
+        slice_us, compile_s = time_forward(model, step, pos, compile_model, iters=50)
+        fixed_us = time_fixed(model, step, pos, iters=50)
+        out.append(Measurement(impl, "decode", batch, batch, slice_us, fixed_us, project(slice_us, fixed_us),
+                               compile_s, {"cudagraph_skips": cudagraph_skips() - skips}))
+        drop_kv_cache(model)
+    del model
+    torch.cuda.empty_cache()
+    if compile_model:
+        torch._dynamo.reset()  # free the CUDA graphs and compiled code of this implementation
+    return out
+
+
+def implementations(schemes, with_torchao: bool) -> list[str]:
+    """bf16, then each scheme's qtorch impl and (when available and asked) its torchao counterpart."""
+    impls = ["bf16"] + [f"qtorch_{s}" for s in schemes]
+    if with_torchao:
+        impls += [TORCHAO_NAMES[s] for s in schemes]
+    return impls
+
+
+def run_speed(schemes, preset: str = "llama2-7b-shaped", layers: int = 4, *, device="cuda", prefill_len: int = 2048,
+              decode_batches=(1, 16), decode_pos: int = 128, decode_cache: int = 256, compile_model: bool = True,
+              with_torchao: bool = True, progress: bool = True) -> list[Measurement]:
+    """Every implementation of `schemes` (and bf16) measured in this process, one after the other."""
+    from tqdm.auto import tqdm
+
+    device = torch.device(device)
+    if device.type != "cuda":
+        raise ValueError(f"device: the speed benchmark needs a CUDA device, got {device}")
+    if not 0 <= decode_pos < decode_cache:
+        raise ValueError(f"decode_pos: expected a position in [0, {decode_cache}), got {decode_pos}")
+    impls = implementations(schemes, with_torchao)
+    out = []
+    with inductor_settings():
+        for impl in tqdm(impls, desc="bench", unit="impl", disable=not progress):
+            out += measure_impl(impl, preset, layers, device, prefill_len=prefill_len, decode_batches=decode_batches,
+                                decode_pos=decode_pos, decode_cache=decode_cache, compile_model=compile_model)
+    return out
