@@ -37,8 +37,8 @@ def cuda_extension():
         sources=sources,
         include_dirs=[os.path.abspath("csrc")],
         extra_compile_args={
-            "cxx": ["-O3", "-std=c++17"],
-            "nvcc": ["-O3", "-std=c++17", "-lineinfo", "--expt-relaxed-constexpr"],
+            "cxx": ["-O3"],
+            "nvcc": ["-O3", "-lineinfo", "--expt-relaxed-constexpr"],
         },
     )
     return [ext], {"build_ext": BuildExtension.with_options(use_ninja=shutil.which("ninja") is not None)}

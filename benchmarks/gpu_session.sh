@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# One device call for the whole project: build qtorch (with qtorch._C) once, then run the chosen stages under a global
+# deadline, logs under $OUT, a short summary last.
+#   bash benchmarks/gpu_session.sh STAGE...      stages:
+#     build      pip install --no-build-isolation --no-deps -e . (in the background; later stages wait for it)
+#     harness    int8 GEMM torch-free harness: bit-exact checks of every kernel configuration + timings
+#     sanitize   compute-sanitizer memcheck + racecheck of the int8 GEMM harness
+#     tests      pytest -m cuda over the whole suite
+#     int8       benchmarks/bench_int8_gemm.py            triton   benchmarks/bench_group_quant.py
+#     amp        benchmarks/bench_amp.py                  memory   benchmarks/bench_memory.py
+#     models     benchmarks/bench_models.py
+# Env: DEADLINE (seconds from start, default 570), QTORCH_COMMIT (the commit measured; .git does not travel).
+set -u -o pipefail
+cd "$(dirname "$0")/.."
+START=$SECONDS
+DEADLINE=${DEADLINE:-570}
+FINAL_OUT=${OUT:-/tmp/qtorch_gpu_out}  # what comes back: summary.txt, logs.tar.gz, the results JSON
+OUT=$(mktemp -d /tmp/qtorch_gpu_work.XXXX)
+mkdir -p "$FINAL_OUT"
+export COMMIT=${QTORCH_COMMIT:-unknown} QTORCH_COMMIT=${QTORCH_COMMIT:-unknown} PYTHONUNBUFFERED=1
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+if ls .whl/*.whl > /dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl > "$OUT/wheels.log" 2>&1 \
+    && export PYTHONPATH="$PYTHONPATH:/tmp/site"
+fi
+SUMMARY=$OUT/summary.txt
+: > "$SUMMARY"
+note() { echo "[$((SECONDS - START))s] $*" | tee -a "$SUMMARY"; }
+left() { echo $((DEADLINE - (SECONDS - START))); }
+run() {  # run NAME LIMIT CMD...: run under min(LIMIT, time left), log to $OUT/NAME.log
+  local name=$1 limit=$2; shift 2
+  local t=$(left); [ "$t" -lt "$limit" ] && limit=$t
+  if [ "$limit" -lt 20 ]; then note "$name: skipped (deadline)"; return 1; fi
+  timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
+  local rc=$?
+  note "$name: exit $rc ($((SECONDS - START))s)"
+  return $rc
+}
+wait_build() {
+  [ -n "${BUILD_PID:-}" ] && { wait "$BUILD_PID"; note "build: exit $? ; $(tail -1 "$OUT/build.log" | cut -c1-150)"; BUILD_PID=; }
+  python3 -c "import qtorch, qtorch.ops; print('cuda kernels:', qtorch.cuda_kernels_available())" 2>&1 | tail -1 | tee -a "$SUMMARY"
+}
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu --format=csv,noheader | tee -a "$SUMMARY"
+python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" | tee -a "$SUMMARY"
+
+for stage in "$@"; do
+  case "$stage" in
+    build)
+      (MAX_JOBS=16 python3 -m pip install --no-build-isolation --no-deps -e . > "$OUT/build.log" 2>&1) &
+      BUILD_PID=$! ;;
+    harness)
+      OUT=$OUT/int8 run harness 300 bash benchmarks/gpu_int8_gemm.sh harness
+      sed -n '/^---- summary/,$p' "$OUT/harness.log" | tail -45 >> "$SUMMARY" ;;
+    sanitize)
+      OUT=$OUT/int8 run sanitize 240 bash benchmarks/gpu_int8_gemm.sh sanitize
+      grep -E "memcheck|racecheck|FAIL|hazard|Invalid" "$OUT/harness.log" "$OUT/sanitize.log" 2>/dev/null | tail -8 >> "$SUMMARY" ;;
+    tests)
+      wait_build
+      run tests 330 python3 -m pytest -q -m cuda tests -p no:cacheprovider --maxfail=40 -rf
+      tail -25 "$OUT/tests.log" | grep -E "passed|failed|FAILED|ERROR" >> "$SUMMARY" ;;
+    int8)
+      wait_build; run int8 420 python3 benchmarks/bench_int8_gemm.py ${INT8_ARGS:-}
+      sed -n '/^== summary/,$p' "$OUT/int8.log" | tail -40 >> "$SUMMARY" ;;
+    triton)
+      wait_build; run triton 330 python3 benchmarks/bench_group_quant.py ${TRITON_ARGS:-}
+      sed -n '/^== group_quant/,$p' "$OUT/triton.log" | tail -60 >> "$SUMMARY" ;;
+    amp)
+      wait_build; run amp 240 python3 benchmarks/bench_amp.py --results-dir benchmarks/results --out "$OUT/amp_train.json" ${AMP_ARGS:-}
+      tail -15 "$OUT/amp.log" >> "$SUMMARY" ;;
+    memory)
+      wait_build; run memory 300 python3 benchmarks/bench_memory.py ${MEMORY_ARGS:-}
+      tail -20 "$OUT/memory.log" >> "$SUMMARY" ;;
+    models)
+      wait_build; run models 420 python3 benchmarks/bench_models.py ${MODELS_ARGS:-}
+      tail -30 "$OUT/models.log" >> "$SUMMARY" ;;
+    *) note "unknown stage $stage" ;;
+  esac
+done
+cp benchmarks/results/*.json "$FINAL_OUT/" 2> /dev/null
+cp "$SUMMARY" "$FINAL_OUT/summary.txt"
+tar -czf "$FINAL_OUT/logs.tar.gz" -C "$OUT" . 2> /dev/null
+echo "======== summary"
+cat "$SUMMARY"
