@@ -22,8 +22,8 @@ def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
 def quantize_gptq_(model: nn.Module, batches: Sequence,
                    config: GroupWeightOnlyConfig | Mapping[str, GroupWeightOnlyConfig] = GroupWeightOnlyConfig(
                        bits=4, group_size=128, symmetric=False), *, forward: Callable = _call, damp: float = 0.1,
-                   clip_search: bool = True, act_order: bool = True, filter_fn: Callable[[nn.Linear, str], bool] | None = None,
-                   progress: bool = True) -> QuantizeSummary:
+                   clip_search: bool = True, act_order: bool = True,
+                   filter_fn: Callable[[nn.Linear, str], bool] | None = None, progress: bool = True) -> QuantizeSummary:
     """Replace, in place, every nn.Linear of `model` that filter_fn(linear, name) accepts (as in qtorch.quantize_)
     by a QuantLinear of `config` whose weights GPTQ calibrated on `batches` (run as forward(model, batch); no
     padding tokens).

