@@ -94,8 +94,12 @@ def run(args) -> int:
     print(f"qtorch bench: {args.model} ({args.layers} of {depth} blocks timed, projected to {depth}), "
           f"{'compiled, CUDA graphs' if args.compile else 'eager'}, {torch.cuda.get_device_name(device)}, "
           f"torch {torch.__version__}")
-    measurements = run_speed(args.scheme, args.model, args.layers, device=device, prefill_len=args.prefill_len,
-                             decode_batches=args.decode_batches, compile_model=args.compile,
-                             with_torchao=with_torchao, progress=not args.no_progress)
-    print(speed_table(measurements))
-    return 0
+    measurements, failures = run_speed(args.scheme, args.model, args.layers, device=device,
+                                       prefill_len=args.prefill_len, decode_batches=args.decode_batches,
+                                       compile_model=args.compile, with_torchao=with_torchao,
+                                       progress=not args.no_progress)
+    if measurements:
+        print(speed_table(measurements))
+    for impl, error in failures.items():
+        print(f"{impl}: failed ({error})")
+    return 1 if failures else 0

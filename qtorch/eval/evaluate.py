@@ -74,7 +74,7 @@ def evaluate_schemes(task: EvalTask, schemes: Sequence[str], *, repeats: int = 3
 
 def logits_errors(reference: torch.Tensor, out: torch.Tensor) -> dict[str, float]:
     """SQNR (dB) of the logits and the share of positions whose top-1 token is unchanged."""
-    ref, out = reference.double(), out.double().to(reference.device)
+    ref, out = reference.detach().double(), out.detach().double().to(reference.device)
     noise = float((ref - out).pow(2).sum())
     sqnr = math.inf if noise == 0 else 10.0 * math.log10(float(ref.pow(2).sum()) / noise)
     top1 = float((ref.argmax(-1) == out.argmax(-1)).double().mean())

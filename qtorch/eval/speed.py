@@ -238,7 +238,8 @@ def measure_impl(impl: str, preset: str, layers: int, device, *, prefill_len: in
                            compile_s, {"cudagraph_skips": cudagraph_skips() - skips}))
     for batch in decode_batches:
         skips = cudagraph_skips()
-        model.setup_caches(batch, decode_cache)
+        model.setup_caches(batch, decode_cache, dtype=torch.bfloat16, device=device)  # (a quantized head has no
+        # .weight for setup_caches to take them from)
         step = torch.randint(0, vocab, (batch, 1), generator=gen, device=device)  # (B, 1)
         pos = torch.tensor([decode_pos], device=device)  # (1,)
         slice_us, compile_s = time_forward(model, step, pos, compile_model, iters=50)
@@ -263,8 +264,12 @@ def implementations(schemes, with_torchao: bool) -> list[str]:
 
 def run_speed(schemes, preset: str = "llama2-7b-shaped", layers: int = 4, *, device="cuda", prefill_len: int = 2048,
               decode_batches=(1, 16), decode_pos: int = 128, decode_cache: int = 256, compile_model: bool = True,
-              with_torchao: bool = True, progress: bool = True) -> list[Measurement]:
-    """Every implementation of `schemes` (and bf16) measured in this process, one after the other."""
+              with_torchao: bool = True, progress: bool = True) -> tuple[list[Measurement], dict[str, str]]:
+    """Every implementation of `schemes` (and bf16) measured in this process, one after the other.
+
+    Returns (measurements, failures): an implementation that raises is reported in failures (impl -> error line)
+    and the others still run.
+    """
     from tqdm.auto import tqdm
 
     device = torch.device(device)
@@ -273,9 +278,16 @@ def run_speed(schemes, preset: str = "llama2-7b-shaped", layers: int = 4, *, dev
     if not 0 <= decode_pos < decode_cache:
         raise ValueError(f"decode_pos: expected a position in [0, {decode_cache}), got {decode_pos}")
     impls = implementations(schemes, with_torchao)
-    out = []
+    out, failures = [], {}
     with inductor_settings():
         for impl in tqdm(impls, desc="bench", unit="impl", disable=not progress):
-            out += measure_impl(impl, preset, layers, device, prefill_len=prefill_len, decode_batches=decode_batches,
-                                decode_pos=decode_pos, decode_cache=decode_cache, compile_model=compile_model)
-    return out
+            try:
+                out += measure_impl(impl, preset, layers, device, prefill_len=prefill_len,
+                                    decode_batches=decode_batches, decode_pos=decode_pos, decode_cache=decode_cache,
+                                    compile_model=compile_model)
+            except Exception as exc:  # one broken baseline must not lose the others' numbers
+                failures[impl] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                print(f"bench: {impl} failed: {failures[impl]}")
+                torch._dynamo.reset()
+                torch.cuda.empty_cache()
+    return out, failures

@@ -1,0 +1,197 @@
+"""Whole-model benchmark (issue 8): LLaMA-2-7B-shaped prefill / decode speed, bf16 vs qtorch vs torchao, and the
+MiniLM accuracy table, written as records to benchmarks/results/<gpu>.json (benchmarks model_prefill, model_decode,
+model_accuracy; this run's records replace earlier ones of those benchmarks, every other benchmark's are kept).
+
+    python benchmarks/bench_models.py                         # GPU: speed (compiled, CUDA graphs) + accuracy
+    python benchmarks/bench_models.py --layers 2 --no-accuracy
+    python benchmarks/bench_models.py --device cpu --no-speed # accuracy records on the CPU -> results/cpu.json
+
+Speed: `--layers` blocks of the 7B shape are built and timed and tokens/s projected to 32 blocks
+(qtorch.eval.speed: t_32 = t_fixed + 32/L (t_L - t_fixed)); the measured slice and fixed times are in each record.
+Accuracy: all-MiniLM-L6-v2 on 64 built-in sentences, cosine of the embeddings vs float32, per scheme.
+"""
+import argparse
+import datetime
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from qtorch.cli.bench import speed_table  # noqa: E402
+from qtorch.cli.demo import results_table  # noqa: E402
+from qtorch.eval.speed import TORCHAO_NAMES, run_speed, torchao_available  # noqa: E402
+
+BENCHMARKS = ("model_prefill", "model_decode", "model_accuracy")
+ACCURACY_SCHEMES = ("w8a8", "w8a16", "w4a16", "w4a16-gptq", "mixed5")
+PRESET = "llama2-7b-shaped"
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
+    p.add_argument("--layers", type=int, default=2, help="7B-shaped blocks timed (projected to 32)")
+    p.add_argument("--schemes", default="w8a8,w4a16,w8a16")
+    p.add_argument("--eager", action="store_true", help="no torch.compile (default: reduce-overhead, CUDA graphs)")
+    p.add_argument("--no-torchao", action="store_true")
+    p.add_argument("--no-speed", action="store_true")
+    p.add_argument("--no-accuracy", action="store_true")
+    p.add_argument("--results-dir", default=None, help="merge records into <dir>/<gpu>.json (default "
+                                                       "benchmarks/results)")
+    p.add_argument("--out", default=None, help="also write this run's records and the per-layer SQNR to this JSON")
+    return p.parse_args(argv)
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return os.environ.get("COMMIT", "unknown")
+
+
+def gpu_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
+def results_path(directory: str | None, device: torch.device) -> str:
+    """<directory>/<gpu>.json, the GPU named in lower case without the vendor ("NVIDIA H200" -> h200.json)."""
+    name = gpu_name(device).lower().replace("nvidia", "").strip().split()[0] if device.type == "cuda" else "cpu"
+    directory = directory or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+    return os.path.join(directory, f"{name}.json")
+
+
+def common_fields(device: torch.device) -> dict:
+    try:
+        import triton
+
+        triton_version = triton.__version__
+    except ImportError:
+        triton_version = "none"
+    return {"gpu": gpu_name(device), "torch": torch.__version__, "triton": triton_version, "commit": commit(),
+            "date": datetime.date.today().isoformat()}
+
+
+def speed_records(measurements, args, common: dict) -> list[dict]:
+    base = {(m.phase, m.batch): m for m in measurements if m.impl == "bf16"}
+    by_key = {(m.impl, m.phase, m.batch): m for m in measurements}
+    records = []
+    for m in measurements:
+        params = {"model": PRESET, "layers_timed": args.layers, "layers_reported": 32, "dtype": "bfloat16",
+                  "batch": m.batch, "compiled": not args.eager,
+                  "mode": "eager" if args.eager else "reduce-overhead (CUDA graphs), fullgraph",
+                  "projection": "t_32 = t_fixed + 32/layers_timed * (t_slice - t_fixed); t_fixed: embedding, final "
+                                "norm, head without blocks (eager, one CUDA graph)",
+                  "weights": "seeded random N(0, 0.02^2), every linear layer quantized (head too)"}
+        if m.phase == "prefill":
+            params.update({"prefill_tokens": m.tokens, "kv_cache": "none (causal SDPA)"})
+        else:
+            params.update({"decode_pos": 128, "kv_cache_len": 256})
+        metrics = {"tokens_per_s": m.tokens_per_s, "slice_us": m.slice_us, "fixed_us": m.fixed_us,
+                   "compile_s": m.compile_s, **m.extra}
+        if (m.phase, m.batch) in base:
+            metrics["speedup_vs_bf16"] = base[(m.phase, m.batch)].full_us / m.full_us
+        if m.impl.startswith("qtorch_"):
+            ao = by_key.get((TORCHAO_NAMES[m.impl.split("_", 1)[1]], m.phase, m.batch))
+            if ao is not None:
+                metrics["speedup_vs_torchao"] = ao.full_us / m.full_us
+        records.append({"benchmark": f"model_{m.phase}", "impl": m.impl, "params": params, "median_us": m.full_us,
+                        "metrics": metrics, **common})
+    return records
+
+
+def accuracy_records(results, device: torch.device, dtype: torch.dtype, common: dict) -> list[dict]:
+    from qtorch.models.minilm_sentences import CALIBRATION_SENTENCES, EVAL_SENTENCES
+
+    records = []
+    for r in results:
+        impl = "qtorch_" + r.scheme if r.scheme != "float" else str(dtype).replace("torch.", "").replace(
+            "bfloat16", "bf16").replace("float32", "fp32")
+        params = {"model": "all-MiniLM-L6-v2", "scheme": r.scheme, "description": r.description,
+                  "eval_sentences": len(EVAL_SENTENCES), "calibration_sentences": len(CALIBRATION_SENTENCES),
+                  "dtype": str(dtype).replace("torch.", ""), "device": device.type,
+                  "reference": "float32 embeddings (mean pooling, L2-normalised)"}
+        metrics = {"cosine_mean": r.errors["cosine_mean"], "cosine_min": r.errors["cosine_min"],
+                   "bits_per_weight": r.bits_per_weight, "weight_bytes": r.weight_bytes,
+                   "quantize_s": r.quantize_s}
+        if r.layer_sqnr_db:
+            values = list(r.layer_sqnr_db.values())
+            metrics["layer_sqnr_db_min"] = min(values)
+            metrics["layer_sqnr_db_median"] = statistics.median(values)
+        records.append({"benchmark": "model_accuracy", "impl": impl, "params": params, "metrics": metrics, **common})
+    return records
+
+
+def merge_records(path: str, records: list[dict], benchmarks) -> None:
+    """Replace the records of `benchmarks` in the results file, keep every other benchmark's."""
+    data = {"records": []}
+    if os.path.exists(path):
+        with open(path) as f:
+            data = json.load(f)
+    data["records"] = [r for r in data.get("records", []) if r.get("benchmark") not in benchmarks] + records
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(data, f, indent=1)
+        f.write("\n")
+
+
+def run_accuracy(device: torch.device):
+    from qtorch.eval.evaluate import evaluate_schemes
+    from qtorch.eval.tasks import minilm_task
+
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    task = minilm_task(device=device, dtype=dtype)
+    return evaluate_schemes(task, ACCURACY_SCHEMES, label="minilm"), dtype
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("bench_models: no CUDA device; use --device cpu --no-speed for the accuracy records", file=sys.stderr)
+        return 1
+    if device.type == "cpu" and not args.no_speed:
+        print("bench_models: the speed part needs a CUDA device (add --no-speed)", file=sys.stderr)
+        return 1
+    common = common_fields(device)
+    records, benchmarks, layer_sqnr, failures = [], [], {}, {}
+    tables = []
+    from qtorch.models.minilm import MODELS_EXTRA_HINT, minilm_available
+
+    if not args.no_accuracy and not minilm_available():
+        print(f"bench_models: MiniLM is not installed, accuracy skipped ({MODELS_EXTRA_HINT})")
+    elif not args.no_accuracy:
+        results, dtype = run_accuracy(device)
+        records += accuracy_records(results, device, dtype, common)
+        benchmarks.append("model_accuracy")
+        layer_sqnr = {r.scheme: r.layer_sqnr_db for r in results}
+        tables.append("MiniLM accuracy (cosine vs float32 embeddings):\n" + results_table(results))
+    if not args.no_speed:
+        schemes = tuple(s for s in args.schemes.split(",") if s)
+        with_torchao = not args.no_torchao and torchao_available()
+        if not args.no_torchao and not with_torchao:
+            print("bench_models: torchao is not importable; its baselines are skipped")
+        measurements, failures = run_speed(schemes, PRESET, args.layers, device=device,
+                                           compile_model=not args.eager, with_torchao=with_torchao)
+        records += speed_records(measurements, args, common)
+        benchmarks += ["model_prefill", "model_decode"]
+        tables.append(f"{PRESET}, {args.layers} of 32 blocks timed, tokens/s projected to 32 (x: vs bf16):\n"
+                      + speed_table(measurements))
+    path = results_path(args.results_dir, device)
+    merge_records(path, records, benchmarks)
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump({"records": records, "layer_sqnr_db": layer_sqnr, "failures": failures}, f, indent=1)
+    print(f"\nwrote {len(records)} records to {path}")
+    for impl, error in failures.items():
+        print(f"FAILED {impl}: {error}")
+    print("\n\n".join(tables))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""GPU checks of the model benchmark and the demo: every implementation the speed benchmark compares computes the
+same model (logits close to bf16's), the harness runs end to end, and the demo runs on CUDA."""
+import pytest
+import torch
+
+from qtorch.cli.main import main
+from qtorch.eval.evaluate import logits_errors
+from qtorch.eval.speed import build_model, implementations, quantize_impl, run_speed, torchao_available
+
+pytestmark = pytest.mark.cuda
+
+# logits SQNR (dB) each implementation must keep against bf16 on one 7B-shaped block (random weights)
+MIN_SQNR_DB = {"w8a8": 20.0, "w8a16": 25.0, "w4a16": 10.0}
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("impl", implementations(("w8a8", "w4a16", "w8a16"), with_torchao=torchao_available())[1:])
+def test_benchmarked_implementations_compute_the_same_model(impl):
+    device = torch.device("cuda")
+    tokens = torch.randint(0, 32000, (2, 64), device=device, generator=torch.Generator(device).manual_seed(3))
+    reference = build_model("llama2-7b-shaped", 1, device)(tokens).float()
+    model = build_model("llama2-7b-shaped", 1, device)
+    quantize_impl(model, impl)
+    out = model(tokens).float()
+    scheme = "w8a8" if impl.endswith(("w8a8", "int8dq")) else "w4a16" if "4" in impl else "w8a16"
+    errors = logits_errors(reference, out)
+    assert errors["sqnr_db"] >= MIN_SQNR_DB[scheme], (impl, errors)
+
+
+def test_speed_harness_eager_small():
+    measurements, failures = run_speed(("w8a8", "w4a16", "w8a16"), "small", 1, prefill_len=256, decode_batches=(1, 4),
+                                       decode_pos=10, decode_cache=64, compile_model=False,
+                                       with_torchao=torchao_available(), progress=False)
+    assert not failures, failures
+    assert {m.impl for m in measurements} >= {"bf16", "qtorch_w8a8", "qtorch_w4a16", "qtorch_w8a16"}
+    assert all(m.tokens_per_s > 0 and m.slice_us > m.fixed_us > 0 for m in measurements)
+
+
+def test_demo_runs_on_cuda(capsys):
+    code = main(["demo", "--device", "cuda", "--model", "llama", "--llama-preset", "tiny", "--schemes",
+                 "w8a8,w8a16,w4a16,w4a16-gptq", "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "on cuda, bfloat16" in out and "w4a16-gptq" in out
