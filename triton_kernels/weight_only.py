@@ -231,29 +231,23 @@ def _gemv_configs():
     ]
 
 
-def _mma_configs():
-    """BLOCK_M is pruned to the M bucket; the rest is tuned."""
-    configs = []
-    for block_m in (16, 32, 64, 128):
-        for block_n, warps in ((32, 4), (64, 4), (128, 8)):
-            for stages in (3, 5):
-                configs.append(triton.Config({"BLOCK_M": block_m, "BLOCK_N": block_n}, num_warps=warps,
-                                             num_stages=stages))
-    return configs
+def _mma_configs(block_m: int):
+    """Tile configurations of one M bucket (BLOCK_M fixed), the rest tuned."""
+    return [triton.Config({"BLOCK_M": block_m, "BLOCK_N": block_n}, num_warps=warps, num_stages=stages)
+            for block_n, warps in ((32, 4), (64, 4), (128, 8)) for stages in (3, 5)]
 
 
-def _prune_mma(configs, named_args, **_):
-    """Keep BLOCK_M no larger than needed for M (M = 1..16 all use BLOCK_M = 16)."""
-    block_m = max(16, triton.next_power_of_2(named_args["M"]))
-    kept = [c for c in configs if c.kwargs["BLOCK_M"] == min(block_m, 128)]
-    return kept or configs
-
+MMA_BLOCK_MS = (16, 32, 64, 128)
 
 _wo_gemv_tuned = triton.autotune(
     _gemv_configs(), key=["N", "K_WORDS", "BITS", "GROUP_WORDS_LOG2"], do_bench=quick_bench)(_wo_gemv_kernel)
-_wo_mma_tuned = triton.autotune(
-    _mma_configs(), key=["M", "N", "K", "BITS", "BLOCK_K", "SCALE_PER_TILE", "DOT_DTYPE"],
-    prune_configs_by={"early_config_prune": _prune_mma}, do_bench=quick_bench)(_wo_mma_kernel)
+# One autotuner per M bucket, keyed on the layer's shape but not on M: a new batch size tunes nothing, and no
+# prune_configs_by (torch.library.wrap_triton rebuilds such autotuners, and so re-tunes, on every eager call).
+_wo_mma_tuned = {
+    block_m: triton.autotune(_mma_configs(block_m), key=["N", "K", "BITS", "BLOCK_K", "SCALE_PER_TILE", "DOT_DTYPE"],
+                             do_bench=quick_bench)(_wo_mma_kernel)
+    for block_m in MMA_BLOCK_MS
+}
 
 
 def _check_inputs(x, w_q, w_scale, w_zp, bits, group_size, bias):
@@ -362,5 +356,6 @@ def weight_only_linear(x, w_q, w_scale, w_zp, bits: int, group_size: int, bias=N
             *args, **meta, BLOCK_M=block_m, BLOCK_N=32, num_warps=1)
     else:
         grid = lambda meta_: (triton.cdiv(m, meta_["BLOCK_M"]) * triton.cdiv(n, meta_["BLOCK_N"]),)  # noqa: E731
-        torch.library.wrap_triton(_wo_mma_tuned)[grid](*args, **meta)
+        block_m = min(max(16, triton.next_power_of_2(m)), MMA_BLOCK_MS[-1])
+        torch.library.wrap_triton(_wo_mma_tuned[block_m])[grid](*args, **meta)
     return y
