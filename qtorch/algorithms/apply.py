@@ -34,7 +34,7 @@ def quantize_gptq_(model: nn.Module, batches: Sequence,
     part of the model the calibration runs through. clip_search: each group's range is shrunk by the factor that
     minimises its error weighted by diag(H) (the config's own clip_search flag, about round-to-nearest, is not
     used). act_order: columns in order of decreasing input energy with static groups (qtorch.algorithms.gptq); on
-    MiniLM 0.9867 mean cosine against 0.9855 without. Weights shared between layers are not supported (each layer
+    MiniLM 0.9898 mean cosine against 0.9883 without. Weights shared between layers are not supported (each layer
     is calibrated on its own inputs).
     """
     configs = dict(config) if isinstance(config, Mapping) else None

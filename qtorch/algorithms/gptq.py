@@ -146,7 +146,9 @@ def gptq_quantize_weight(weight: torch.Tensor, hessian: torch.Tensor, *, bits: i
     """GPTQ of weight (N, K) given the Hessian (K, K) of its inputs -> GroupQuantizedWeight.
 
     Input columns whose Hessian diagonal is 0 (never active in calibration) are set to 0 before quantization.
-    damp = 0.1 (rather than the paper's 0.01) did better on MiniLM with 64 calibration sentences.
+    damp = 0.1 (rather than the paper's 0.01): better on MiniLM with 64 calibration sentences (0.9855 vs 0.9803
+    mean cosine), as good with 320 (0.9898 vs 0.9900); a few thousand tokens leave H of a 1536-wide layer
+    ill-conditioned.
     act_order: quantize columns in order of decreasing H_kk (most active inputs first, while the most columns are
     left to absorb their error); each group's (S, Z) is then fixed up front from the unmodified weights ("static
     groups"), so groups stay contiguous along K and the layout is unchanged.
