@@ -243,11 +243,24 @@ _wo_gemv_tuned = triton.autotune(
     _gemv_configs(), key=["N", "K_WORDS", "BITS", "GROUP_WORDS_LOG2"], do_bench=quick_bench)(_wo_gemv_kernel)
 # One autotuner per M bucket, keyed on the layer's shape but not on M: a new batch size tunes nothing, and no
 # prune_configs_by (torch.library.wrap_triton rebuilds such autotuners, and so re-tunes, on every eager call).
+_MMA_KEY = ["N", "K", "BITS", "BLOCK_K", "SCALE_PER_TILE", "DOT_DTYPE"]
 _wo_mma_tuned = {
-    block_m: triton.autotune(_mma_configs(block_m), key=["N", "K", "BITS", "BLOCK_K", "SCALE_PER_TILE", "DOT_DTYPE"],
-                             do_bench=quick_bench)(_wo_mma_kernel)
+    block_m: triton.autotune(_mma_configs(block_m), key=_MMA_KEY, do_bench=quick_bench)(_wo_mma_kernel)
     for block_m in MMA_BLOCK_MS
 }
+# A symbolic M (torch.compile with a dynamic batch) must not pick a bucket: that would guard, and recompile, on M.
+_wo_mma_any_m = triton.autotune([c for b in MMA_BLOCK_MS for c in _mma_configs(b)], key=_MMA_KEY,
+                                do_bench=quick_bench)(_wo_mma_kernel)
+
+
+def _mma_kernel_for(m):
+    """The autotuner of M's bucket; the one over every bucket when M is symbolic."""
+    if not isinstance(m, int):
+        return _wo_mma_any_m
+    for block_m in MMA_BLOCK_MS:
+        if m <= block_m:
+            return _wo_mma_tuned[block_m]
+    return _wo_mma_tuned[MMA_BLOCK_MS[-1]]
 
 
 def _check_inputs(x, w_q, w_scale, w_zp, bits, group_size, bias):
@@ -314,7 +327,7 @@ def weight_only_linear(x, w_q, w_scale, w_zp, bits: int, group_size: int, bias=N
     # The int32 view needs 4-byte aligned rows (metadata only: this also runs on fake tensors under torch.compile).
     gemv_ok = (group_words_log2 is not None and x.dtype != torch.float32 and w_q.storage_offset() % 4 == 0
                and w_q.stride(0) % 4 == 0)
-    use_gemv = path == "gemv" or (path == "auto" and m <= GEMV_MAX_M)
+    use_gemv = path == "gemv" or (path == "auto" and isinstance(m, int) and m <= GEMV_MAX_M)
     if path == "gemv" and not gemv_ok:
         raise ValueError("path='gemv' needs bf16/fp16 x, K a multiple of 32/bits, 4-byte aligned rows, and a "
                          "power-of-2 group size of at least 128/bits values (or group_size == K)")
@@ -356,6 +369,5 @@ def weight_only_linear(x, w_q, w_scale, w_zp, bits: int, group_size: int, bias=N
             *args, **meta, BLOCK_M=block_m, BLOCK_N=32, num_warps=1)
     else:
         grid = lambda meta_: (triton.cdiv(m, meta_["BLOCK_M"]) * triton.cdiv(n, meta_["BLOCK_N"]),)  # noqa: E731
-        block_m = min(max(16, triton.next_power_of_2(m)), MMA_BLOCK_MS[-1])
-        torch.library.wrap_triton(_wo_mma_tuned[block_m])[grid](*args, **meta)
+        torch.library.wrap_triton(_mma_kernel_for(m))[grid](*args, **meta)
     return y

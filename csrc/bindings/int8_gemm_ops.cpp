@@ -9,12 +9,21 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 
 #include "int8_gemm/int8_gemm.h"
 
 namespace {
 
 using qtorch_int8::EpilogueParams;
+
+// "(a, b, ...)" built by hand: streaming an IntArrayRef into a TORCH_CHECK message crashed the process on the
+// H200 image (torch 2.11) inside the ValueError path.
+std::string dims(c10::IntArrayRef values) {
+  std::string s = "(";
+  for (size_t i = 0; i < values.size(); ++i) s += (i ? ", " : "") + std::to_string(values[i]);
+  return s + (values.size() == 1 ? ",)" : ")");
+}
 
 void check_on_device(const char* name, const at::Tensor& t, const at::Tensor& like) {
   TORCH_CHECK_VALUE(t.is_cuda(), name, ": expected a CUDA tensor, got one on ", t.device());
@@ -24,21 +33,21 @@ void check_on_device(const char* name, const at::Tensor& t, const at::Tensor& li
 // x_q / w_q: 2-D int8, contiguous, 16-byte aligned (TMA and 16-byte vector loads), K a positive multiple of 16.
 void check_matrix(const char* name, const at::Tensor& t, const at::Tensor& like) {
   TORCH_CHECK_TYPE(t.scalar_type() == at::kChar, name, ": expected dtype int8, got ", t.scalar_type());
-  TORCH_CHECK_VALUE(t.dim() == 2, name, ": expected a 2-D tensor, got shape ", t.sizes());
+  TORCH_CHECK_VALUE(t.dim() == 2, name, ": expected a 2-D tensor, got shape ", dims(t.sizes()));
   check_on_device(name, t, like);
-  TORCH_CHECK_VALUE(t.is_contiguous(), name, ": expected a contiguous (row-major) tensor, got strides ", t.strides());
+  TORCH_CHECK_VALUE(t.is_contiguous(), name, ": expected a contiguous (row-major) tensor, got strides ", dims(t.strides()));
   TORCH_CHECK_VALUE(reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0, name,
                     ": expected a 16-byte aligned data pointer (the kernels load 16-byte vectors); "
                     "pass a freshly allocated or .clone()d tensor");
   TORCH_CHECK_VALUE(t.size(0) <= INT32_MAX && t.size(1) <= INT32_MAX, name, ": dimensions above 2^31 are not supported, got ",
-                    t.sizes());
+                    dims(t.sizes()));
 }
 
 void check_vector(const char* name, const at::Tensor& t, int64_t length, at::ScalarType dtype, const at::Tensor& like) {
   TORCH_CHECK_TYPE(t.scalar_type() == dtype, name, ": expected dtype ", dtype, ", got ", t.scalar_type());
-  TORCH_CHECK_VALUE(t.dim() == 1 && t.size(0) == length, name, ": expected shape (", length, ",), got ", t.sizes());
+  TORCH_CHECK_VALUE(t.dim() == 1 && t.size(0) == length, name, ": expected shape (", length, ",), got ", dims(t.sizes()));
   check_on_device(name, t, like);
-  TORCH_CHECK_VALUE(t.is_contiguous(), name, ": expected a contiguous tensor, got strides ", t.strides());
+  TORCH_CHECK_VALUE(t.is_contiguous(), name, ": expected a contiguous tensor, got strides ", dims(t.strides()));
 }
 
 // Shared checks of both ops; returns (M, N, K).
@@ -48,7 +57,7 @@ void check_operands(const at::Tensor& x_q, const at::Tensor& w_q, int64_t& M, in
   M = x_q.size(0);
   K = x_q.size(1);
   N = w_q.size(0);
-  TORCH_CHECK_VALUE(w_q.size(1) == K, "w_q: expected ", K, " columns (x_q has K = ", K, "), got shape ", w_q.sizes());
+  TORCH_CHECK_VALUE(w_q.size(1) == K, "w_q: expected ", K, " columns (x_q has K = ", K, "), got shape ", dims(w_q.sizes()));
   TORCH_CHECK_VALUE(K >= 16 && K % 16 == 0, "x_q: K must be a positive multiple of 16 for the int8 kernels, got K = ", K,
                     " (pad K with zeros in both x_q and w_q)");
   TORCH_CHECK_VALUE(N % 16 == 0, "w_q: N (output channels) must be a multiple of 16 for the int8 kernels, got N = ", N,

@@ -20,12 +20,18 @@ from qtorch.quant.ranges import qrange
 GRANULARITIES = ("tensor", "channel", "group")
 
 
+def _true_div(num: torch.Tensor, den: float) -> torch.Tensor:
+    """IEEE round-to-nearest num / den. (On CUDA, PyTorch divides by a Python scalar as a multiplication by its
+    rounded reciprocal, which is off by one ulp for some inputs; dividing by a tensor is exact, as kernels are.)"""
+    return num / torch.full_like(num, den)
+
+
 def qparams_from_minmax(r_min: torch.Tensor, r_max: torch.Tensor, bits: int, signed: bool = True):
     """Asymmetric (S, Z) from observed minima and maxima (any equal shapes) -> (scale fp32, zero_point int32)."""
     q_min, q_max = qrange(bits, signed)
     r_min = torch.clamp(r_min.float(), max=0.0)
     r_max = torch.clamp(r_max.float(), min=0.0)
-    scale = (r_max - r_min) / float(q_max - q_min)
+    scale = _true_div(r_max - r_min, float(q_max - q_min))
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
     zero_point = torch.clamp(torch.round(float(q_min) - r_min / scale), q_min, q_max).to(torch.int32)
     return scale, zero_point
@@ -34,7 +40,7 @@ def qparams_from_minmax(r_min: torch.Tensor, r_max: torch.Tensor, bits: int, sig
 def qparams_from_absmax(abs_max: torch.Tensor, bits: int):
     """Symmetric (S, Z = 0) from observed |r|_max -> (scale fp32, zero_point int32)."""
     _, q_max = qrange(bits, signed=True)
-    scale = abs_max.float() / float(q_max)
+    scale = _true_div(abs_max.float(), float(q_max))
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
     return scale, torch.zeros_like(scale, dtype=torch.int32)
 
