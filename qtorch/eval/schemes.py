@@ -23,7 +23,7 @@ W4_CONFIG = GroupWeightOnlyConfig(bits=4, group_size=128, symmetric=False)
 MIXED_BUDGET_BITS = 5.0
 MIXED_CANDIDATES = tuple(GroupWeightOnlyConfig(bits=4, group_size=g, symmetric=False) for g in (128, 64, 32)) + (
     Int8WeightOnlyConfig(),)
-CODEBOOK_ITERATIONS = 25  # Lloyd iterations of codebook4 (the default 100 takes minutes on a CPU for little gain)
+CODEBOOK_ITERATIONS = 10  # Lloyd iterations of codebook4 (the default 100 takes minutes on a CPU for little gain)
 
 
 @dataclass(frozen=True)

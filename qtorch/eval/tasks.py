@@ -7,6 +7,8 @@ from qtorch.eval.measure import cosine_stats
 from qtorch.eval.schemes import Calibration
 
 EVAL_SEED, CALIBRATION_SEED = 1, 2
+CALIBRATION_SEQUENCES = 16  # random-token sequences for the LLaMA-style model's calibration (GPTQ needs a few
+# thousand tokens: with fewer than the layers' input widths its Hessians are singular and it overfits)
 PLAN_SENTENCES = 16  # calibration sentences plan_bits' sensitivity runs use (one forward per layer and candidate)
 
 
@@ -27,9 +29,8 @@ def llama_task(preset: str = "small", device="cpu", dtype=torch.float32, batch: 
     tokens = random_tokens(vocab, batch, seq, EVAL_SEED, device)  # (B, S)
     reference = model32(tokens).float()  # (B, S, vocab)
     model = model32 if dtype == torch.float32 else model32.to(dtype)
-    calib = random_tokens(vocab, 2 * batch, seq, CALIBRATION_SEED, device)
-    calibration = Calibration(batches=[calib[i:i + 2] for i in range(0, calib.shape[0], 2)], plan_inputs=calib,
-                              progress=progress)
+    calib = random_tokens(vocab, CALIBRATION_SEQUENCES, 2 * seq, CALIBRATION_SEED, device)  # (16, 2S)
+    calibration = Calibration(batches=list(calib.split(2)), plan_inputs=calib[:2], progress=progress)
     return EvalTask(model, tokens, calibration, logits_errors, reference)
 
 
