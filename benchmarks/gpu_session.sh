@@ -51,6 +51,12 @@ for stage in "$@"; do
     harness)
       run harness 330 env OUT="$OUT/int8" bash benchmarks/gpu_int8_gemm.sh harness
       sed -n '/^---- summary/,$p' "$OUT/harness.log" | tail -60 >> "$SUMMARY" ;;
+    sanitize_bg)  # correctness only: runs on the GPU beside the build and the tests, never beside a benchmark
+      (timeout 240 env OUT="$OUT/int8" bash benchmarks/gpu_int8_gemm.sh sanitize > "$OUT/sanitize.log" 2>&1) &
+      SANITIZE_PID=$! ;;
+    sanitize_wait)
+      [ -n "${SANITIZE_PID:-}" ] && { wait "$SANITIZE_PID"; note "sanitize: exit $?"; SANITIZE_PID=; }
+      grep -E "memcheck|racecheck|FAIL|hazard|Invalid" "$OUT/sanitize.log" | tail -8 >> "$SUMMARY" ;;
     sanitize)
       run sanitize 240 env OUT="$OUT/int8" bash benchmarks/gpu_int8_gemm.sh sanitize
       grep -E "memcheck|racecheck|FAIL|hazard|Invalid" "$OUT/harness.log" "$OUT/sanitize.log" 2>/dev/null | tail -8 >> "$SUMMARY" ;;
