@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from qtorch.cli.bench import speed_table  # noqa: E402
+from qtorch.cli.bench import detail_table, speed_table  # noqa: E402
 from qtorch.cli.demo import results_table  # noqa: E402
 from qtorch.eval.speed import TORCHAO_NAMES, run_speed, torchao_available  # noqa: E402
 
@@ -179,6 +179,7 @@ def main(argv=None) -> int:
                                            compile_model=not args.eager, with_torchao=with_torchao)
         records += speed_records(measurements, args, common)
         benchmarks += ["model_prefill", "model_decode"]
+        tables.append(detail_table(measurements))
         tables.append(f"{PRESET}, {args.layers} of 32 blocks timed, tokens/s projected to 32 (x: vs bf16):\n"
                       + speed_table(measurements))
     path = results_path(args.results_dir, device)

@@ -113,3 +113,27 @@ def test_implementations_and_speed_table():
     table = speed_table(ms)
     assert "prefill b1 tok/s" in table and "decode b1 tok/s" in table
     assert "1,000 (4.00x)" in table and "51,200" in table and "40,960 (0.80x)" in table
+
+
+def test_measure_impl_logic_on_cpu(monkeypatch):
+    """The speed harness end to end on the CPU, with CPU stand-ins for the CUDA timer and graph capture."""
+    import time as _time
+
+    from qtorch.eval import speed
+
+    def cpu_median_us(fn, iters, repeats=1, warmup=0):
+        t0 = _time.perf_counter()
+        for _ in range(iters):
+            fn()
+        return (_time.perf_counter() - t0) * 1e6 / iters
+
+    monkeypatch.setattr(speed, "cuda_median_us", cpu_median_us)
+    monkeypatch.setattr(speed, "graphed", lambda fn: fn)
+    for impl in ("bf16", "qtorch_w4a16"):
+        ms = speed.measure_impl(impl, "tiny", 1, torch.device("cpu"), prefill_len=32, decode_batches=(1, 2),
+                                decode_pos=3, decode_cache=16, compile_model=False)
+        assert [(m.phase, m.batch, m.tokens) for m in ms] == [("prefill", 1, 32), ("decode", 1, 1), ("decode", 2, 2)]
+        depth = speed.get_config("tiny").n_layers
+        for m in ms:
+            assert m.fixed_us > 0 and m.tokens_per_s > 0
+            assert m.full_us == pytest.approx(speed.project_depth(m.slice_us, m.fixed_us, 1, depth))

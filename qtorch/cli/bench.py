@@ -75,6 +75,14 @@ def speed_table(measurements) -> str:
     return format_table(header, rows)
 
 
+def detail_table(measurements) -> str:
+    """What each projection is made of: the timed slice, the block-less part, compile time, CUDA-graph skips."""
+    rows = [[m.impl, m.phase, str(m.batch), f"{m.slice_us:,.1f}", f"{m.fixed_us:,.1f}", f"{m.full_us:,.1f}",
+             f"{m.compile_s:.1f}", str(m.extra.get("cudagraph_skips", "-"))] for m in measurements]
+    return format_table(["impl", "phase", "batch", "slice us", "fixed us", "projected us", "compile s",
+                         "cudagraph skips"], rows)
+
+
 def run(args) -> int:
     from qtorch.eval.speed import run_speed, torchao_available
 
@@ -99,6 +107,7 @@ def run(args) -> int:
                                        compile_model=args.compile, with_torchao=with_torchao,
                                        progress=not args.no_progress)
     if measurements:
+        print(detail_table(measurements))
         print(speed_table(measurements))
     for impl, error in failures.items():
         print(f"{impl}: failed ({error})")

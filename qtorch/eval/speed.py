@@ -5,8 +5,9 @@ transformer blocks (seeded random weights, initialised on the device):
   prefill  one forward of (1, prefill_len) tokens, no KV cache (causal flash attention)   -> tokens/s = len / t
   decode   one step of (B, 1) tokens at position `decode_pos` of a static KV cache of
            `decode_cache` positions, B in `decode_batches`                              -> tokens/s = B / t
-Times are medians over repeats of CUDA-event-timed loops, after warm-up; with compile=True each forward is
-torch.compile(mode="reduce-overhead", fullgraph=True) (CUDA graphs), timed after compilation.
+Times are GPU times: medians over repeats of CUDA-event-timed loops started behind a GPU sleep (cuda_median_us), after
+warm-up; with compile=True each forward is torch.compile(mode="reduce-overhead", fullgraph=True) (CUDA graphs), timed
+after compilation.
 Depth: compile time grows with depth, so `layers` (default 4) blocks are timed and the full depth is projected:
   t_full = t_fixed + (n_full / layers) (t_layers − t_fixed),
 where t_fixed is the same forward with no blocks (embedding, final norm, head), timed eagerly inside one CUDA graph.
@@ -106,13 +107,26 @@ def _scheme_of_torchao(impl: str) -> str:
     raise ValueError(f"impl: unknown {impl!r}")
 
 
+SLEEP_CYCLES_PER_S = 2.0e9  # about the SM clock of a Hopper GPU; a slower clock only lengthens the head start
+
+
 def cuda_median_us(fn: Callable[[], object], iters: int, repeats: int = 5, warmup: int = 3) -> float:
-    """Median over `repeats` of the mean time of `iters` back-to-back calls, in µs (CUDA events)."""
+    """GPU time of one call in µs: the median over `repeats` of the mean of `iters` back-to-back calls (CUDA events).
+
+    Each loop starts behind a GPU sleep long enough for the CPU to enqueue all of its calls, so the GPU runs them
+    back to back and the time is the GPU's, not the CPU's launch overhead (a thin slice of a model would otherwise
+    time the Python side; in a full-depth model that overhead overlaps the GPU work).
+    """
     for _ in range(warmup):
         fn()
     torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    fn()
+    torch.cuda.synchronize()
+    head_start = min(1.5 * iters * (time.perf_counter() - t0), 0.5)  # s, >= the CPU time to enqueue the loop
     samples = []
     for _ in range(repeats):
+        torch.cuda._sleep(int(head_start * SLEEP_CYCLES_PER_S))
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
         for _ in range(iters):
@@ -210,10 +224,19 @@ def time_forward(model: Llama, tokens: torch.Tensor, input_pos, compile_model: b
     return cuda_median_us(fn, iters), compile_s
 
 
-def time_fixed(model: Llama, tokens: torch.Tensor, input_pos, iters: int) -> float:
-    """Median µs of the block-less forward (eager, one CUDA graph)."""
+def time_fixed(model: Llama, tokens: torch.Tensor, input_pos, iters: int) -> tuple[float, bool]:
+    """(median µs, captured) of the block-less forward: eager inside one CUDA graph, or plain eager (captured False)
+    when the implementation cannot be captured."""
     with without_blocks(model):
-        return cuda_median_us(graphed(lambda: model(tokens, input_pos)), iters)
+        forward = lambda: model(tokens, input_pos)  # noqa: E731
+        try:
+            replay = graphed(forward)
+        except RuntimeError as exc:
+            print(f"bench: the block-less forward could not be captured in a CUDA graph ({str(exc).splitlines()[0]});"
+                  " timing it eagerly")
+            torch.cuda.synchronize()
+            return cuda_median_us(forward, iters), False
+        return cuda_median_us(replay, iters), True
 
 
 @torch.no_grad()
@@ -233,9 +256,9 @@ def measure_impl(impl: str, preset: str, layers: int, device, *, prefill_len: in
     skips = cudagraph_skips()
     tokens = torch.randint(0, vocab, (1, prefill_len), generator=gen, device=device)  # (1, S)
     slice_us, compile_s = time_forward(model, tokens, None, compile_model, iters=5)
-    fixed_us = time_fixed(model, tokens, None, iters=5)
+    fixed_us, captured = time_fixed(model, tokens, None, iters=5)
     out.append(Measurement(impl, "prefill", 1, prefill_len, slice_us, fixed_us, project(slice_us, fixed_us),
-                           compile_s, {"cudagraph_skips": cudagraph_skips() - skips}))
+                           compile_s, {"cudagraph_skips": cudagraph_skips() - skips, "fixed_graphed": captured}))
     for batch in decode_batches:
         skips = cudagraph_skips()
         model.setup_caches(batch, decode_cache, dtype=torch.bfloat16, device=device)  # (a quantized head has no
@@ -243,9 +266,9 @@ def measure_impl(impl: str, preset: str, layers: int, device, *, prefill_len: in
         step = torch.randint(0, vocab, (batch, 1), generator=gen, device=device)  # (B, 1)
         pos = torch.tensor([decode_pos], device=device)  # (1,)
         slice_us, compile_s = time_forward(model, step, pos, compile_model, iters=50)
-        fixed_us = time_fixed(model, step, pos, iters=50)
+        fixed_us, captured = time_fixed(model, step, pos, iters=50)
         out.append(Measurement(impl, "decode", batch, batch, slice_us, fixed_us, project(slice_us, fixed_us),
-                               compile_s, {"cudagraph_skips": cudagraph_skips() - skips}))
+                               compile_s, {"cudagraph_skips": cudagraph_skips() - skips, "fixed_graphed": captured}))
         drop_kv_cache(model)
     del model
     torch.cuda.empty_cache()
