@@ -175,10 +175,24 @@ def main(argv=None) -> int:
         with_torchao = not args.no_torchao and torchao_available()
         if not args.no_torchao and not with_torchao:
             print("bench_models: torchao is not importable; its baselines are skipped")
-        measurements, failures = run_speed(schemes, PRESET, args.layers, device=device,
-                                           compile_model=not args.eager, with_torchao=with_torchao)
-        records += speed_records(measurements, args, common)
+        path = results_path(args.results_dir, device)
         benchmarks += ["model_prefill", "model_decode"]
+
+        printed = set()
+
+        def save_partial(done):  # a run cut short by a time limit keeps what it measured
+            merge_records(path, records + speed_records(done, args, common), benchmarks)
+            for m in done:
+                if id(m) not in printed:
+                    printed.add(id(m))
+                    print(f"  {m.impl} {m.phase} b{m.batch}: slice {m.slice_us:,.1f} us, fixed {m.fixed_us:,.1f} us, "
+                          f"projected {m.full_us:,.1f} us = {m.tokens_per_s:,.0f} tok/s (compile {m.compile_s:.1f} s)",
+                          flush=True)
+
+        measurements, failures = run_speed(schemes, PRESET, args.layers, device=device,
+                                           compile_model=not args.eager, with_torchao=with_torchao,
+                                           on_impl_done=save_partial)
+        records += speed_records(measurements, args, common)
         tables.append(detail_table(measurements))
         tables.append(f"{PRESET}, {args.layers} of 32 blocks timed, tokens/s projected to 32 (x: vs bf16):\n"
                       + speed_table(measurements))

@@ -278,20 +278,24 @@ def measure_impl(impl: str, preset: str, layers: int, device, *, prefill_len: in
 
 
 def implementations(schemes, with_torchao: bool) -> list[str]:
-    """bf16, then each scheme's qtorch impl and (when available and asked) its torchao counterpart."""
-    impls = ["bf16"] + [f"qtorch_{s}" for s in schemes]
-    if with_torchao:
-        impls += [TORCHAO_NAMES[s] for s in schemes]
+    """bf16, then per scheme qtorch's implementation followed by (when available and asked) torchao's, so that a run
+    cut short still holds comparable pairs."""
+    impls = ["bf16"]
+    for s in schemes:
+        impls += [f"qtorch_{s}"] + ([TORCHAO_NAMES[s]] if with_torchao else [])
     return impls
 
 
 def run_speed(schemes, preset: str = "llama2-7b-shaped", layers: int = 4, *, device="cuda", prefill_len: int = 2048,
               decode_batches=(1, 16), decode_pos: int = 128, decode_cache: int = 256, compile_model: bool = True,
-              with_torchao: bool = True, progress: bool = True) -> tuple[list[Measurement], dict[str, str]]:
+              with_torchao: bool = True, progress: bool = True,
+              on_impl_done: Callable[[list[Measurement]], None] | None = None,
+              ) -> tuple[list[Measurement], dict[str, str]]:
     """Every implementation of `schemes` (and bf16) measured in this process, one after the other.
 
     Returns (measurements, failures): an implementation that raises is reported in failures (impl -> error line)
-    and the others still run.
+    and the others still run. on_impl_done(measurements so far) is called after each implementation (to save
+    partial results of a long run).
     """
     from tqdm.auto import tqdm
 
@@ -313,4 +317,6 @@ def run_speed(schemes, preset: str = "llama2-7b-shaped", layers: int = 4, *, dev
                 print(f"bench: {impl} failed: {failures[impl]}")
                 torch._dynamo.reset()
                 torch.cuda.empty_cache()
+            if on_impl_done is not None:
+                on_impl_done(out)
     return out, failures
