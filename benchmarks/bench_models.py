@@ -144,8 +144,8 @@ def run_accuracy(device: torch.device):
     from qtorch.eval.tasks import minilm_task
 
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    task = minilm_task(device=device, dtype=dtype)
-    return evaluate_schemes(task, ACCURACY_SCHEMES, label="minilm"), dtype
+    task = minilm_task(device=device, dtype=dtype, progress=False)
+    return evaluate_schemes(task, ACCURACY_SCHEMES, label="minilm", progress=False), dtype
 
 
 def main(argv=None) -> int:
@@ -191,7 +191,7 @@ def main(argv=None) -> int:
 
         measurements, failures = run_speed(schemes, PRESET, args.layers, device=device,
                                            compile_model=not args.eager, with_torchao=with_torchao,
-                                           on_impl_done=save_partial)
+                                           on_impl_done=save_partial, progress=False)
         records += speed_records(measurements, args, common)
         tables.append(detail_table(measurements))
         tables.append(f"{PRESET}, {args.layers} of 32 blocks timed, tokens/s projected to 32 (x: vs bf16):\n"

