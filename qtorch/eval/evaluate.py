@@ -68,7 +68,6 @@ def evaluate_schemes(task: EvalTask, schemes: Sequence[str], *, repeats: int = 3
                                     task.error_fn(task.reference, out),
                                     median_ms(lambda: _run(quant, task.inputs), device, repeats), quantize_s,
                                     {r.name: r.local_sqnr_db for r in report.layers}))
-        del quant
     return results
 
 

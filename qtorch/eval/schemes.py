@@ -84,11 +84,11 @@ SCHEMES = {s.name: s for s in (
     Scheme("w4a16-clip", "int4 g128 with a per-group clipping search",
            _quantize(GroupWeightOnlyConfig(bits=4, group_size=128, symmetric=False, clip_search=True))),
     Scheme("w4a16-gptq", "int4 g128, weights calibrated by GPTQ (qtorch's best 4-bit)", _gptq),
-    Scheme("codebook4", "4-bit K-means codebook per output channel", _quantize(CodebookConfig(bits=4, max_iter=CODEBOOK_ITERATIONS))),
+    Scheme("codebook4", "4-bit K-means codebook per output channel",
+           _quantize(CodebookConfig(bits=4, max_iter=CODEBOOK_ITERATIONS))),
     Scheme("mixed5", f"plan_bits: int4 (GPTQ, g128/64/32) or int8 per layer, <= {MIXED_BUDGET_BITS:g} bits/weight",
            _mixed),
 )}
-SPEED_SCHEMES = ("w8a8", "w4a16", "w8a16")  # the schemes of `qtorch bench` (issue: --scheme w8a8|w4a16|w8a16)
 
 
 def get_scheme(name: str) -> Scheme:
