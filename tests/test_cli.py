@@ -137,3 +137,13 @@ def test_measure_impl_logic_on_cpu(monkeypatch):
         for m in ms:
             assert m.fixed_us > 0 and m.tokens_per_s > 0
             assert m.full_us == pytest.approx(speed.project_depth(m.slice_us, m.fixed_us, 1, depth))
+
+
+def test_kv_cache_on_a_model_with_a_quantized_head():
+    import qtorch
+    from qtorch.models import build_llama
+
+    model = build_llama("tiny")
+    qtorch.quantize_(model, qtorch.GroupWeightOnlyConfig(bits=4, group_size=128))
+    model.setup_caches(2, 32)  # takes dtype and device from the embedding, not the (quantized) head
+    assert model(torch.zeros(2, 1, dtype=torch.long), torch.tensor([0])).shape == (2, 1, 512)

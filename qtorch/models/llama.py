@@ -181,8 +181,8 @@ class Llama(nn.Module):
         """Allocate a static KV cache per layer; forward then needs input_pos."""
         if max_seq_len > self.config.max_seq_len:
             raise ValueError(f"max_seq_len: {max_seq_len} exceeds the model's {self.config.max_seq_len}")
-        dtype = dtype or self.output.weight.dtype
-        device = device or self.output.weight.device
+        dtype = dtype or self.tok_embeddings.weight.dtype  # (the head may be quantized: a QuantLinear has no .weight)
+        device = device or self.tok_embeddings.weight.device
         for layer in self.layers:
             layer.attention.kv_cache = KVCache(max_batch, max_seq_len, self.config.kv_heads, self.config.head_dim,
                                                dtype, device)
