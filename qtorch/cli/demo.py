@@ -78,6 +78,8 @@ def _demo_llama(args, device, dtype, progress):
     results = evaluate_schemes(task, args.schemes or LLAMA_SCHEMES, progress=progress, label="llama")
     print(results_table(results))
     _print_legend(results)
+    print("  (random Gaussian weights have no outliers or redundancy to exploit: this table compares the schemes' "
+          "mechanics; MiniLM below shows what a trained model keeps)")
     print(llama_summary(task.model, task.inputs, results))
 
 
