@@ -1,5 +1,5 @@
 // CUDA implementations of qtorch::int8_scaled_mm and qtorch::int8_linear_requant (schemas: qtorch/ops/int8_matmul.py).
-// Validates every argument (clear TypeError / ValueError naming it), allocates the output, picks the kernel plan by
+// Validates every argument (a clear TypeError / RuntimeError naming it; see below), allocates the output, picks the kernel plan by
 // shape and device and launches on the current stream: no host synchronisation, no int32 intermediates in global
 // memory, capturable in CUDA graphs.
 #include <ATen/ATen.h>
@@ -17,8 +17,10 @@ namespace {
 
 using qtorch_int8::EpilogueParams;
 
-// "(a, b, ...)" built by hand: streaming an IntArrayRef into a TORCH_CHECK message crashed the process on the
-// H200 image (torch 2.11) inside the ValueError path.
+// Value checks raise through TORCH_CHECK (RuntimeError in Python), type checks through TORCH_CHECK_TYPE (TypeError).
+// On the H200 image (torch 2.11+cu130, 2026-11-28) every c10::ValueError thrown from this extension (TORCH_CHECK_VALUE)
+// crashed the Python process with a segmentation fault, while c10::TypeError from the same functions was translated
+// correctly; the cause was not found. "(a, b, ...)" shapes are formatted by hand.
 std::string dims(c10::IntArrayRef values) {
   std::string s = "(";
   for (size_t i = 0; i < values.size(); ++i) s += (i ? ", " : "") + std::to_string(values[i]);
@@ -26,28 +28,28 @@ std::string dims(c10::IntArrayRef values) {
 }
 
 void check_on_device(const char* name, const at::Tensor& t, const at::Tensor& like) {
-  TORCH_CHECK_VALUE(t.is_cuda(), name, ": expected a CUDA tensor, got one on ", t.device());
-  TORCH_CHECK_VALUE(t.device() == like.device(), name, ": expected a tensor on ", like.device(), ", got ", t.device());
+  TORCH_CHECK(t.is_cuda(), name, ": expected a CUDA tensor, got one on ", t.device());
+  TORCH_CHECK(t.device() == like.device(), name, ": expected a tensor on ", like.device(), ", got ", t.device());
 }
 
 // x_q / w_q: 2-D int8, contiguous, 16-byte aligned (TMA and 16-byte vector loads), K a positive multiple of 16.
 void check_matrix(const char* name, const at::Tensor& t, const at::Tensor& like) {
   TORCH_CHECK_TYPE(t.scalar_type() == at::kChar, name, ": expected dtype int8, got ", t.scalar_type());
-  TORCH_CHECK_VALUE(t.dim() == 2, name, ": expected a 2-D tensor, got shape ", dims(t.sizes()));
+  TORCH_CHECK(t.dim() == 2, name, ": expected a 2-D tensor, got shape ", dims(t.sizes()));
   check_on_device(name, t, like);
-  TORCH_CHECK_VALUE(t.is_contiguous(), name, ": expected a contiguous (row-major) tensor, got strides ", dims(t.strides()));
-  TORCH_CHECK_VALUE(reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0, name,
+  TORCH_CHECK(t.is_contiguous(), name, ": expected a contiguous (row-major) tensor, got strides ", dims(t.strides()));
+  TORCH_CHECK(reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0, name,
                     ": expected a 16-byte aligned data pointer (the kernels load 16-byte vectors); "
                     "pass a freshly allocated or .clone()d tensor");
-  TORCH_CHECK_VALUE(t.size(0) <= INT32_MAX && t.size(1) <= INT32_MAX, name, ": dimensions above 2^31 are not supported, got ",
+  TORCH_CHECK(t.size(0) <= INT32_MAX && t.size(1) <= INT32_MAX, name, ": dimensions above 2^31 are not supported, got ",
                     dims(t.sizes()));
 }
 
 void check_vector(const char* name, const at::Tensor& t, int64_t length, at::ScalarType dtype, const at::Tensor& like) {
   TORCH_CHECK_TYPE(t.scalar_type() == dtype, name, ": expected dtype ", dtype, ", got ", t.scalar_type());
-  TORCH_CHECK_VALUE(t.dim() == 1 && t.size(0) == length, name, ": expected shape (", length, ",), got ", dims(t.sizes()));
+  TORCH_CHECK(t.dim() == 1 && t.size(0) == length, name, ": expected shape (", length, ",), got ", dims(t.sizes()));
   check_on_device(name, t, like);
-  TORCH_CHECK_VALUE(t.is_contiguous(), name, ": expected a contiguous tensor, got strides ", dims(t.strides()));
+  TORCH_CHECK(t.is_contiguous(), name, ": expected a contiguous tensor, got strides ", dims(t.strides()));
 }
 
 // Shared checks of both ops; returns (M, N, K).
@@ -57,10 +59,10 @@ void check_operands(const at::Tensor& x_q, const at::Tensor& w_q, int64_t& M, in
   M = x_q.size(0);
   K = x_q.size(1);
   N = w_q.size(0);
-  TORCH_CHECK_VALUE(w_q.size(1) == K, "w_q: expected ", K, " columns (x_q has K = ", K, "), got shape ", dims(w_q.sizes()));
-  TORCH_CHECK_VALUE(K >= 16 && K % 16 == 0, "x_q: K must be a positive multiple of 16 for the int8 kernels, got K = ", K,
+  TORCH_CHECK(w_q.size(1) == K, "w_q: expected ", K, " columns (x_q has K = ", K, "), got shape ", dims(w_q.sizes()));
+  TORCH_CHECK(K >= 16 && K % 16 == 0, "x_q: K must be a positive multiple of 16 for the int8 kernels, got K = ", K,
                     " (pad K with zeros in both x_q and w_q)");
-  TORCH_CHECK_VALUE(N % 16 == 0, "w_q: N (output channels) must be a multiple of 16 for the int8 kernels, got N = ", N,
+  TORCH_CHECK(N % 16 == 0, "w_q: N (output channels) must be a multiple of 16 for the int8 kernels, got N = ", N,
                     " (pad the weight rows)");
 }
 
@@ -148,8 +150,8 @@ at::Tensor int8_linear_requant_cuda(const at::Tensor& x_q, int64_t x_zp, const a
   if (bias_q.has_value()) check_vector("bias_q", *bias_q, N, at::kInt, x_q);
   check_vector("multiplier", multiplier, N, at::kInt, x_q);
   check_vector("shift", shift, N, at::kInt, x_q);
-  TORCH_CHECK_VALUE(-128 <= x_zp && x_zp <= 127, "x_zp: expected an int8 zero point in [-128, 127], got ", x_zp);
-  TORCH_CHECK_VALUE(-128 <= y_zp && y_zp <= 127, "y_zp: expected an int8 zero point in [-128, 127], got ", y_zp);
+  TORCH_CHECK(-128 <= x_zp && x_zp <= 127, "x_zp: expected an int8 zero point in [-128, 127], got ", x_zp);
+  TORCH_CHECK(-128 <= y_zp && y_zp <= 127, "y_zp: expected an int8 zero point in [-128, 127], got ", y_zp);
 
   const c10::cuda::CUDAGuard guard(x_q.device());
   at::Tensor y = at::empty({M, N}, x_q.options().dtype(at::kChar));
