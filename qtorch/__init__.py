@@ -15,7 +15,9 @@ _LAZY = {
     "GroupWeightOnlyConfig": "qtorch.config", "CodebookConfig": "qtorch.config", "PerLayerConfig": "qtorch.config",
 }
 
-__all__ = ["cuda_kernels_available", *_LAZY]
+_SUBPACKAGES = ("amp", "analysis", "models", "ops", "quant")  # `qtorch.amp.MixedPrecision` after `import qtorch`
+
+__all__ = ["cuda_kernels_available", *_LAZY, *_SUBPACKAGES]
 
 
 def __getattr__(name):
@@ -23,8 +25,10 @@ def __getattr__(name):
         value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value
         return value
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"qtorch.{name}")
     raise AttributeError(f"module 'qtorch' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | set(_SUBPACKAGES))
