@@ -15,16 +15,15 @@ steps), and the peak predicted by qtorch.analysis.training_step_peak when import
 import argparse
 import contextlib
 import copy
-import datetime
 import gc
 import json
-import os
 import statistics
-import subprocess
 import time
 
 import torch
 import torch.nn.functional as F
+
+from records import merge_records, results_path, run_meta
 
 from qtorch.amp import MixedPrecision
 from qtorch.models import build_llama, get_config
@@ -200,38 +199,10 @@ def model_tflops(args, step_ms: float) -> float | None:
     return flops / (step_ms * 1e-3) / 1e12
 
 
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return os.environ.get("COMMIT", "unknown")
-
-
-def gpu_name(device: torch.device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-
-
-def results_path(directory: str | None, device: torch.device) -> str:
-    """<directory>/<gpu>.json, the GPU named in lower case without the vendor ("NVIDIA H200" -> h200.json)."""
-    name = gpu_name(device).lower().replace("nvidia", "").strip().split()[0] if device.type == "cuda" else "cpu"
-    directory = directory or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-    return os.path.join(directory, f"{name}.json")
-
-
-def triton_version() -> str:
-    try:
-        import triton
-    except ImportError:
-        return "none"
-    return triton.__version__
-
-
 def to_records(results: list[dict], args, device: torch.device, predicted: dict) -> list[dict]:
     by_key = {(r["impl"], r["compiled"]): r for r in results}
     fp32 = by_key.get(("fp32", False))
-    common = {"gpu": gpu_name(device), "torch": torch.__version__, "triton": triton_version(), "commit": commit(),
-              "date": datetime.date.today().isoformat()}
+    common = run_meta(device)
     records = []
     for r in results:
         amp = by_key.get(("torch_amp", r["compiled"]))  # the torch.amp baseline of the same compile mode
@@ -265,19 +236,6 @@ def to_records(results: list[dict], args, device: torch.device, predicted: dict)
     return records
 
 
-def merge_records(path: str, records: list[dict]) -> None:
-    """Replace this benchmark's records in the results file, keep every other benchmark's."""
-    data = {"records": []}
-    if os.path.exists(path):
-        with open(path) as f:
-            data = json.load(f)
-    data["records"] = [r for r in data.get("records", []) if r.get("benchmark") != "amp_train"] + records
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(data, f, indent=1)
-        f.write("\n")
-
-
 def print_table(records: list[dict]) -> None:
     def cell(metrics, key, spec, scale=1.0, suffix=""):
         width = int(spec.lstrip("+").split(".")[0]) + len(suffix)
@@ -308,8 +266,7 @@ def main(argv=None) -> list[dict]:
         print(f"{impl}{' (compiled)' if compiled else ''}: {r['median_ms']:.1f} ms/step, "
               f"loss {r['losses'][0]:.3f} -> {r['losses'][-1]:.4f} ({time.perf_counter() - t0:.0f} s)", flush=True)
     records = to_records(results, args, device, predicted_peaks(args))
-    path = results_path(args.results_dir, device)
-    merge_records(path, records)
+    path = merge_records(results_path(device, args.results_dir), records)
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"records": records, "losses": {rec["impl"]: r["losses"] for rec, r in zip(records, results)}},

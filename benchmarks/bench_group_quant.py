@@ -17,11 +17,8 @@ median replay time over REPLAYS, divided by the calls per graph, is the time of 
     python benchmarks/bench_group_quant.py --smoke    # tiny shapes, any device (CPU: TRITON_INTERPRET=1), no file
 """
 import argparse
-import datetime
 import json
-import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,6 +29,8 @@ import torch.nn.functional as F
 RESULTS = Path(__file__).resolve().parent / "results"
 sys.path.insert(0, str(RESULTS.parent.parent))  # run from a checkout without installing
 
+from records import merge_records, results_path, run_meta  # noqa: E402
+
 GROUP_SHAPES = [(8192, 8192), (11008, 4096)]  # (N, K) weights to quantize
 WEIGHT_SHAPES = [(4096, 4096), (4096, 11008), (11008, 4096)]  # (K, N) of the LLaMA-2-7B projections
 MS = [1, 2, 4, 8, 16, 32, 64, 128]
@@ -39,14 +38,6 @@ TORCHAO_INT8_M = (1, 16)
 ACT_SHAPES = [(1, 4096), (16, 11008), (2048, 4096), (4096, 11008)]
 REPLAYS = 50
 STREAM_BYTES = 2 * 60 * 2**20  # working set per graph: > 2x the 50-60 MB L2 of an H100/H200
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=Path(__file__).parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return os.environ.get("QTORCH_COMMIT", "unknown")
 
 
 def graph_time_us(calls, smoke=False):
@@ -93,13 +84,13 @@ def bench_group_quant(device, smoke):
         copy_us = graph_time_us([lambda: dst.copy_(w)], smoke)
         copy_gbps = 2 * w.numel() * 2 / copy_us / 1e3
         params = {"N": n, "K": k, "dtype": "bfloat16"}
-        records.append({"benchmark": "group_quant", "impl": "copy", "params": params, "median_us": copy_us,
+        _add(records, {"benchmark": "group_quant", "impl": "copy", "params": params, "median_us": copy_us,
                         "metrics": {"gbps": copy_gbps}})
         for bits in (4, 8):
             us = graph_time_us([lambda: group_quant.group_quantize(w, bits, 128, False)], smoke)
             moved = w.numel() * 2 + w.numel() * bits // 8 + (w.numel() // 128) * 5  # read bf16, write q + S + Z
             gbps = moved / us / 1e3
-            records.append({"benchmark": "group_quant", "impl": f"qtorch_int{bits}",
+            _add(records, {"benchmark": "group_quant", "impl": f"qtorch_int{bits}",
                             "params": {**params, "bits": bits, "group_size": 128, "symmetric": False},
                             "median_us": us, "metrics": {"gbps": gbps, "fraction_of_copy": gbps / copy_gbps}})
     return records
@@ -116,9 +107,9 @@ def bench_act_quant(device, smoke):
         us = graph_time_us([lambda x=x: act_quant.quantize_per_token(x) for x in xs], smoke)
         moved = m * k * 2 + m * k + m * 8
         params = {"M": m, "K": k, "dtype": "bfloat16"}
-        records.append({"benchmark": "act_quant", "impl": "copy", "params": params, "median_us": copy_us,
+        _add(records, {"benchmark": "act_quant", "impl": "copy", "params": params, "median_us": copy_us,
                         "metrics": {"gbps": 2 * m * k * 2 / copy_us / 1e3}})
-        records.append({"benchmark": "act_quant", "impl": "qtorch", "params": params, "median_us": us,
+        _add(records, {"benchmark": "act_quant", "impl": "qtorch", "params": params, "median_us": us,
                         "metrics": {"gbps": moved / us / 1e3, "fraction_of_copy": (moved / us) / (4 * m * k / copy_us)}})
     return records
 
@@ -173,13 +164,13 @@ def bench_weight_only(device, smoke, paths):
             x = torch.randn(m, k, device=device).to(torch.bfloat16)
             params = {"M": m, "K": k, "N": n, "dtype": "bfloat16"}
             bf16_us = graph_time_us([lambda w=w: F.linear(x, w) for w in ws], smoke)
-            records.append(_wo_record("bf16", params, bf16_us, bf16_us, m, n, k, 16))
+            _add(records, _wo_record("bf16", params, bf16_us, bf16_us, m, n, k, 16))
             for impl, (bits, g, qs) in quant.items():
                 for path in _paths_for(m, paths, weight_only.GEMV_MAX_M):
                     us = graph_time_us([lambda q=q: weight_only.weight_only_linear(x, *q, bits, g, None, path=path)
                                         for q in qs], smoke)
                     name = impl if path == "auto" else f"{impl}_{path}"
-                    records.append(_wo_record(name, {**params, "group_size": g, "path": path}, us, bf16_us, m, n, k,
+                    _add(records, _wo_record(name, {**params, "group_size": g, "path": path}, us, bf16_us, m, n, k,
                                               bits, groups=n * (k // g)))
             for impl, (weights, linear) in ao.items():
                 if impl == "torchao_int8wo" and m not in TORCHAO_INT8_M:
@@ -190,7 +181,7 @@ def bench_weight_only(device, smoke, paths):
                     print(f"[bench] {impl} failed at M={m} K={k} N={n}: {type(exc).__name__}: {exc}")
                     continue
                 bits = 4 if "int4" in impl else 8
-                records.append(_wo_record(impl, params, us, bf16_us, m, n, k, bits))
+                _add(records, _wo_record(impl, params, us, bf16_us, m, n, k, bits))
     return records
 
 
@@ -214,23 +205,17 @@ def _wo_record(impl, params, us, bf16_us, m, n, k, bits, groups=0):
             "metrics": {"speedup_vs_bf16": bf16_us / us, "gbps": moved / us / 1e3, "tops": 2 * m * n * k / us / 1e6}}
 
 
+def _add(records, record):
+    """Append and print at once: a run cut short by a time limit still shows what it measured."""
+    records.append(record)
+    print(f"  {record['benchmark']:18s} {record['impl']:20s} {json.dumps(record['params'])} "
+          f"{record['median_us']:9.2f} us {json.dumps(record['metrics'])}", flush=True)
+
+
 def save(records, device):
     """Merge into benchmarks/results/<gpu>.json: replace this run's benchmarks' records, keep the others."""
-    full = torch.cuda.get_device_name(device)
-    words = [w for w in full.lower().replace("nvidia", "").split() if w]
-    tag = words[0] if words else "gpu"
-    import triton
-
-    common = {"gpu": full, "torch": torch.__version__, "triton": triton.__version__, "commit": _commit(),
-              "date": datetime.date.today().isoformat()}
-    path = RESULTS / f"{tag}.json"
-    existing = json.loads(path.read_text())["records"] if path.exists() else []
-    replaced = {r["benchmark"] for r in records}
-    kept = [r for r in existing if r.get("benchmark") not in replaced]
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"records": kept + [{**r, **common} for r in records]}, indent=2) + "\n")
-    return path
-
+    meta = run_meta(device)
+    return merge_records(results_path(device), [{**r, **meta} for r in records])
 
 def print_table(records):
     print("\n== group_quant / act_quant (GB/s = bytes read + written / time) ==")
@@ -267,18 +252,15 @@ def main():
     if device.type != "cuda" and not args.smoke:
         sys.exit("needs a CUDA GPU (or --smoke with TRITON_INTERPRET=1)")
     only = args.only.split(",")
+    paths = [p for p in args.paths.split(",") if not (args.smoke and p == "auto")]
+    benches = {"group_quant": lambda: bench_group_quant(device, args.smoke),
+               "act_quant": lambda: bench_act_quant(device, args.smoke),
+               "weight_only_linear": lambda: bench_weight_only(device, args.smoke, paths)}
     records = []
-    if "group_quant" in only:
-        records += bench_group_quant(device, args.smoke)
-    if "act_quant" in only:
-        records += bench_act_quant(device, args.smoke)
-    if "weight_only_linear" in only:
-        paths = args.paths.split(",")
-        if args.smoke:
-            paths = [p for p in paths if p != "auto"]
-        records += bench_weight_only(device, args.smoke, paths)
-    if not args.smoke:
-        print(f"wrote {save(records, device)}")
+    for name in only:
+        records += benches[name]()
+        if not args.smoke:  # saved after each benchmark, so a run cut short keeps what finished
+            print(f"wrote {save(records, device)}", flush=True)
     print_table(records)
 
 

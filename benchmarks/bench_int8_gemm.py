@@ -10,15 +10,12 @@ Every timed call reads one of R copies of the weights (R copies > 3x L2), so wei
 Usage: python benchmarks/bench_int8_gemm.py [--quick] [--no-torchao] [--out PATH]
 """
 import argparse
-import datetime
-import json
 import math
-import os
 import pathlib
-import subprocess
 
 import torch
 import torch.nn.functional as F
+from records import merge_records, results_path, run_meta
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 LLAMA_KN = [(4096, 4096), (4096, 11008), (11008, 4096)]  # (K, N) of the LLaMA-2-7B linears
@@ -141,31 +138,6 @@ def bench_torchao(x, lins, torchao):
     return "fails: " + " | ".join(errors), 0
 
 
-def gpu_file_name():
-    name = torch.cuda.get_device_name(0).lower().replace("nvidia", "").strip()
-    return "".join(c if c.isalnum() else "_" for c in name).strip("_") or "gpu"
-
-
-def commit():
-    if os.environ.get("QTORCH_COMMIT"):
-        return os.environ["QTORCH_COMMIT"]
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except Exception:
-        return "unknown"
-
-
-def write_records(records, path):
-    data = {"records": []}
-    if path.exists():
-        data = json.loads(path.read_text())
-    ours = {"int8_gemm", "w8a8_linear"}
-    data["records"] = [r for r in data.get("records", []) if r.get("benchmark") not in ours] + records
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=1) + "\n")
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="M in {1, 128, 2048} on the 4096x4096 layer only")
@@ -191,13 +163,7 @@ def main():
     if args.quick:
         shapes = [(M, 4096, 4096, True) for M in (1, 128, 2048)] + [(8192, 8192, 8192, False)]
 
-    meta = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "commit": commit(),
-            "date": datetime.date.today().isoformat()}
-    try:
-        import triton
-        meta["triton"] = triton.__version__
-    except ImportError:
-        pass
+    meta = run_meta()
     records, rows = [], []
     for M, N, K, e2e in shapes:
         res = bench_shape(M, N, K, e2e=e2e, torchao=torchao, ops=ops, QuantLinear=QuantLinear,
@@ -221,8 +187,7 @@ def main():
             print(f"  M={M:<5} N={N:<6} K={K:<6} {bench:12s} {impl:16s} {v:10.2f} us  {metrics}", flush=True)
         rows.append(row)
 
-    out = args.out or ROOT / "benchmarks" / "results" / f"{gpu_file_name()}.json"
-    write_records(records, out)
+    out = merge_records(args.out or results_path(), records, benchmarks=("int8_gemm", "w8a8_linear"))
     print(f"wrote {len(records)} records to {out}")
 
     def cell(row, key, base_key):

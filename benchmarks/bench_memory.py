@@ -12,13 +12,8 @@ estimate of qtorch.analysis.measure_memory is recorded beside it). Target: |pred
 """
 import argparse
 import copy
-import datetime
 import gc
-import json
-import os
-import subprocess
 import sys
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -28,8 +23,8 @@ import qtorch
 from qtorch.amp import MixedPrecision
 from qtorch.analysis import from_llama_config, inference_peak, measure_memory, training_step_peak
 from qtorch.models import build_llama
+from records import merge_records, results_path, run_meta
 
-RESULTS = Path(__file__).resolve().parent / "results"
 TARGET = 0.10  # the issue's acceptance bound on |relative error|
 
 # (impl, recipe, batch, seq, optimizer_impl, checkpointing): the model is TRAIN_MODEL
@@ -161,39 +156,10 @@ def _record(impl, params, measured, predicted):
                         "measured_at_peak": measured.by_category}}
 
 
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=Path(__file__).parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return os.environ.get("QTORCH_COMMIT", "unknown")
-
-
-def _gpu_tag(device) -> tuple[str, str]:
-    """('NVIDIA H200', 'h200')."""
-    if device.type != "cuda":
-        return "cpu", "cpu"
-    full = torch.cuda.get_device_name(device)
-    words = [w for w in full.lower().replace("nvidia", "").split() if w]
-    return full, (words[0] if words else "gpu")
-
-
 def save(records, device):
     """Merge into benchmarks/results/<gpu>.json: replace this benchmark's records, keep the others."""
-    full, tag = _gpu_tag(device)
-    try:
-        import triton
-        triton_version = triton.__version__
-    except ImportError:
-        triton_version = None
-    common = {"gpu": full, "torch": torch.__version__, "triton": triton_version, "commit": _commit(),
-              "date": datetime.date.today().isoformat()}
-    path = RESULTS / f"{tag}.json"
-    existing = json.loads(path.read_text())["records"] if path.exists() else []
-    kept = [r for r in existing if r.get("benchmark") != "memory_check"]
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"records": kept + [{**r, **common} for r in records]}, indent=2) + "\n")
-    return path
+    meta = run_meta(device)
+    return merge_records(results_path(device), [{**r, **meta} for r in records], benchmarks=("memory_check",))
 
 
 def _row(r) -> str:

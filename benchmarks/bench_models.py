@@ -11,16 +11,16 @@ Speed: `--layers` blocks of the 7B shape are built and timed and tokens/s projec
 Accuracy: all-MiniLM-L6-v2 on 64 built-in sentences, cosine of the embeddings vs float32, per scheme.
 """
 import argparse
-import datetime
 import json
 import os
 import statistics
-import subprocess
 import sys
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from records import merge_records, results_path, run_meta  # noqa: E402
 
 from qtorch.cli.bench import detail_table, speed_table  # noqa: E402
 from qtorch.cli.demo import results_table  # noqa: E402
@@ -44,36 +44,6 @@ def parse_args(argv=None):
                                                        "benchmarks/results)")
     p.add_argument("--out", default=None, help="also write this run's records and the per-layer SQNR to this JSON")
     return p.parse_args(argv)
-
-
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return os.environ.get("COMMIT", "unknown")
-
-
-def gpu_name(device: torch.device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-
-
-def results_path(directory: str | None, device: torch.device) -> str:
-    """<directory>/<gpu>.json, the GPU named in lower case without the vendor ("NVIDIA H200" -> h200.json)."""
-    name = gpu_name(device).lower().replace("nvidia", "").strip().split()[0] if device.type == "cuda" else "cpu"
-    directory = directory or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-    return os.path.join(directory, f"{name}.json")
-
-
-def common_fields(device: torch.device) -> dict:
-    try:
-        import triton
-
-        triton_version = triton.__version__
-    except ImportError:
-        triton_version = "none"
-    return {"gpu": gpu_name(device), "torch": torch.__version__, "triton": triton_version, "commit": commit(),
-            "date": datetime.date.today().isoformat()}
 
 
 def speed_records(measurements, args, common: dict) -> list[dict]:
@@ -126,19 +96,6 @@ def accuracy_records(results, device: torch.device, dtype: torch.dtype, common: 
     return records
 
 
-def merge_records(path: str, records: list[dict], benchmarks) -> None:
-    """Replace the records of `benchmarks` in the results file, keep every other benchmark's."""
-    data = {"records": []}
-    if os.path.exists(path):
-        with open(path) as f:
-            data = json.load(f)
-    data["records"] = [r for r in data.get("records", []) if r.get("benchmark") not in benchmarks] + records
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(data, f, indent=1)
-        f.write("\n")
-
-
 def run_accuracy(device: torch.device):
     from qtorch.eval.evaluate import evaluate_schemes
     from qtorch.eval.tasks import minilm_task
@@ -157,7 +114,7 @@ def main(argv=None) -> int:
     if device.type == "cpu" and not args.no_speed:
         print("bench_models: the speed part needs a CUDA device (add --no-speed)", file=sys.stderr)
         return 1
-    common = common_fields(device)
+    common = run_meta(device)
     records, benchmarks, layer_sqnr, failures = [], [], {}, {}
     tables = []
     from qtorch.models.minilm import MODELS_EXTRA_HINT, minilm_available
@@ -175,7 +132,7 @@ def main(argv=None) -> int:
         with_torchao = not args.no_torchao and torchao_available()
         if not args.no_torchao and not with_torchao:
             print("bench_models: torchao is not importable; its baselines are skipped")
-        path = results_path(args.results_dir, device)
+        path = results_path(device, args.results_dir)
         benchmarks += ["model_prefill", "model_decode"]
 
         printed = set()
@@ -196,7 +153,7 @@ def main(argv=None) -> int:
         tables.append(detail_table(measurements))
         tables.append(f"{PRESET}, {args.layers} of 32 blocks timed, tokens/s projected to 32 (x: vs bf16):\n"
                       + speed_table(measurements))
-    path = results_path(args.results_dir, device)
+    path = results_path(device, args.results_dir)
     merge_records(path, records, benchmarks)
     if args.out:
         with open(args.out, "w") as f:

@@ -8,15 +8,6 @@ import torch.nn as nn
 from qtorch.amp import LossScaler, MixedPrecision
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny CPU ops: one intra-op thread is much faster than two on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_dynamic_rule_growth_backoff_floor_and_cap():
     s = LossScaler()
     assert (s.scale, s.growth_interval, s.min_scale) == (2.0**16, 2000, 1.0)

@@ -1,5 +1,4 @@
 """MixedPrecision end to end on the CPU: convergence vs fp32, resume bit-exactness, why fp32 masters matter."""
-import copy
 import io
 
 import pytest
@@ -9,15 +8,6 @@ import torch.nn.functional as F
 
 from qtorch.amp import LossScaler, MixedPrecision
 from qtorch.models import build_llama
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny CPU ops: one intra-op thread is much faster than two on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # Stated tolerance: after 80 AdamW steps the mixed-precision loss is within 5% of the fp32 loss (measured: <= 2%).

@@ -9,15 +9,6 @@ from qtorch.amp import MixedPrecision
 from qtorch.models import build_llama
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny CPU ops: one intra-op thread is much faster than two on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class Net(nn.Module):
     """Linear → LayerNorm → GELU → Linear → Softmax, with awkward sizes (7 → 13 → 5)."""
 

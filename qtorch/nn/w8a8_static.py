@@ -14,9 +14,8 @@ import torch.nn.functional as F
 
 import qtorch.ops as qops
 from qtorch.config import W8A8StaticConfig
-from qtorch.nn.base import QuantLinear, check_quantized, has_values
-from qtorch.nn.w8a8 import check_int8_shape, dequantize_int8_per_channel, int8_weight_buffers, \
-    quantize_int8_per_channel
+from qtorch.nn.base import check_quantized, has_values
+from qtorch.nn.w8a8 import W8A8Linear, dequantize_int8_per_channel, int8_weight_buffers
 from qtorch.observers import make_observer
 from qtorch.quant.affine import dequantize
 from qtorch.quant.fixed_point import INT32_MAX, quantize_multiplier
@@ -30,8 +29,9 @@ def _act_qparams_buffers(device, x_scale=None, x_zp=None) -> dict:
     return {"x_scale": scale, "x_zp": zp}
 
 
-class W8A8StaticLinear(QuantLinear):
-    """Static W8A8 (float or int8 output), calibrated before use."""
+class W8A8StaticLinear(W8A8Linear):
+    """Static W8A8 (float or int8 output), calibrated before use: the dynamic layer's weights, with activation
+    quantization parameters from calibration instead of per token."""
 
     configs = (W8A8StaticConfig,)
 
@@ -40,14 +40,6 @@ class W8A8StaticLinear(QuantLinear):
         self.observing = False
         self.observers = None  # (x observer, y observer or None) while calibrating
         self.after_load()
-
-    @classmethod
-    def check_shape(cls, config, in_features, out_features):
-        check_int8_shape(in_features)
-
-    @classmethod
-    def quantize_weight(cls, weight, config):
-        return quantize_int8_per_channel(weight)
 
     @classmethod
     def build(cls, config, bias, weight_dtype, *, q, scale, x_scale=None, x_zp=None, y_scale=None, y_zp=None):
