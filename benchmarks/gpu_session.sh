@@ -9,11 +9,13 @@
 #     int8       benchmarks/bench_int8_gemm.py            triton   benchmarks/bench_group_quant.py
 #     amp        benchmarks/bench_amp.py                  memory   benchmarks/bench_memory.py
 #     models     benchmarks/bench_models.py
-# Env: DEADLINE (seconds from start, default 570), QTORCH_COMMIT (the commit measured; .git does not travel).
+# Env: DEADLINE (seconds from start, default 540: the call's limit is 600 s and a stage is cut only at its own
+# limit), QTORCH_COMMIT (the commit measured; .git does not travel). What comes back ($OUT) is refreshed after every
+# stage, so a call cut short still returns the summary, the logs and the results of the stages that finished.
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 START=$SECONDS
-DEADLINE=${DEADLINE:-570}
+DEADLINE=${DEADLINE:-540}
 FINAL_OUT=${OUT:-/tmp/qtorch_gpu_out}  # what comes back: summary.txt, logs.tar.gz, the results JSON
 OUT=$(mktemp -d /tmp/qtorch_gpu_work.XXXX)
 mkdir -p "$FINAL_OUT"
@@ -35,6 +37,11 @@ run() {  # run NAME LIMIT CMD...: run under min(LIMIT, time left), log to $OUT/N
   local rc=$?
   note "$name: exit $rc ($((SECONDS - START))s)"
   return $rc
+}
+flush_out() {  # summary, logs and results so far -> $FINAL_OUT
+  cp benchmarks/results/*.json "$FINAL_OUT/" 2> /dev/null
+  cp "$SUMMARY" "$FINAL_OUT/summary.txt"
+  tar -czf "$FINAL_OUT/logs.tar.gz" -C "$OUT" . 2> /dev/null
 }
 wait_build() {
   [ -n "${BUILD_PID:-}" ] && { wait "$BUILD_PID"; note "build: exit $? ; $(tail -1 "$OUT/build.log" | cut -c1-150)"; BUILD_PID=; }
@@ -85,9 +92,7 @@ for stage in "$@"; do
       tail -30 "$OUT/models.log" >> "$SUMMARY" ;;
     *) note "unknown stage $stage" ;;
   esac
+  flush_out
 done
-cp benchmarks/results/*.json "$FINAL_OUT/" 2> /dev/null
-cp "$SUMMARY" "$FINAL_OUT/summary.txt"
-tar -czf "$FINAL_OUT/logs.tar.gz" -C "$OUT" . 2> /dev/null
 echo "======== summary"
 cat "$SUMMARY"
