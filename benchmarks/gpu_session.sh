@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# One device call for the whole project (the only GPU entry point besides gpu_int8_gemm.sh, which it calls): build qtorch (with qtorch._C) once, then run the chosen stages under a global
-# deadline, logs under $OUT, a short summary last.
+# One device call for the whole project (the GPU entry point; it calls gpu_int8_gemm.sh for the harness stages):
+# build qtorch (with qtorch._C) once, then run the chosen stages under a global deadline, logs under $OUT, a short
+# summary last.
 #   bash benchmarks/gpu_session.sh STAGE...      stages:
 #     build      pip install --no-build-isolation --no-deps -e . (in the background; later stages wait for it)
 #     harness    int8 GEMM torch-free harness: bit-exact checks of every kernel configuration + timings
