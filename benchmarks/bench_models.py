@@ -1,6 +1,7 @@
 """Whole-model benchmark (issue 8): LLaMA-2-7B-shaped prefill / decode speed, bf16 vs qtorch vs torchao, and the
 MiniLM accuracy table, written as records to benchmarks/results/<gpu>.json (benchmarks model_prefill, model_decode,
-model_accuracy; this run's records replace earlier ones of those benchmarks, every other benchmark's are kept).
+model_accuracy; this run's records replace earlier ones of the same benchmark and implementation, so the schemes
+can be measured in separate runs (--schemes), each beside its own bf16 run).
 
     python benchmarks/bench_models.py                         # GPU: speed (compiled, CUDA graphs) + accuracy
     python benchmarks/bench_models.py --layers 2 --no-accuracy
@@ -138,7 +139,7 @@ def main(argv=None) -> int:
         printed = set()
 
         def save_partial(done):  # a run cut short by a time limit keeps what it measured
-            merge_records(path, records + speed_records(done, args, common), benchmarks)
+            merge_records(path, records + speed_records(done, args, common), by_impl=True)
             for m in done:
                 if id(m) not in printed:
                     printed.add(id(m))
@@ -154,7 +155,7 @@ def main(argv=None) -> int:
         tables.append(f"{PRESET}, {args.layers} of 32 blocks timed, tokens/s projected to 32 (x: vs bf16):\n"
                       + speed_table(measurements))
     path = results_path(device, args.results_dir)
-    merge_records(path, records, benchmarks)
+    merge_records(path, records, by_impl=True)
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"records": records, "layer_sqnr_db": layer_sqnr, "failures": failures}, f, indent=1)

@@ -10,6 +10,8 @@
 #     int8       benchmarks/bench_int8_gemm.py            triton   benchmarks/bench_group_quant.py
 #     amp        benchmarks/bench_amp.py                  memory   benchmarks/bench_memory.py
 #     models     benchmarks/bench_models.py
+#     profile    ncu (SpeedOfLight, memory, occupancy, warp states) of one autotuned call per PROFILE_CASES case
+#                (benchmarks/tools/profile_kernels.py)
 # Env: DEADLINE (seconds from start, default 540: the call's limit is 600 s and a stage is cut only at its own
 # limit), QTORCH_COMMIT (the commit measured; .git does not travel). What comes back ($OUT) is refreshed after every
 # stage, so a call cut short still returns the summary, the logs and the results of the stages that finished.
@@ -91,6 +93,12 @@ for stage in "$@"; do
     models)
       wait_build; run models 420 python3 benchmarks/bench_models.py ${MODELS_ARGS:-}
       tail -30 "$OUT/models.log" >> "$SUMMARY" ;;
+    profile)
+      wait_build
+      run profile 240 ncu --profile-from-start off --section SpeedOfLight --section MemoryWorkloadAnalysis \
+        --section Occupancy --section LaunchStats --section WarpStateStats --section SchedulerStats \
+        python3 benchmarks/tools/profile_kernels.py ${PROFILE_CASES:-}
+      grep -E "\->|_kernel|Duration|Memory Throughput|DRAM Throughput|Achieved Occupancy|Registers Per|Block Size|Grid Size|Stall|One or More|No Eligible|Compute \(SM\)" "$OUT/profile.log" | head -80 >> "$SUMMARY" ;;
     *) note "unknown stage $stage" ;;
   esac
   flush_out

@@ -48,13 +48,18 @@ def run_meta(device=None) -> dict:
             "date": datetime.date.today().isoformat()}
 
 
-def merge_records(path, records: list[dict], benchmarks=None) -> pathlib.Path:
+def merge_records(path, records: list[dict], benchmarks=None, by_impl: bool = False) -> pathlib.Path:
     """Write `records` into the results file at `path`, replacing the records of `benchmarks` (default: the benchmarks
-    that `records` hold) and keeping every other benchmark's."""
+    that `records` hold) and keeping every other benchmark's. by_impl: replace only the (benchmark, impl) pairs that
+    `records` hold, so a benchmark measured in several runs (a subset of implementations each) keeps the others."""
     path = pathlib.Path(path)
-    replaced = set(benchmarks) if benchmarks is not None else {r["benchmark"] for r in records}
     existing = json.loads(path.read_text())["records"] if path.exists() else []
-    kept = [r for r in existing if r.get("benchmark") not in replaced]
+    if by_impl:
+        replaced_pairs = {(r["benchmark"], r["impl"]) for r in records}
+        kept = [r for r in existing if (r.get("benchmark"), r.get("impl")) not in replaced_pairs]
+    else:
+        replaced = set(benchmarks) if benchmarks is not None else {r["benchmark"] for r in records}
+        kept = [r for r in existing if r.get("benchmark") not in replaced]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"records": kept + records}, indent=1) + "\n")
     return path
