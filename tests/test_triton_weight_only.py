@@ -1,4 +1,4 @@
-"""triton_kernels.weight_only: y = x · dequant(W_q)ᵀ + bias, both kernels (GEMV and tl.dot), int4 and int8.
+"""triton_kernels.weight_only: y = x · dequant(W_q)ᵀ + bias, all three kernels (GEMV, tl.dot, swapped), int4 and int8.
 
 Error criterion: |y − y64| no larger than twice the error of the same-precision PyTorch computation
 (F.linear in x's dtype on the dequantized weight) against float64, on fresh random data of awkward shapes.
@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from test_triton_reference import group_dequantize_ref, group_quantize_ref
 
-from triton_kernels import weight_only
+from triton_kernels import weight_only, weight_only_mma
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -72,6 +72,39 @@ def test_empty_and_strided_inputs():
     _check(wide, q, scale, zp, 4, 64, b, "auto")
 
 
+@pytest.mark.parametrize("bits", [4, 8])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("m, n, k, group_size, bias", [
+    (5, 80, 256, 128, True),  # N = 80: a ragged BLOCK_N tile; split K over 2 tiles
+    (16, 200, 512, 64, False),
+    (17, 80, 384, 32, True),
+    (33, 200, 256, 256, True),  # per channel: one scale after the K loop
+    (64, 80, 200, 200, False),  # per channel with K = 200 ragged against BLOCK_K = 128
+])
+def test_mma_swapped(bits, dtype, m, n, k, group_size, bias):
+    x, q, scale, zp, b = _case(m, n, k, bits, group_size, dtype, bias=bias)
+    _check(x, q, scale, zp, bits, group_size, b, "mma_swapped")
+
+
+@pytest.mark.parametrize("target, m", [(1, 5), (1 << 20, 40)])
+def test_mma_swapped_split_k_extremes(monkeypatch, target, m):
+    """One program along K (no workspace) and the largest split, picked by "auto" for GEMV_MAX_M < M <= 64."""
+    monkeypatch.setattr(weight_only_mma, "SWAPPED_TARGET_PROGRAMS", target)
+    x, q, scale, zp, b = _case(m, 72, 1024, 4, 128, torch.bfloat16)
+    assert weight_only_mma.swapped_split_k(72, 1024, 128) == (1 if target == 1 else weight_only_mma.SWAPPED_MAX_SPLIT_K)
+    _check(x, q, scale, zp, 4, 128, b, "auto")
+
+
+def test_mma_swapped_unsupported():
+    x, q, scale, zp, b = _case(8, 16, 96, 4, 48, torch.bfloat16)  # g = 48: no power-of-2 number of K tiles
+    with pytest.raises(ValueError, match="mma_swapped"):
+        weight_only.weight_only_linear(x, q, scale, zp, 4, 48, b, path="mma_swapped")
+    _check(x, q, scale, zp, 4, 48, b, "auto")  # falls back to the tl.dot kernel with x as the left operand
+    x, q, scale, zp, b = _case(8, 16, 128, 8, 64, torch.float32)
+    with pytest.raises(ValueError, match="mma_swapped"):
+        weight_only.weight_only_linear(x, q, scale, zp, 8, 64, b, path="mma_swapped")
+
+
 @pytest.mark.parametrize(
     "change, error, match",
     [
@@ -96,7 +129,7 @@ def test_bad_input(change, error, match):
 
 
 @pytest.mark.cuda
-@pytest.mark.parametrize("path", ["gemv", "mma"])
+@pytest.mark.parametrize("path", ["gemv", "mma", "mma_swapped"])
 @pytest.mark.parametrize("bits, group_size", [(4, 128), (4, 32), (8, 128), (8, None)])
 @pytest.mark.parametrize("k, n", [(4096, 11008), (11008, 4096)])
 @pytest.mark.parametrize("m", [1, 4, 17])

@@ -14,10 +14,12 @@ import triton.language as tl
 
 from triton_kernels._common import check_2d, check_device, check_float_dtype, interpreting
 from triton_kernels.weight_only_gemv import ONE_BITS, _gemv_group_words_log2, _wo_gemv_kernel, _wo_gemv_tuned
-from triton_kernels.weight_only_mma import _mma_kernel_for, _wo_mma_kernel
+from triton_kernels.weight_only_mma import _mma_kernel_for, _wo_mma_kernel, mma_swapped, swapped_block_k
 
 # Largest M served by the CUDA-core GEMV kernel; larger M (and fp32 x) use the tensor-core kernel.
 GEMV_MAX_M = 4
+# Largest M served by the swapped tensor-core kernel (weights as the left tl.dot operand) in "auto".
+SWAPPED_MAX_M = 64
 
 
 def _check_inputs(x, w_q, w_scale, w_zp, bits, group_size, bias):
@@ -53,7 +55,8 @@ def weight_only_linear(x, w_q, w_scale, w_zp, bits: int, group_size: int, bias=N
     """y (M, N) = x (M, K) · (S (q − Z))ᵀ + bias in x's dtype, dequantizing the int4/int8 weight in registers.
 
     w_q, w_scale, w_zp as produced by group_quantize (per-channel int8: group_size = K). `path` ("auto", "gemv",
-    "mma") forces a kernel for benchmarks and tests; "auto" picks the GEMV kernel for M <= GEMV_MAX_M.
+    "mma", "mma_swapped") forces a kernel for benchmarks and tests; "auto" picks the GEMV kernel for
+    M <= GEMV_MAX_M, the swapped tl.dot kernel up to SWAPPED_MAX_M (bf16/fp16 x, see swapped_block_k).
     """
     m, n, k = _check_inputs(x, w_q, w_scale, w_zp, bits, group_size, bias)
     y = torch.empty((m, n), dtype=x.dtype, device=x.device)
@@ -86,6 +89,16 @@ def weight_only_linear(x, w_q, w_scale, w_zp, bits: int, group_size: int, bias=N
         else:
             grid = lambda meta_: (triton.cdiv(n, meta_["BLOCK_N"]), m)  # noqa: E731
             torch.library.wrap_triton(_wo_gemv_tuned)[grid](*args, **meta)
+        return y
+
+    swapped_ok = (x.dtype != torch.float32 and swapped_block_k(k, bits, group_size) is not None
+                  and w_q.storage_offset() % 4 == 0 and w_q.stride(0) % 4 == 0)
+    if path == "mma_swapped" and not swapped_ok:
+        raise ValueError("path='mma_swapped' needs bf16/fp16 x, K*bits a multiple of 32, 4-byte aligned rows, and "
+                         "a group size that is a power of 2 times 16, 32, 64 or 128 (or group_size == K)")
+    if swapped_ok and (path == "mma_swapped" or (path == "auto" and isinstance(m, int)
+                                                 and GEMV_MAX_M < m <= SWAPPED_MAX_M)):
+        mma_swapped(x, w_q, w_scale, w_zp, bits, group_size, bias, y, interpreting())
         return y
 
     # One group per K tile when BLOCK_K divides g (or g == K); other group sizes dequantize per element.
