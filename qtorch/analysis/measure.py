@@ -49,6 +49,15 @@ class _StorageTracker(TorchDispatchMode):
         self.peak = 0
         self.peak_live: dict[int, int] = {}
         self.peak_roles: dict[int, str] = {}
+        self._finalizers: list[weakref.finalize] = []
+
+    def close(self) -> None:
+        """Drop the finalizers (the global registry would otherwise keep this tracker, and through `roles` the model
+        and optimizer, alive for as long as any tracked storage lives) and the roles callable."""
+        for finalizer in self._finalizers:
+            finalizer.detach()
+        self._finalizers.clear()
+        self.roles = None
 
     def track(self, t: torch.Tensor) -> None:
         if t.device.type == "meta" or t.is_sparse:
@@ -59,7 +68,7 @@ class _StorageTracker(TorchDispatchMode):
             return
         self.live[key] = nbytes
         self.current += nbytes
-        weakref.finalize(storage, self._free, key)
+        self._finalizers.append(weakref.finalize(storage, self._free, key))
         if self.current > self.peak:
             self.peak = self.current
             self.peak_live = dict(self.live)
@@ -136,8 +145,11 @@ def measure_memory(step_fn, *, model: torch.nn.Module | None = None, optimizer: 
         torch.cuda.synchronize(cuda)
         torch.cuda.reset_peak_memory_stats(cuda)
         start = torch.cuda.memory_allocated(cuda)
-    with tracker:
-        step_fn()
+    try:
+        with tracker:
+            step_fn()
+    finally:
+        tracker.close()
     by_category = dict.fromkeys(CATEGORIES, 0)
     for key, nbytes in tracker.peak_live.items():
         by_category[tracker.peak_roles.get(key, "activations_and_temporaries")] += nbytes
