@@ -241,14 +241,16 @@ def time_fixed(model: Llama, tokens: torch.Tensor, input_pos, iters: int) -> tup
 
 @torch.no_grad()
 def measure_impl(impl: str, preset: str, layers: int, device, *, prefill_len: int, decode_batches, decode_pos: int,
-                 decode_cache: int, compile_model: bool, seed: int = 0) -> list[Measurement]:
-    """Build, quantize and time one implementation: prefill, then decode at each batch size."""
+                 decode_cache: int, compile_model: bool, seed: int = 0,
+                 out: list[Measurement] | None = None) -> list[Measurement]:
+    """Build, quantize and time one implementation: prefill, then decode at each batch size. Each measurement is
+    appended to `out` (returned) as soon as it is taken, so a phase that raises keeps the earlier phases' numbers."""
     full_depth = get_config(preset).n_layers
     model = build_model(preset, layers, device, seed=seed)
     quantize_impl(model, impl)
     vocab = model.config.vocab_size
     gen = torch.Generator(device=device).manual_seed(seed + 1)
-    out = []
+    out = [] if out is None else out
 
     def project(slice_us, fixed_us):
         return project_depth(slice_us, fixed_us, layers, full_depth)
@@ -293,8 +295,8 @@ def run_speed(schemes, preset: str = "llama2-7b-shaped", layers: int = 4, *, dev
               ) -> tuple[list[Measurement], dict[str, str]]:
     """Every implementation of `schemes` (and bf16) measured in this process, one after the other.
 
-    Returns (measurements, failures): an implementation that raises is reported in failures (impl -> error line)
-    and the others still run. on_impl_done(measurements so far) is called after each implementation (to save
+    Returns (measurements, failures): an implementation that raises is reported in failures (impl -> error line),
+    the phases it measured before are kept, and the others still run. on_impl_done(measurements so far) is called after each implementation (to save
     partial results of a long run).
     """
     from tqdm.auto import tqdm
@@ -309,9 +311,8 @@ def run_speed(schemes, preset: str = "llama2-7b-shaped", layers: int = 4, *, dev
     with inductor_settings():
         for impl in tqdm(impls, desc="bench", unit="impl", disable=not progress):
             try:
-                out += measure_impl(impl, preset, layers, device, prefill_len=prefill_len,
-                                    decode_batches=decode_batches, decode_pos=decode_pos, decode_cache=decode_cache,
-                                    compile_model=compile_model)
+                measure_impl(impl, preset, layers, device, prefill_len=prefill_len, decode_batches=decode_batches,
+                             decode_pos=decode_pos, decode_cache=decode_cache, compile_model=compile_model, out=out)
             except Exception as exc:  # one broken baseline must not lose the others' numbers
                 failures[impl] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
                 print(f"bench: {impl} failed: {failures[impl]}")
