@@ -166,7 +166,7 @@ def bench_weight_only(device, smoke, paths):
             bf16_us = graph_time_us([lambda w=w: F.linear(x, w) for w in ws], smoke)
             _add(records, _wo_record("bf16", params, bf16_us, bf16_us, m, n, k, 16))
             for impl, (bits, g, qs) in quant.items():
-                for path in _paths_for(m, paths, weight_only.GEMV_MAX_M):
+                for path in _paths_for(m, paths):
                     us = graph_time_us([lambda q=q: weight_only.weight_only_linear(x, *q, bits, g, None, path=path)
                                         for q in qs], smoke)
                     name = impl if path == "auto" else f"{impl}_{path}"
@@ -185,10 +185,14 @@ def bench_weight_only(device, smoke, paths):
     return records
 
 
-def _paths_for(m, paths, gemv_max_m):
-    """The kernel the op runs ("auto") plus, up to M = 16, the other kernel forced (to place GEMV_MAX_M)."""
-    chosen = "gemv" if m <= gemv_max_m else "mma"
-    return [p for p in paths if p == "auto" or (p != chosen and m <= 16)]
+FORCED_PATH_MS = (1, 4, 16, 64)  # where the kernels the op does not pick are also timed (to place the M limits)
+PATH_MAX_M = {"gemv": 16, "mma_swapped": 128, "mma": 1 << 30}  # forced paths timed up to this M
+
+
+def _paths_for(m, paths):
+    """The kernel the op runs ("auto") plus, at FORCED_PATH_MS, every other kernel forced (to place GEMV_MAX_M and
+    SWAPPED_MAX_M from one run)."""
+    return [p for p in paths if p == "auto" or (m in FORCED_PATH_MS and m <= PATH_MAX_M[p])]
 
 
 def _per_channel_int8(w):
@@ -244,8 +248,8 @@ def print_table(records):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--smoke", action="store_true", help="tiny shapes, wall-clock timing, no results file")
-    parser.add_argument("--paths", default="auto,gemv,mma",
-                        help="weight-only kernels to time: auto (what the op runs), gemv, mma (comma separated)")
+    parser.add_argument("--paths", default="auto,gemv,mma_swapped,mma",
+                        help="weight-only kernels to time: auto (what the op runs), gemv, mma_swapped, mma")
     parser.add_argument("--only", default="group_quant,act_quant,weight_only_linear", help="benchmarks to run")
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

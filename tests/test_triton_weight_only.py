@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from test_triton_reference import group_dequantize_ref, group_quantize_ref
 
-from triton_kernels import weight_only, weight_only_mma
+from triton_kernels import weight_only, weight_only_gemv, weight_only_mma
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -93,6 +93,22 @@ def test_mma_swapped_split_k_extremes(monkeypatch, target, m):
     x, q, scale, zp, b = _case(m, 72, 1024, 4, 128, torch.bfloat16)
     assert weight_only_mma.swapped_split_k(72, 1024, 128) == (1 if target == 1 else weight_only_mma.SWAPPED_MAX_SPLIT_K)
     _check(x, q, scale, zp, 4, 128, b, "auto")
+
+
+@pytest.mark.parametrize("target, bits, m, k, group_size", [
+    (1, 4, 1, 1024, 128),  # one program along K: y written directly
+    (1 << 20, 4, 3, 1024, 128),  # the largest split: 8 programs of 16 words per row
+    (1 << 20, 4, 2, 1056, 32),  # 132 words in splits of 32: the last splits are empty (their partial sums are 0)
+    (1 << 20, 8, 1, 520, 520),  # int8 per channel, 130 words: a split ends inside a 16-byte chunk's row tail
+])
+def test_gemv_split_k(monkeypatch, target, bits, m, k, group_size):
+    """GEMV with K split over programs (fp32 slices summed in order by reduce_splits) and without."""
+    monkeypatch.setattr(weight_only_gemv, "GEMV_TARGET_PROGRAMS", target)
+    monkeypatch.setattr(weight_only_gemv, "GEMV_MIN_SPLIT_WORDS", 8)
+    split = weight_only_gemv.gemv_split_k(72, k * bits // 32)
+    assert split == (1 if target == 1 else weight_only_gemv.GEMV_MAX_SPLIT_K)
+    x, q, scale, zp, b = _case(m, 72, k, bits, group_size, torch.bfloat16)
+    _check(x, q, scale, zp, bits, group_size, b, "gemv")
 
 
 def test_mma_swapped_unsupported():

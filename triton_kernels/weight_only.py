@@ -13,7 +13,7 @@ import triton
 import triton.language as tl
 
 from triton_kernels._common import check_2d, check_device, check_float_dtype, interpreting
-from triton_kernels.weight_only_gemv import ONE_BITS, _gemv_group_words_log2, _wo_gemv_kernel, _wo_gemv_tuned
+from triton_kernels.weight_only_gemv import _gemv_group_words_log2, gemv
 from triton_kernels.weight_only_mma import _mma_kernel_for, _wo_mma_kernel, mma_swapped, swapped_block_k
 
 # Largest M served by the CUDA-core GEMV kernel; larger M (and fp32 x) use the tensor-core kernel.
@@ -79,16 +79,7 @@ def weight_only_linear(x, w_q, w_scale, w_zp, bits: int, group_size: int, bias=N
         raise ValueError("path='gemv' needs bf16/fp16 x, K a multiple of 32/bits, 4-byte aligned rows, and a "
                          "power-of-2 group size of at least 128/bits values (or group_size == K)")
     if use_gemv and gemv_ok:
-        words = w_q.view(torch.int32)  # (N, K*bits/32) int32
-        args = (x, words, w_scale, w_zp, bias_arg, y, n, words.shape[1], x.stride(0), words.stride(0),
-                w_scale.stride(0), w_zp.stride(0), y.stride(0), ONE_BITS)
-        meta = dict(BITS=bits, HAS_BIAS=has_bias, GROUP_WORDS_LOG2=group_words_log2)
-        if interpreting():
-            torch.library.wrap_triton(_wo_gemv_kernel)[(triton.cdiv(n, 8), m)](
-                *args, **meta, BLOCK_N=8, SUBS=4, num_warps=1)
-        else:
-            grid = lambda meta_: (triton.cdiv(n, meta_["BLOCK_N"]), m)  # noqa: E731
-            torch.library.wrap_triton(_wo_gemv_tuned)[grid](*args, **meta)
+        gemv(x, w_q.view(torch.int32), w_scale, w_zp, bits, group_words_log2, bias, y, interpreting())
         return y
 
     swapped_ok = (x.dtype != torch.float32 and swapped_block_k(k, bits, group_size) is not None

@@ -11,6 +11,7 @@ import triton
 import triton.language as tl
 
 from triton_kernels._common import cast_rne, quick_bench, small_int_to_float
+from triton_kernels.splitk_reduce import reduce_splits
 
 
 @triton.jit
@@ -244,30 +245,6 @@ def _wo_mma_swapped_kernel(
         tl.store(out_ptrs + pid_k.to(tl.int64) * stride_os, acc, mask=mask)
 
 
-@triton.jit
-def _splitk_reduce_kernel(
-    partial_ptr,  # (SPLIT_K, M, N) fp32 partial sums, contiguous
-    bias_ptr,  # (N,) bias (any float dtype) or a dummy pointer when HAS_BIAS is False
-    y_ptr,  # (M, N) output in x's dtype, contiguous
-    MN,  # M * N
-    N,  # output features
-    HAS_BIAS: tl.constexpr,  # add bias
-    SPLIT_K: tl.constexpr,  # slices to sum, in order (deterministic)
-    BLOCK: tl.constexpr,  # outputs per program
-):
-    """y[m, n] = Σ_s partial[s, m, n] + bias[n], summed in split order, rounded once to y's dtype."""
-    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)  # (BLOCK,) flat (m, n)
-    mask = offs < MN
-    ptrs = partial_ptr + offs  # (BLOCK,) in slice 0
-    acc = tl.load(ptrs, mask=mask, other=0.0)
-    for _ in tl.static_range(1, SPLIT_K):
-        ptrs += MN  # the same outputs in the next slice
-        acc += tl.load(ptrs, mask=mask, other=0.0)
-    if HAS_BIAS:
-        acc += tl.load(bias_ptr + offs % N, mask=mask, other=0.0).to(tl.float32)
-    tl.store(y_ptr + offs, cast_rne(acc, y_ptr.dtype.element_ty), mask=mask)
-
-
 def _swapped_configs(block_m: int):
     """Tile configurations of one M bucket: BLOCK_N = 64 rows per warpgroup (the wgmma M), tuned with the pipeline."""
     return [triton.Config({"BLOCK_M": block_m, "BLOCK_N": block_n}, num_warps=warps, num_stages=stages)
@@ -337,7 +314,4 @@ def mma_swapped(x, w_q, w_scale, w_zp, bits, group_size, bias, y, interpret):
         grid = lambda meta_: (triton.cdiv(n, meta_["BLOCK_N"]), triton.cdiv(m, meta_["BLOCK_M"]), split_k)  # noqa: E731
         torch.library.wrap_triton(_wo_mma_swapped_tuned[block_m])[grid](*args, **meta)
     if split_k > 1:
-        block = 1024
-        torch.library.wrap_triton(_splitk_reduce_kernel)[(triton.cdiv(m * n, block),)](
-            out, bias if bias is not None else w_scale, y, m * n, n, HAS_BIAS=bias is not None, SPLIT_K=split_k,
-            BLOCK=block)
+        reduce_splits(out, bias, y)
