@@ -10,9 +10,10 @@
 #     int8       benchmarks/bench_int8_gemm.py            triton   benchmarks/bench_group_quant.py
 #     amp        benchmarks/bench_amp.py                  memory   benchmarks/bench_memory.py
 #     models     benchmarks/bench_models.py
+#     diag       which bad-argument errors of the int8 ops crash, with cuda-gdb's backtrace (tools/diag_bad_args.py)
 #     profile    ncu (SpeedOfLight, memory, occupancy, warp states) of one autotuned call per PROFILE_CASES case
 #                (benchmarks/tools/profile_kernels.py)
-# Env: DEADLINE (seconds from start, default 540: the call's limit is 600 s and a stage is cut only at its own
+# Env: TEST_FILES / TEST_LIMIT (the test files and the seconds each may take), DEADLINE (seconds from start, default 540: the call's limit is 600 s and a stage is cut only at its own
 # limit), QTORCH_COMMIT (the commit measured; .git does not travel). What comes back ($OUT) is refreshed after every
 # stage, so a call cut short still returns the summary, the logs and the results of the stages that finished.
 set -u -o pipefail
@@ -75,15 +76,15 @@ for stage in "$@"; do
       # one pytest process per file: a crash in one file cannot hide the others' results
       for f in ${TEST_FILES:-$(grep -l "mark.cuda\|cuda = pytest.mark" tests/test_*.py)}; do
         name=tests_$(basename "$f" .py)
-        run "$name" 150 python3 -m pytest -v -m cuda "$f" -p no:cacheprovider --tb=short -rf
+        run "$name" "${TEST_LIMIT:-150}" python3 -m pytest -v -m cuda "$f" -p no:cacheprovider --tb=short -rf
         grep -E "passed|failed|FAILED|ERROR|Fatal|Segmentation" "$OUT/$name.log" | tail -12 >> "$SUMMARY"
       done ;;
     int8)
       wait_build; run int8 420 python3 benchmarks/bench_int8_gemm.py ${INT8_ARGS:-}
       sed -n '/^== summary/,$p' "$OUT/int8.log" | tail -40 >> "$SUMMARY" ;;
-    triton)
-      wait_build; run triton 330 python3 benchmarks/bench_group_quant.py ${TRITON_ARGS:-}
-      sed -n '/^== group_quant/,$p' "$OUT/triton.log" | tail -60 >> "$SUMMARY" ;;
+    triton)  # needs no qtorch._C: runs beside the build
+      run triton 330 python3 benchmarks/bench_group_quant.py ${TRITON_ARGS:-}
+      sed -n '/^== group_quant/,$p' "$OUT/triton.log" | tail -90 >> "$SUMMARY" ;;
     amp)
       wait_build; run amp 240 python3 benchmarks/bench_amp.py --results-dir benchmarks/results --out "$OUT/amp_train.json" ${AMP_ARGS:-}
       tail -15 "$OUT/amp.log" >> "$SUMMARY" ;;
@@ -93,6 +94,9 @@ for stage in "$@"; do
     models)
       wait_build; run models 420 python3 benchmarks/bench_models.py ${MODELS_ARGS:-}
       tail -30 "$OUT/models.log" >> "$SUMMARY" ;;
+    diag)
+      wait_build; run diag 150 python3 benchmarks/tools/diag_bad_args.py --gdb
+      tail -45 "$OUT/diag.log" >> "$SUMMARY" ;;
     profile)
       wait_build
       run profile 240 ncu --profile-from-start off --section SpeedOfLight --section MemoryWorkloadAnalysis \
