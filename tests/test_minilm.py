@@ -92,3 +92,20 @@ def test_gptq_is_the_best_4_bit_under_4_5_bits(encoder, reference):
     assert 8 * stored / count <= 4.5
     mean, _ = cosine_stats(reference, quant.encode(EVAL_SENTENCES))
     assert mean >= 0.98
+
+
+@needs_minilm
+def test_mixed5_at_most_5_bits(encoder, reference):
+    """mixed5 (plan_bits + GPTQ) keeps 0.99488 at 4.994 bits; the issue's 0.995 is not reached (benchmarks/NOTES.md),
+    so this guards the achieved level."""
+    from qtorch.eval.measure import linear_weight_storage
+    from qtorch.eval.schemes import get_scheme
+    from qtorch.eval.tasks import minilm_task
+
+    task = minilm_task(progress=False)
+    quant = copy.deepcopy(task.model)
+    get_scheme("mixed5").apply(quant, task.calibration)
+    stored, count = linear_weight_storage(quant)
+    assert 8 * stored / count <= 5.0
+    mean, _ = cosine_stats(reference, quant.encode(EVAL_SENTENCES))
+    assert mean >= 0.9945
