@@ -165,7 +165,11 @@ def test_large_m_gpu(m):
 
 
 @pytest.mark.cuda
-def test_torch_compile_traces_the_kernels():
-    x, q, scale, zp, b = _case(1, 256, 512, 4, 128, torch.bfloat16, device="cuda")
-    compiled = torch.compile(lambda *a: weight_only.weight_only_linear(*a), fullgraph=True)
-    torch.testing.assert_close(compiled(x, q, scale, zp, 4, 128, b), weight_only.weight_only_linear(x, q, scale, zp, 4, 128, b))
+@pytest.mark.parametrize("m", [1, 16])  # the GEMV with its split-K reduction; the swapped tl.dot kernel
+def test_torch_compile_traces_the_kernels(m):
+    """Through the op (the way modules call it): torch.compile traces into the Triton kernels, fullgraph."""
+    from qtorch.ops import weight_only_linear as op
+
+    x, q, scale, zp, b = _case(m, 256, 512, 4, 128, torch.bfloat16, device="cuda")
+    compiled = torch.compile(lambda *a: op(*a), fullgraph=True)
+    torch.testing.assert_close(compiled(x, q, scale, zp, 4, 128, b), op(x, q, scale, zp, 4, 128, b))

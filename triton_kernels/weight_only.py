@@ -4,9 +4,13 @@ y (M, N) = x (M, K) · ŵᵀ + bias,  ŵ[n, k] = S[n, k // g] · (q[n, k] − Z[
 with q signed int4 packed two per byte ((N, K/2) uint8, low nibble = even k) or int8 ((N, K)), S (N, K/g) fp32 and
 Z (N, K/g) int8 exactly as group_quantize produces them (per-channel int8: g = K). Output in x's dtype.
 
-Two kernels, both reading the canonical layout with 16-byte loads along K (no repacking needed):
-- weight_only_gemv (decode, M <= GEMV_MAX_M, bf16/fp16 x): CUDA-core FMAs, the whole K reduction in one program;
-- weight_only_mma (larger M, fp32 x, any group size): tiles dequantized in registers and multiplied with tl.dot.
+Three kernels, all reading the canonical layout with 16-byte loads along K (no repacking needed), chosen by M
+(limits measured on the H200, benchmarks/NOTES.md):
+- weight_only_gemv (decode, M <= GEMV_MAX_M, bf16/fp16 x): CUDA-core FMAs, K split over programs (fp32 slices
+  summed in order by splitk_reduce);
+- weight_only_mma's swapped kernel (M <= SWAPPED_MAX_M, bf16/fp16 x): the dequantized weights are the left tl.dot
+  operand (the 64-row wgmma side), x the narrow right one;
+- weight_only_mma's tiled kernel (larger M, fp32 x, any group size): tiles dequantized in registers, x on the left.
 """
 import torch
 import triton
@@ -17,9 +21,9 @@ from triton_kernels.weight_only_gemv import _gemv_group_words_log2, gemv
 from triton_kernels.weight_only_mma import _mma_kernel_for, _wo_mma_kernel, mma_swapped, swapped_block_k
 
 # Largest M served by the CUDA-core GEMV kernel; larger M (and fp32 x) use the tensor-core kernel.
-GEMV_MAX_M = 4
+GEMV_MAX_M = 1
 # Largest M served by the swapped tensor-core kernel (weights as the left tl.dot operand) in "auto".
-SWAPPED_MAX_M = 64
+SWAPPED_MAX_M = 128
 
 
 def _check_inputs(x, w_q, w_scale, w_zp, bits, group_size, bias):

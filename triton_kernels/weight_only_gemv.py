@@ -139,10 +139,11 @@ def _wo_gemv_kernel(
 
 def _gemv_configs():
     """(BLOCK_N, SUBS, warps): SUBS * 4 < 32 * warps keeps the x tiles below one element per thread (see the kernel);
-    8 rows per thread amortize the x loads; the last one is v1's tile (lanes along SUBS, warps along N)."""
+    8 rows per thread amortize the x loads. SUBS = 32 with 8 warps reads 512 contiguous bytes of a row per warp
+    instruction (longer DRAM bursts than the 128 bytes of SUBS = 8); the last one is v1's tile."""
     return [triton.Config({"BLOCK_N": block_n, "SUBS": subs}, num_warps=warps)
-            for block_n, subs, warps in ((64, 8, 2), (32, 8, 2), (64, 4, 1), (32, 4, 1), (128, 8, 4), (64, 16, 4),
-                                         (8, 32, 2))]
+            for block_n, subs, warps in ((64, 8, 2), (32, 8, 2), (64, 4, 1), (128, 8, 4), (64, 16, 4), (64, 32, 8),
+                                         (32, 32, 8), (8, 32, 2))]
 
 
 _wo_gemv_tuned = triton.autotune(

@@ -18,9 +18,11 @@ namespace {
 using qtorch_int8::EpilogueParams;
 
 // Value checks raise through TORCH_CHECK (RuntimeError in Python), type checks through TORCH_CHECK_TYPE (TypeError).
-// On the H200 image (torch 2.11+cu130, 2026-11-28) every c10::ValueError thrown from this extension (TORCH_CHECK_VALUE)
-// crashed the Python process with a segmentation fault, while c10::TypeError from the same functions was translated
-// correctly; the cause was not found. "(a, b, ...)" shapes are formatted by hand.
+// Messages never stream an integer: on the H200 image (torch 2.11+cu130, g++ 13, 2026-11-28) `ostream << long`
+// inside this extension crashed (cuda-gdb: SIGSEGV in basic_ostream::_M_insert<long>, an instantiation resolved in
+// qtorch/_C.so itself), so numbers are formatted with std::to_string (num, dims) and only strings are streamed.
+std::string num(int64_t value) { return std::to_string(value); }
+
 std::string dims(c10::IntArrayRef values) {
   std::string s = "(";
   for (size_t i = 0; i < values.size(); ++i) s += (i ? ", " : "") + std::to_string(values[i]);
@@ -47,7 +49,7 @@ void check_matrix(const char* name, const at::Tensor& t, const at::Tensor& like)
 
 void check_vector(const char* name, const at::Tensor& t, int64_t length, at::ScalarType dtype, const at::Tensor& like) {
   TORCH_CHECK_TYPE(t.scalar_type() == dtype, name, ": expected dtype ", dtype, ", got ", t.scalar_type());
-  TORCH_CHECK(t.dim() == 1 && t.size(0) == length, name, ": expected shape (", length, ",), got ", dims(t.sizes()));
+  TORCH_CHECK(t.dim() == 1 && t.size(0) == length, name, ": expected shape (", num(length), ",), got ", dims(t.sizes()));
   check_on_device(name, t, like);
   TORCH_CHECK(t.is_contiguous(), name, ": expected a contiguous tensor, got strides ", dims(t.strides()));
 }
@@ -59,10 +61,10 @@ void check_operands(const at::Tensor& x_q, const at::Tensor& w_q, int64_t& M, in
   M = x_q.size(0);
   K = x_q.size(1);
   N = w_q.size(0);
-  TORCH_CHECK(w_q.size(1) == K, "w_q: expected ", K, " columns (x_q has K = ", K, "), got shape ", dims(w_q.sizes()));
-  TORCH_CHECK(K >= 16 && K % 16 == 0, "x_q: K must be a positive multiple of 16 for the int8 kernels, got K = ", K,
+  TORCH_CHECK(w_q.size(1) == K, "w_q: expected ", num(K), " columns (x_q has K = ", num(K), "), got shape ", dims(w_q.sizes()));
+  TORCH_CHECK(K >= 16 && K % 16 == 0, "x_q: K must be a positive multiple of 16 for the int8 kernels, got K = ", num(K),
                     " (pad K with zeros in both x_q and w_q)");
-  TORCH_CHECK(N % 16 == 0, "w_q: N (output channels) must be a multiple of 16 for the int8 kernels, got N = ", N,
+  TORCH_CHECK(N % 16 == 0, "w_q: N (output channels) must be a multiple of 16 for the int8 kernels, got N = ", num(N),
                     " (pad the weight rows)");
 }
 
@@ -72,7 +74,7 @@ qtorch_int8::LaunchPlan plan_for(const at::Tensor& x_q, int64_t M, int64_t N, in
                                                                 static_cast<int>(K), prop->major, prop->minor,
                                                                 prop->multiProcessorCount);
   TORCH_CHECK(plan.kernel != qtorch_int8::Kernel::kNone, op, ": qtorch's int8 kernels are built for sm_80 (runs on 8.x) ",
-              "and sm_90a; ", prop->name, " has compute capability ", prop->major, ".", prop->minor);
+              "and sm_90a; ", prop->name, " has compute capability ", num(prop->major), ".", num(prop->minor));
   return plan;
 }
 
@@ -81,7 +83,7 @@ void launch(const at::Tensor& x_q, const at::Tensor& w_q, const EpilogueParams& 
   const qtorch_int8::GemmProblem problem{x_q.data_ptr<int8_t>(), w_q.data_ptr<int8_t>(), epi};
   const cudaError_t err = qtorch_int8::launch_int8_gemm(problem, plan, at::cuda::getCurrentCUDAStream());
   TORCH_CHECK(err == cudaSuccess, op, ": launching kernel ", qtorch_int8::kernel_name(plan.kernel), " (split_k ",
-              plan.split_k, ") failed: ", cudaGetErrorString(err));
+              num(plan.split_k), ") failed: ", cudaGetErrorString(err));
 }
 
 EpilogueParams base_params(const at::Tensor& out, int64_t M, int64_t N, int64_t K) {
@@ -150,8 +152,8 @@ at::Tensor int8_linear_requant_cuda(const at::Tensor& x_q, int64_t x_zp, const a
   if (bias_q.has_value()) check_vector("bias_q", *bias_q, N, at::kInt, x_q);
   check_vector("multiplier", multiplier, N, at::kInt, x_q);
   check_vector("shift", shift, N, at::kInt, x_q);
-  TORCH_CHECK(-128 <= x_zp && x_zp <= 127, "x_zp: expected an int8 zero point in [-128, 127], got ", x_zp);
-  TORCH_CHECK(-128 <= y_zp && y_zp <= 127, "y_zp: expected an int8 zero point in [-128, 127], got ", y_zp);
+  TORCH_CHECK(-128 <= x_zp && x_zp <= 127, "x_zp: expected an int8 zero point in [-128, 127], got ", num(x_zp));
+  TORCH_CHECK(-128 <= y_zp && y_zp <= 127, "y_zp: expected an int8 zero point in [-128, 127], got ", num(y_zp));
 
   const c10::cuda::CUDAGuard guard(x_q.device());
   at::Tensor y = at::empty({M, N}, x_q.options().dtype(at::kChar));
