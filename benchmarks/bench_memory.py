@@ -13,17 +13,20 @@ estimate of qtorch.analysis.measure_memory is recorded beside it). Target: |pred
 import argparse
 import copy
 import gc
+import os
 import sys
 
 import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-import qtorch
-from qtorch.amp import MixedPrecision
-from qtorch.analysis import from_llama_config, inference_peak, measure_memory, training_step_peak
-from qtorch.models import build_llama
-from records import merge_records, results_path, run_meta
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
+
+import qtorch  # noqa: E402
+from qtorch.amp import MixedPrecision  # noqa: E402
+from qtorch.analysis import from_llama_config, inference_peak, measure_memory, training_step_peak  # noqa: E402
+from qtorch.models import build_llama  # noqa: E402
+from records import merge_records, results_path, run_meta  # noqa: E402
 
 TARGET = 0.10  # the acceptance bound on |relative error|
 
@@ -97,8 +100,6 @@ def train_case(device, model_spec, impl, recipe, batch, seq, optimizer_impl, che
     params = {"model": name, **overrides, "batch": batch, "seq": seq, "recipe": recipe, "optimizer": "adamw",
               "optimizer_impl": optimizer_impl, "checkpointing": checkpointing, "dtype": "bfloat16"
               if recipe.startswith("amp") else "float32", "case": "train_step"}
-    del model, optimizer, mixed, tokens, targets, step
-    _free(device)
     return _record(impl, params, measured, predicted)
 
 
@@ -136,8 +137,6 @@ def infer_case(device, model_spec, base_model, impl, config_name, weight_format,
     params = {"model": name, **overrides, "batch": batch, ("seq" if mode == "prefill" else "kv_cache_len"): length,
               "weight_format": weight_format, "quantize_head": quantize_head, "case": mode, "dtype": "bfloat16",
               "cuda_kernels": qtorch.cuda_kernels_available()}
-    del model, call
-    _free(device)
     return _record(impl, params, measured, predicted)
 
 
@@ -197,6 +196,7 @@ def main(argv=None) -> int:
             if args.smoke:
                 batch, seq = SMOKE["train_shapes"].get(batch, batch), SMOKE["seq"]
             records.append(train_case(device, model_spec, impl, recipe, batch, seq, opt_impl, ckpt))
+            _free(device)  # the case's model and optimizer died with its frame
             print(_row(records[-1]), flush=True)
     if args.only in (None, "infer"):
         model_spec = SMOKE["infer_model"] if args.smoke else INFER_MODEL
@@ -207,6 +207,7 @@ def main(argv=None) -> int:
             for impl, config_name, weight_format in INFER_CASES:
                 records.append(infer_case(device, model_spec, base, impl, config_name, weight_format, mode,
                                           shapes[mode]))
+                _free(device)
                 print(_row(records[-1]), flush=True)
     if not args.smoke:
         print(f"\nwrote {save(records, device)}")

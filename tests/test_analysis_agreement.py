@@ -138,18 +138,20 @@ def test_measure_memory_keeps_no_reference_to_model_or_optimizer():
     import gc
     import weakref
 
-    model, cfg = _model()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    tokens = torch.randint(0, cfg.vocab_size, (1, 8))
+    def measure_once():
+        model, cfg = _model()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        tokens = torch.randint(0, cfg.vocab_size, (1, 8))
 
-    def step():
-        model(tokens).float().sum().backward()
-        optimizer.step()
+        def step():
+            model(tokens).float().sum().backward()
+            optimizer.step()
 
-    step()
-    measure_memory(step, model=model, optimizer=optimizer)
-    refs = [weakref.ref(model), weakref.ref(optimizer)]
-    del model, optimizer, step
+        step()
+        measure_memory(step, model=model, optimizer=optimizer)
+        return [weakref.ref(model), weakref.ref(optimizer)]
+
+    refs = measure_once()
     gc.collect()
     assert all(r() is None for r in refs)
 

@@ -23,7 +23,7 @@ from triton_kernels.weight_only_mma import _mma_kernel_for, _wo_mma_kernel, mma_
 # Largest M served by the CUDA-core GEMV kernel; larger M (and fp32 x) use the tensor-core kernel.
 GEMV_MAX_M = 1
 # Largest M served by the swapped tensor-core kernel (weights as the left tl.dot operand) in "auto".
-SWAPPED_MAX_M = 128
+SWAPPED_MAX_M = 64
 
 
 def _check_inputs(x, w_q, w_scale, w_zp, bits, group_size, bias):

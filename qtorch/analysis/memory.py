@@ -119,7 +119,7 @@ def layer_activation_rows(cfg: ModelConfig, batch: int, seq: int, act_bytes: int
         raise ValueError(f"attention: expected one of {ATTENTION_IMPLS}, got {attention!r}")
     if norm_impl not in NORM_IMPLS:
         raise ValueError(f"norm_impl: expected one of {NORM_IMPLS}, got {norm_impl!r}")
-    t, a, h, i = batch * seq, act_bytes, cfg.hidden_size, cfg.intermediate_size
+    t, a, i = batch * seq, act_bytes, cfg.intermediate_size
     rows = [("attention_norm, ffn_norm", 2 * t * _norm_saved_per_token(cfg, a, norm_impl)),
             ("q, k, v (after RoPE)", t * a * (cfg.q_dim + 2 * cfg.kv_dim)),
             ("attention output", t * a * cfg.q_dim),
