@@ -156,9 +156,10 @@ def _record(impl, params, measured, predicted):
 
 
 def save(records, device):
-    """Merge into benchmarks/results/<gpu>.json: replace this benchmark's records, keep the others."""
+    """Merge into benchmarks/results/<gpu>.json: replace this run's cases (train_step / prefill / decode) of
+    memory_check, keep the other cases (a run with --only train keeps the inference records) and benchmarks."""
     meta = run_meta(device)
-    return merge_records(results_path(device), [{**r, **meta} for r in records], benchmarks=("memory_check",))
+    return merge_records(results_path(device), [{**r, **meta} for r in records], by_param="case")
 
 
 def _row(r) -> str:

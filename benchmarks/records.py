@@ -48,15 +48,19 @@ def run_meta(device=None) -> dict:
             "date": datetime.date.today().isoformat()}
 
 
-def merge_records(path, records: list[dict], benchmarks=None, by_impl: bool = False) -> pathlib.Path:
+def merge_records(path, records: list[dict], benchmarks=None, by_impl: bool = False,
+                  by_param: str | None = None) -> pathlib.Path:
     """Write `records` into the results file at `path`, replacing the records of `benchmarks` (default: the benchmarks
     that `records` hold) and keeping every other benchmark's. by_impl: replace only the (benchmark, impl) pairs that
-    `records` hold, so a benchmark measured in several runs (a subset of implementations each) keeps the others."""
+    `records` hold, so a benchmark measured in several runs (a subset of implementations each) keeps the others;
+    by_param: likewise, replace only the (benchmark, params[by_param]) pairs (e.g. "case": train vs inference)."""
     path = pathlib.Path(path)
     existing = json.loads(path.read_text())["records"] if path.exists() else []
-    if by_impl:
-        replaced_pairs = {(r["benchmark"], r["impl"]) for r in records}
-        kept = [r for r in existing if (r.get("benchmark"), r.get("impl")) not in replaced_pairs]
+    if by_impl or by_param:
+        def key(r):
+            return (r.get("benchmark"), r.get("impl") if by_impl else r.get("params", {}).get(by_param))
+        replaced_keys = {key(r) for r in records}
+        kept = [r for r in existing if key(r) not in replaced_keys]
     else:
         replaced = set(benchmarks) if benchmarks is not None else {r["benchmark"] for r in records}
         kept = [r for r in existing if r.get("benchmark") not in replaced]
