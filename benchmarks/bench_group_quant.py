@@ -185,13 +185,13 @@ def bench_weight_only(device, smoke, paths):
     return records
 
 
-FORCED_PATH_MS = (1, 4, 16, 64)  # where the kernels the op does not pick are also timed (to place the M limits)
-PATH_MAX_M = {"gemv": 16, "mma_swapped": 128, "mma": 1 << 30}  # forced paths timed up to this M
+FORCED_PATH_MS = (1, 4, 16, 64, 128)  # where the kernels the op does not pick are also timed (to place the M limits)
+PATH_MAX_M = {"gemv": 16, "mma_swapped": 128, "mma": 1 << 30, "dequant": 1 << 30}  # forced paths timed up to this M
 
 
 def _paths_for(m, paths):
-    """The kernel the op runs ("auto") plus, at FORCED_PATH_MS, every other kernel forced (to place GEMV_MAX_M and
-    SWAPPED_MAX_M from one run)."""
+    """The kernel the op runs ("auto") plus, at FORCED_PATH_MS, every other kernel forced (to place GEMV_MAX_M,
+    SWAPPED_MAX_M and DEQUANT_MIN_M from one run)."""
     return [p for p in paths if p == "auto" or (m in FORCED_PATH_MS and m <= PATH_MAX_M[p])]
 
 
@@ -248,8 +248,8 @@ def print_table(records):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--smoke", action="store_true", help="tiny shapes, wall-clock timing, no results file")
-    parser.add_argument("--paths", default="auto,gemv,mma_swapped,mma",
-                        help="weight-only kernels to time: auto (what the op runs), gemv, mma_swapped, mma")
+    parser.add_argument("--paths", default="auto,gemv,mma_swapped,mma,dequant",
+                        help="weight-only kernels to time: auto (what the op runs), gemv, mma_swapped, mma, dequant")
     parser.add_argument("--only", default="group_quant,act_quant,weight_only_linear", help="benchmarks to run")
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -111,6 +111,28 @@ def test_gemv_split_k(monkeypatch, target, bits, m, k, group_size):
     _check(x, q, scale, zp, bits, group_size, b, "gemv")
 
 
+@pytest.mark.parametrize("bits, k, group_size, dtype", [
+    (4, 256, 128, torch.bfloat16),  # group_dequantize kernel
+    (8, 136, 136, torch.bfloat16),  # per channel: the PyTorch formula
+    (4, 96, 48, torch.float16),  # a group size the kernel does not take: PyTorch, int4 unpacked there
+    (8, 128, 64, torch.float32),
+])
+def test_dequant_path(bits, k, group_size, dtype):
+    x, q, scale, zp, b = _case(9, 40, k, bits, group_size, dtype)
+    _check(x, q, scale, zp, bits, group_size, b, "dequant")
+
+
+def test_auto_takes_the_dequant_path_from_dequant_min_m(monkeypatch):
+    monkeypatch.setattr(weight_only, "DEQUANT_MIN_M", 8)
+    calls = []
+    real = weight_only._linear_dequantized
+    monkeypatch.setattr(weight_only, "_linear_dequantized", lambda *a: calls.append(a[0].shape[0]) or real(*a))
+    for m in (7, 8):
+        x, q, scale, zp, b = _case(m, 24, 128, 4, 64, torch.bfloat16)
+        _check(x, q, scale, zp, 4, 64, b, "auto")
+    assert calls == [8]
+
+
 def test_mma_swapped_unsupported():
     x, q, scale, zp, b = _case(8, 16, 96, 4, 48, torch.bfloat16)  # g = 48: no power-of-2 number of K tiles
     with pytest.raises(ValueError, match="mma_swapped"):

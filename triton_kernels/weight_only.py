@@ -10,13 +10,15 @@ Three kernels, all reading the canonical layout with 16-byte loads along K (no r
   summed in order by splitk_reduce);
 - weight_only_mma's swapped kernel (M <= SWAPPED_MAX_M, bf16/fp16 x): the dequantized weights are the left tl.dot
   operand (the 64-row wgmma side), x the narrow right one;
-- weight_only_mma's tiled kernel (larger M, fp32 x, any group size): tiles dequantized in registers, x on the left.
+- weight_only_mma's tiled kernel (larger M, fp32 x, any group size): tiles dequantized in registers, x on the left;
+- from DEQUANT_MIN_M (prefill): the weight dequantized once (group_dequantize) and cuBLAS.
 """
 import torch
 import triton
 import triton.language as tl
 
 from triton_kernels._common import check_2d, check_device, check_float_dtype, interpreting
+from triton_kernels.group_quant import GROUP_SIZES, group_dequantize
 from triton_kernels.weight_only_gemv import _gemv_group_words_log2, gemv
 from triton_kernels.weight_only_mma import _mma_kernel_for, _wo_mma_kernel, mma_swapped, swapped_block_k
 
@@ -24,6 +26,10 @@ from triton_kernels.weight_only_mma import _mma_kernel_for, _wo_mma_kernel, mma_
 GEMV_MAX_M = 1
 # Largest M served by the swapped tensor-core kernel (weights as the left tl.dot operand) in "auto".
 SWAPPED_MAX_M = 64
+# From this M on (prefill), "auto" dequantizes the weight once to x's dtype and multiplies with cuBLAS: the tiled
+# kernel measured 0.27-0.35x bf16 at M = 2048 (whole model) and 0.30x at M = 128, while dequantizing costs about one
+# pass over the bf16 weight (90 MB at 4096 x 11008: ~25-60 us) next to a GEMM of 100+ us at these M.
+DEQUANT_MIN_M = 256
 
 
 def _check_inputs(x, w_q, w_scale, w_zp, bits, group_size, bias):
@@ -55,19 +61,43 @@ def _check_inputs(x, w_q, w_scale, w_zp, bits, group_size, bias):
     return m, n, k
 
 
+def _dequantized_weight(w_q, w_scale, w_zp, bits: int, group_size: int, dtype: torch.dtype) -> torch.Tensor:
+    """ŵ (N, K) = S (q − Z) computed in fp32 and rounded once to dtype: the Triton group_dequantize kernel for its group
+    sizes, else (per-channel int8: g = K, or other divisors of K) the same formula in PyTorch ops."""
+    if group_size in GROUP_SIZES:
+        return group_dequantize(w_q, w_scale, w_zp, bits, group_size, dtype)
+    if bits == 4:
+        packed = w_q.to(torch.int16)  # (N, K/2), bytes 0..255
+        low, high = ((packed & 0xF) ^ 8) - 8, ((packed >> 4) ^ 8) - 8  # signed nibbles of k = 2j and 2j + 1
+        q = torch.stack((low, high), dim=-1).flatten(1)  # (N, K) int16
+    else:
+        q = w_q
+    q_minus_z = q.to(torch.float32) - w_zp.to(torch.float32).repeat_interleave(group_size, dim=1)  # exact
+    return (q_minus_z * w_scale.repeat_interleave(group_size, dim=1)).to(dtype)
+
+
+def _linear_dequantized(x, w_q, w_scale, w_zp, bits: int, group_size: int, bias) -> torch.Tensor:
+    """The prefill path: y = F.linear(x, ŵ in x's dtype, bias) — cuBLAS on a once-dequantized weight."""
+    w = _dequantized_weight(w_q, w_scale, w_zp, bits, group_size, x.dtype)  # (N, K) in x's dtype
+    return torch.nn.functional.linear(x, w, bias.to(x.dtype) if bias is not None else None)
+
+
 def weight_only_linear(x, w_q, w_scale, w_zp, bits: int, group_size: int, bias=None, *, path: str = "auto"):
     """y (M, N) = x (M, K) · (S (q − Z))ᵀ + bias in x's dtype, dequantizing the int4/int8 weight in registers.
 
     w_q, w_scale, w_zp as produced by group_quantize (per-channel int8: group_size = K). `path` ("auto", "gemv",
-    "mma", "mma_swapped") forces a kernel for benchmarks and tests; "auto" picks the GEMV kernel for
-    M <= GEMV_MAX_M, the swapped tl.dot kernel up to SWAPPED_MAX_M (bf16/fp16 x, see swapped_block_k).
+    "mma_swapped", "mma", "dequant") forces a kernel for benchmarks and tests; "auto" picks the GEMV kernel for
+    M <= GEMV_MAX_M, the swapped tl.dot kernel up to SWAPPED_MAX_M (bf16/fp16 x, see swapped_block_k), the tiled
+    kernel below DEQUANT_MIN_M, and a dequantized weight with cuBLAS from there (an integer M only: a symbolic M
+    under torch.compile always takes the tiled kernel).
     """
     m, n, k = _check_inputs(x, w_q, w_scale, w_zp, bits, group_size, bias)
+    if m == 0 or n == 0 or k == 0:
+        y = torch.zeros((m, n), dtype=x.dtype, device=x.device)
+        return y if bias is None or m == 0 else y.copy_(bias.expand(m, n))
+    if path == "dequant" or (path == "auto" and isinstance(m, int) and m >= DEQUANT_MIN_M):
+        return _linear_dequantized(x, w_q, w_scale, w_zp, bits, group_size, bias)
     y = torch.empty((m, n), dtype=x.dtype, device=x.device)
-    if m == 0 or n == 0:
-        return y
-    if k == 0:
-        return y.zero_() if bias is None else y.copy_(bias.expand(m, n))
     if x.stride(1) != 1:
         x = x.contiguous()
     if w_q.stride(1) != 1:
