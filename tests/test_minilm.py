@@ -96,8 +96,8 @@ def test_gptq_is_the_best_4_bit_under_4_5_bits(encoder, reference):
 
 @needs_minilm
 def test_mixed5_at_most_5_bits(encoder, reference):
-    """mixed5 (plan_bits + GPTQ) keeps 0.99488 at 4.994 bits; the issue's 0.995 is not reached (benchmarks/NOTES.md),
-    so this guards the achieved level."""
+    """mixed5 (plan_bits + GPTQ, 730 calibration sentences) keeps 0.99514 at 4.994 bits: the issue's >= 0.995 at
+    <= 5 bits (benchmarks/NOTES.md); the floor sits a little below the achieved level."""
     from qtorch.eval.measure import linear_weight_storage
     from qtorch.eval.schemes import get_scheme
     from qtorch.eval.tasks import minilm_task
@@ -108,4 +108,4 @@ def test_mixed5_at_most_5_bits(encoder, reference):
     stored, count = linear_weight_storage(quant)
     assert 8 * stored / count <= 5.0
     mean, _ = cosine_stats(reference, quant.encode(EVAL_SENTENCES))
-    assert mean >= 0.9945
+    assert mean >= 0.9948
