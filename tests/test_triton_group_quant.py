@@ -82,6 +82,16 @@ def test_quantize_bad_dtype_and_dequantize_bad_input():
         group_quant.group_dequantize(q, scale, zp, 4, 32, torch.int32)
 
 
+@pytest.mark.parametrize("bits", [4, 8])
+@pytest.mark.parametrize("n, k, group_size", [(3, 136, 136), (5, 96, 48), (2, 11008, 11008)])
+def test_dequantize_any_group_size_dividing_k(bits, n, k, group_size):
+    """Per channel (g = K) and group sizes that are no power of 2: the flat-index kernel, bit-exact."""
+    q, scale, zp = group_quantize_ref(torch.randn(n, k, device=DEVICE), bits, group_size, False)
+    for dtype in (torch.bfloat16, torch.float32):
+        out = group_quant.group_dequantize(q, scale, zp, bits, group_size, dtype)
+        assert torch.equal(out, group_dequantize_ref(q, scale, zp, bits, group_size, dtype))
+
+
 @pytest.mark.cuda
 @pytest.mark.parametrize("bits", [4, 8])
 @pytest.mark.parametrize("symmetric", [True, False])

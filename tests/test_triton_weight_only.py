@@ -113,8 +113,8 @@ def test_gemv_split_k(monkeypatch, target, bits, m, k, group_size):
 
 @pytest.mark.parametrize("bits, k, group_size, dtype", [
     (4, 256, 128, torch.bfloat16),  # group_dequantize kernel
-    (8, 136, 136, torch.bfloat16),  # per channel: the PyTorch formula
-    (4, 96, 48, torch.float16),  # a group size the kernel does not take: PyTorch, int4 unpacked there
+    (8, 136, 136, torch.bfloat16),  # per channel: group_dequantize's flat-index kernel
+    (4, 96, 48, torch.float16),  # a group size that is no power of 2: the flat-index kernel, int4
     (8, 128, 64, torch.float32),
 ])
 def test_dequant_path(bits, k, group_size, dtype):

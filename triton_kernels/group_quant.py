@@ -111,19 +111,46 @@ def _group_dequantize_kernel(
     tl.store(w_ptr + w_offs, cast_rne(r, w_ptr.dtype.element_ty), mask=group_mask[:, None])
 
 
+@triton.jit
+def _dequantize_any_group_kernel(
+    q_ptr,  # int8 (N, K) when BITS == 8, uint8 (N, K/2) packed when BITS == 4; contiguous
+    scale_ptr,  # (N, K/g) fp32, contiguous
+    zero_point_ptr,  # (N, K/g) int8, contiguous
+    w_ptr,  # (N, K) out in the requested float dtype, contiguous
+    numel,  # N * K
+    group_size,  # g: any divisor of K (per channel: g = K), so flat element i belongs to group i // g
+    BITS: tl.constexpr,  # 4 or 8
+    BLOCK: tl.constexpr,  # elements per program
+):
+    """ŵ = S (q − Z) for group sizes the tiled kernel does not take (not a power of 2 in 32..256): flat indexing."""
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)  # (BLOCK,) flat (n, k)
+    mask = offs < numel
+    if BITS == 4:
+        packed = tl.load(q_ptr + offs // 2, mask=mask, other=0).to(tl.int32)  # (BLOCK,) the byte holding element i
+        q = tl.where(offs % 2 == 0, (packed << 28) >> 28, (packed << 24) >> 28)  # sign-extended nibble
+    else:
+        q = tl.load(q_ptr + offs, mask=mask, other=0).to(tl.int32)
+    groups = offs // group_size  # (BLOCK,)
+    scale = tl.load(scale_ptr + groups, mask=mask, other=1.0)
+    zero_point = tl.load(zero_point_ptr + groups, mask=mask, other=0).to(tl.int32)
+    r = scale * small_int_to_float(q - zero_point)  # (BLOCK,) fp32, exact q - Z
+    tl.store(w_ptr + offs, cast_rne(r, w_ptr.dtype.element_ty), mask=mask)
+
+
 _group_quantize_tuned = triton.autotune(_configs(), key=["GROUP", "BITS", "SYMMETRIC"], do_bench=quick_bench)(
     _group_quantize_kernel)
 _group_dequantize_tuned = triton.autotune(_configs(), key=["GROUP", "BITS"], do_bench=quick_bench)(
     _group_dequantize_kernel)
 
 
-def check_bits_group(bits: int, group_size: int, k: int) -> None:
-    """Shared validation of (bits, group_size) against the row length K."""
+def check_bits_group(bits: int, group_size: int, k: int, any_divisor: bool = False) -> None:
+    """Shared validation of (bits, group_size) against the row length K. Quantization takes GROUP_SIZES;
+    dequantization (any_divisor) also any other positive divisor of K, e.g. per channel (g = K)."""
     if bits not in BITS:
         raise ValueError(f"bits must be 4 or 8, got {bits}")
-    if group_size not in GROUP_SIZES:
+    if not any_divisor and group_size not in GROUP_SIZES:
         raise ValueError(f"group_size must be one of {GROUP_SIZES}, got {group_size}")
-    if k % group_size != 0:
+    if group_size <= 0 or k % group_size != 0:
         raise ValueError(f"K ({k}) must be divisible by group_size ({group_size})")
 
 
@@ -163,7 +190,8 @@ def group_quantize(w: torch.Tensor, bits: int, group_size: int, symmetric: bool)
 
 
 def group_dequantize(q, scale, zero_point, bits: int, group_size: int, dtype: torch.dtype):
-    """w = S * (q - Z) in fp32 cast to dtype, (N, K), from the outputs of group_quantize."""
+    """w = S * (q - Z) in fp32 cast to dtype, (N, K), from the outputs of group_quantize (or any group size dividing
+    K, per channel included: the layout of qtorch's int8 per-channel weights)."""
     check_2d("q", q)
     check_device("q", q)
     if dtype not in (torch.bfloat16, torch.float16, torch.float32):
@@ -173,7 +201,7 @@ def group_dequantize(q, scale, zero_point, bits: int, group_size: int, dtype: to
         raise TypeError(f"q must be {expected_q} for bits={bits}, got {q.dtype}")
     n = q.shape[0]
     k = q.shape[1] * 2 if bits == 4 else q.shape[1]
-    check_bits_group(bits, group_size, k)
+    check_bits_group(bits, group_size, k, any_divisor=True)
     if scale.shape != (n, k // group_size) or scale.dtype != torch.float32:
         raise ValueError(f"scale must be float32 of shape {(n, k // group_size)}, got {scale.dtype} {tuple(scale.shape)}")
     if zero_point.shape != (n, k // group_size) or zero_point.dtype != torch.int8:
@@ -185,8 +213,13 @@ def group_dequantize(q, scale, zero_point, bits: int, group_size: int, dtype: to
     num_groups = n * k // group_size
     if num_groups == 0:
         return w
-    _launch(
-        _group_dequantize_kernel, _group_dequantize_tuned, n * k,
-        q, scale, zero_point, w, num_groups, GROUP=group_size, BITS=bits,
-    )
+    if group_size in GROUP_SIZES:
+        _launch(
+            _group_dequantize_kernel, _group_dequantize_tuned, n * k,
+            q, scale, zero_point, w, num_groups, GROUP=group_size, BITS=bits,
+        )
+    else:
+        block = 256 if interpreting() else 1024
+        torch.library.wrap_triton(_dequantize_any_group_kernel)[(triton.cdiv(n * k, block),)](
+            q, scale, zero_point, w, n * k, group_size, BITS=bits, BLOCK=block, num_warps=1 if interpreting() else 4)
     return w

@@ -11,14 +11,14 @@ Three kernels, all reading the canonical layout with 16-byte loads along K (no r
 - weight_only_mma's swapped kernel (M <= SWAPPED_MAX_M, bf16/fp16 x): the dequantized weights are the left tl.dot
   operand (the 64-row wgmma side), x the narrow right one;
 - weight_only_mma's tiled kernel (larger M, fp32 x, any group size): tiles dequantized in registers, x on the left;
-- from DEQUANT_MIN_M (prefill): the weight dequantized once (group_dequantize) and cuBLAS.
+- from DEQUANT_MIN_M (prefill): the weight dequantized once (group_dequantize, any group size) and cuBLAS.
 """
 import torch
 import triton
 import triton.language as tl
 
 from triton_kernels._common import check_2d, check_device, check_float_dtype, interpreting
-from triton_kernels.group_quant import GROUP_SIZES, group_dequantize
+from triton_kernels.group_quant import group_dequantize
 from triton_kernels.weight_only_gemv import _gemv_group_words_log2, gemv
 from triton_kernels.weight_only_mma import _mma_kernel_for, _wo_mma_kernel, mma_swapped, swapped_block_k
 
@@ -61,24 +61,9 @@ def _check_inputs(x, w_q, w_scale, w_zp, bits, group_size, bias):
     return m, n, k
 
 
-def _dequantized_weight(w_q, w_scale, w_zp, bits: int, group_size: int, dtype: torch.dtype) -> torch.Tensor:
-    """ŵ (N, K) = S (q − Z) computed in fp32 and rounded once to dtype: the Triton group_dequantize kernel for its group
-    sizes, else (per-channel int8: g = K, or other divisors of K) the same formula in PyTorch ops."""
-    if group_size in GROUP_SIZES:
-        return group_dequantize(w_q, w_scale, w_zp, bits, group_size, dtype)
-    if bits == 4:
-        packed = w_q.to(torch.int16)  # (N, K/2), bytes 0..255
-        low, high = ((packed & 0xF) ^ 8) - 8, ((packed >> 4) ^ 8) - 8  # signed nibbles of k = 2j and 2j + 1
-        q = torch.stack((low, high), dim=-1).flatten(1)  # (N, K) int16
-    else:
-        q = w_q
-    q_minus_z = q.to(torch.float32) - w_zp.to(torch.float32).repeat_interleave(group_size, dim=1)  # exact
-    return (q_minus_z * w_scale.repeat_interleave(group_size, dim=1)).to(dtype)
-
-
 def _linear_dequantized(x, w_q, w_scale, w_zp, bits: int, group_size: int, bias) -> torch.Tensor:
     """The prefill path: y = F.linear(x, ŵ in x's dtype, bias) — cuBLAS on a once-dequantized weight."""
-    w = _dequantized_weight(w_q, w_scale, w_zp, bits, group_size, x.dtype)  # (N, K) in x's dtype
+    w = group_dequantize(w_q, w_scale, w_zp, bits, group_size, x.dtype)  # (N, K) S (q − Z) rounded once to x's dtype
     return torch.nn.functional.linear(x, w, bias.to(x.dtype) if bias is not None else None)
 
 
