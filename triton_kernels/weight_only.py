@@ -90,9 +90,10 @@ def weight_only_linear(x, w_q, w_scale, w_zp, bits: int, group_size: int, bias=N
     has_bias = bias is not None
     bias_arg = bias if has_bias else w_scale  # never read when HAS_BIAS is False
     group_words_log2 = _gemv_group_words_log2(k, bits, group_size)
-    # The int32 view needs 4-byte aligned rows (metadata only: this also runs on fake tensors under torch.compile).
-    gemv_ok = (group_words_log2 is not None and x.dtype != torch.float32 and w_q.storage_offset() % 4 == 0
-               and w_q.stride(0) % 4 == 0)
+    # GEMV and the swapped kernel read int32 words: 16-bit x and 4-byte aligned weight rows (metadata only: this also
+    # runs on fake tensors under torch.compile).
+    words_ok = x.dtype != torch.float32 and w_q.storage_offset() % 4 == 0 and w_q.stride(0) % 4 == 0
+    gemv_ok = words_ok and group_words_log2 is not None
     use_gemv = path == "gemv" or (path == "auto" and isinstance(m, int) and m <= GEMV_MAX_M)
     if path == "gemv" and not gemv_ok:
         raise ValueError("path='gemv' needs bf16/fp16 x, K a multiple of 32/bits, 4-byte aligned rows, and a "
@@ -101,8 +102,7 @@ def weight_only_linear(x, w_q, w_scale, w_zp, bits: int, group_size: int, bias=N
         gemv(x, w_q.view(torch.int32), w_scale, w_zp, bits, group_words_log2, bias, y, interpreting())
         return y
 
-    swapped_ok = (x.dtype != torch.float32 and swapped_block_k(k, bits, group_size) is not None
-                  and w_q.storage_offset() % 4 == 0 and w_q.stride(0) % 4 == 0)
+    swapped_ok = words_ok and swapped_block_k(k, bits, group_size) is not None
     if path == "mma_swapped" and not swapped_ok:
         raise ValueError("path='mma_swapped' needs bf16/fp16 x, K*bits a multiple of 32, 4-byte aligned rows, and "
                          "a group size that is a power of 2 times 16, 32, 64 or 128 (or group_size == K)")
