@@ -27,7 +27,6 @@ from qtorch.cli.bench import detail_table, speed_table  # noqa: E402
 from qtorch.cli.demo import results_table  # noqa: E402
 from qtorch.eval.speed import TORCHAO_NAMES, run_speed, torchao_available  # noqa: E402
 
-BENCHMARKS = ("model_prefill", "model_decode", "model_accuracy")
 ACCURACY_SCHEMES = ("w8a8", "w8a16", "w4a16", "w4a16-gptq", "mixed5")
 PRESET = "llama2-7b-shaped"
 
@@ -116,7 +115,7 @@ def main(argv=None) -> int:
         print("bench_models: the speed part needs a CUDA device (add --no-speed)", file=sys.stderr)
         return 1
     common = run_meta(device)
-    records, benchmarks, layer_sqnr, failures = [], [], {}, {}
+    records, layer_sqnr, failures = [], {}, {}
     tables = []
     from qtorch.models.minilm import MODELS_EXTRA_HINT, minilm_available
 
@@ -125,7 +124,6 @@ def main(argv=None) -> int:
     elif not args.no_accuracy:
         results, dtype = run_accuracy(device)
         records += accuracy_records(results, device, dtype, common)
-        benchmarks.append("model_accuracy")
         layer_sqnr = {r.scheme: r.layer_sqnr_db for r in results}
         tables.append("MiniLM accuracy (cosine vs float32 embeddings):\n" + results_table(results))
     if not args.no_speed:
@@ -134,7 +132,6 @@ def main(argv=None) -> int:
         if not args.no_torchao and not with_torchao:
             print("bench_models: torchao is not importable; its baselines are skipped")
         path = results_path(device, args.results_dir)
-        benchmarks += ["model_prefill", "model_decode"]
 
         printed = set()
 
