@@ -7,9 +7,12 @@ routing), torchao_int4wo (tinygemm, tile_packed_to_4d, g = 128) when torchao imp
 W4A16: g = 128 asymmetric; W8A16: per channel. GB/s = (weight bytes + scales + x + y) / time.
 
     python benchmarks/bench_mixed_gemm.py [--ms 1,16] [--out FILE]
+    python benchmarks/bench_mixed_gemm.py --variants 0-12 --ms 1,16,64   # tuning: every tile variant of the kernel
+                                                                          # forced (QTORCH_MIXED_VARIANT), mixed path
 """
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -57,7 +60,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ms", default=",".join(map(str, MS)))
     parser.add_argument("--out", default=None, help="JSON file for the records (default: print only)")
+    parser.add_argument("--variants", default=None, help="tile variants to force, e.g. 0-12 (tuning table only)")
     args = parser.parse_args()
+    if args.variants:
+        lo, _, hi = args.variants.partition("-")
+        return tune([int(m) for m in args.ms.split(",")], range(int(lo), int(hi or lo) + 1))
     import qtorch.ops  # noqa: F401
     ops = torch.ops.qtorch
     ms = [int(m) for m in args.ms.split(",")]
@@ -126,6 +133,29 @@ def main():
     for k, n, m, impl, us, sp, gbps, eager in rows:
         print(f"{k:>6} {n:>6} {m:>5} {impl:<22} {us:>9.2f} {sp:>7.2f} {gbps:>7.0f} "
               f"{'' if eager is None else f'{eager:9.1f}'}")
+
+
+def tune(ms, variants):
+    """Median time of the mixed path for every forced tile variant: the table that sets auto_variant()."""
+    ops = torch.ops.qtorch
+    print(f"{'K':>6} {'N':>6} {'bits':>4} {'M':>4} " + " ".join(f"{'v' + str(v):>7}" for v in variants))
+    for k, n in SHAPES:
+        count = copies_for(n * k // 2, False)
+        ws = [torch.randn(n, k, device="cuda").to(torch.bfloat16) * 0.02 for _ in range(count)]
+        for bits in (4, 8):
+            qs = [quantize(w, bits) for w in ws]
+            g = qs[0][4]
+            for m in ms:
+                x = torch.randn(m, k, device="cuda").to(torch.bfloat16)
+                times = []
+                for v in variants:
+                    os.environ["QTORCH_MIXED_VARIANT"] = str(v)
+                    times.append(graph_time_us([lambda q=q: ops._mixed_gemm_cuda(x, q[0], q[1], q[2], bits, g, None,
+                                                                                 1 << 30) for q in qs]))
+                os.environ.pop("QTORCH_MIXED_VARIANT")
+                print(f"{k:>6} {n:>6} {bits:>4} {m:>4} " + " ".join(f"{t:7.2f}" for t in times), flush=True)
+        del ws, qs
+        torch.cuda.empty_cache()
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@
 
 namespace qtorch_mixed {
 
-template <class T, int BITS, int NT_, int MT_, int U_, bool GROUPED_>
+template <class T, int BITS, int NT_, int MT_, int U_, bool GROUPED_, int MINB_ = 1>
 struct Tile {
   using Act = T;
   static constexpr int kBits = BITS;
@@ -31,6 +31,8 @@ struct Tile {
   static constexpr int kXV = CK / 32;             // 16-byte x loads per lane, token and chunk
   static constexpr int kRows = 16 * NT;
   static constexpr int kTokens = 8 * MT;
+  static constexpr int kMinBlocks = MINB_;     // CTAs per SM the register budget must allow
+  static constexpr int kSmemBytes = kWarps * NT * MT * 4 * 32 * 4;  // cross-warp reduction buffer
 };
 
 // Word w (0..4·V−1) of V consecutive 16-byte vectors (w is a compile-time constant after unrolling).
@@ -41,11 +43,11 @@ __device__ __forceinline__ uint32_t xword(const uint4 (&v)[V], int w) {
 }
 
 template <class TL>
-__global__ void __launch_bounds__(TL::kThreads) mixed_gemm_kernel(const MixedGemmParams p) {
+__global__ void __launch_bounds__(TL::kThreads, TL::kMinBlocks) mixed_gemm_kernel(const MixedGemmParams p) {
   using T = typename TL::Act;
   using Off = Offset<T, TL::kBits>;
   constexpr int NT = TL::NT, MT = TL::MT, U = TL::U, W = TL::kWarps, CK = TL::CK;
-  __shared__ float red[W * NT * MT * 4 * 32];  // [warp][nt][mt][i][lane]
+  extern __shared__ float red[];  // [warp][nt][mt][i][lane], TL::kSmemBytes
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane / 4, t = lane % 4;
@@ -191,40 +193,54 @@ __global__ void __launch_bounds__(TL::kThreads) mixed_gemm_kernel(const MixedGem
   }
 }
 
-// Ŵ (N, K) = S (q − Z) in fp32, rounded once to the activation dtype (bit-exact with qtorch::group_dequantize):
-// one warp per (tile, chunk); each lane expands its 16 bytes into pairs of consecutive k of rows g and g + 8.
+// Ŵ (N, K) = S (q − Z) in fp32, rounded once to the activation dtype (bit-exact with qtorch::group_dequantize).
+// One warp per (tile, chunk): each lane expands its 16 bytes into a (16, CK) tile in shared memory, then the warp
+// writes the tile's 16 row segments (CK · 2 bytes each) with coalesced 16-byte stores.
 template <class T, int BITS>
 __global__ void __launch_bounds__(256) dequant_tiled_kernel(const MixedGemmParams p) {
-  constexpr int CK = BITS == 4 ? 64 : 32, FIELDS = 32 / BITS, MASK = (1 << BITS) - 1, OFFSET = 1 << (BITS - 1);
+  constexpr int CK = BITS == 4 ? 64 : 32, MASK = (1 << BITS) - 1, OFFSET = 1 << (BITS - 1);
+  constexpr int kPieces = CK * static_cast<int>(sizeof(T)) / 16;  // 16-byte pieces per row segment
+  __shared__ __align__(16) T tile_smem[8][16][CK + 8];  // rows padded by 16 bytes: no bank conflicts
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const int chunks = p.K / CK, tiles = (p.N + 15) / 16, groups = p.K / p.group_size;
-  const int64_t item = static_cast<int64_t>(blockIdx.x) * 8 + threadIdx.x / 32;  // (tile, chunk)
+  const int64_t item = static_cast<int64_t>(blockIdx.x) * 8 + warp;  // (tile, chunk)
   if (item >= static_cast<int64_t>(tiles) * chunks) return;
   const int tile = static_cast<int>(item / chunks), c = static_cast<int>(item % chunks);
-  const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const uint4 wv = ld_stream_16(p.w + item * 128 + lane * 4);
   const uint32_t words[4] = {wv.x, wv.y, wv.z, wv.w};
   const int grp = c * CK / p.group_size;
-  T* y = static_cast<T*>(p.y);
+  float scale[2];
+  int z[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int row = min(16 * tile + g + 8 * h, p.N - 1);
+    scale[h] = __ldg(p.scale + static_cast<size_t>(row) * groups + grp);
+    z[h] = __ldg(p.zp + static_cast<size_t>(row) * groups + grp);
+  }
+  T (*sm)[CK + 8] = tile_smem[warp];
 #pragma unroll
   for (int j = 0; j < 4; ++j)
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       if (BITS == 8 && i / 2 != j % 2) continue;  // int8: word j holds registers a_{2(j%2)}, a_{2(j%2)+1}
       const int s = BITS == 4 ? j : j / 2;
-      const int row = 16 * tile + g + 8 * (i % 2);
-      if (row >= p.N) continue;
-      const int k = CK * c + (CK / 4) * t + 4 * s + 2 * (i / 2);
-      // fields of (a_i, h = 0 / 1): int4 p = i + 4h, int8 p = 2 (i % 2) + h
+      const int k = (CK / 4) * t + 4 * s + 2 * (i / 2);
+      // fields of (a_i, half 0 / 1): int4 i + 4 h, int8 2 (i % 2) + h
       const int p0 = BITS == 4 ? i : 2 * (i % 2), p1 = BITS == 4 ? i + 4 : 2 * (i % 2) + 1;
-      const float scale = __ldg(p.scale + static_cast<size_t>(row) * groups + grp);
-      const int z = __ldg(p.zp + static_cast<size_t>(row) * groups + grp);
       const int q0 = static_cast<int>((words[j] >> (BITS * p0)) & MASK) - OFFSET;
       const int q1 = static_cast<int>((words[j] >> (BITS * p1)) & MASK) - OFFSET;
-      T* dst = y + static_cast<int64_t>(row) * p.K + k;
-      dst[0] = Act2<T>::from_float(scale * static_cast<float>(q0 - z));
-      dst[1] = Act2<T>::from_float(scale * static_cast<float>(q1 - z));
+      sm[g + 8 * (i % 2)][k] = Act2<T>::from_float(scale[i % 2] * static_cast<float>(q0 - z[i % 2]));
+      sm[g + 8 * (i % 2)][k + 1] = Act2<T>::from_float(scale[i % 2] * static_cast<float>(q1 - z[i % 2]));
     }
-  (void)FIELDS;
+  __syncwarp();
+  T* y = static_cast<T*>(p.y);
+#pragma unroll
+  for (int e = lane; e < 16 * kPieces; e += 32) {
+    const int r = e / kPieces, piece = e % kPieces, row = 16 * tile + r;
+    if (row < p.N)
+      *reinterpret_cast<uint4*>(y + static_cast<int64_t>(row) * p.K + c * CK + piece * 8) =
+          *reinterpret_cast<const uint4*>(&sm[r][piece * 8]);
+  }
 }
 
 }  // namespace qtorch_mixed

@@ -2,6 +2,8 @@
 #include "mixed_gemm/kernel.cuh"
 #include "mixed_gemm/mixed_gemm.h"
 
+#include <cstdlib>
+
 namespace qtorch_mixed {
 
 namespace {
@@ -12,18 +14,57 @@ template <class TL>
 cudaError_t launch_tile(const MixedGemmParams& p, cudaStream_t stream) {
   const int tiles = ceil_div(p.N, 16);
   const dim3 grid(ceil_div(tiles, TL::NT), ceil_div(p.M, TL::kTokens));
-  mixed_gemm_kernel<TL><<<grid, TL::kThreads, 0, stream>>>(p);
+  if (TL::kSmemBytes > 48 * 1024) {
+    static const cudaError_t raised = cudaFuncSetAttribute(mixed_gemm_kernel<TL>,
+                                                           cudaFuncAttributeMaxDynamicSharedMemorySize, TL::kSmemBytes);
+    if (raised != cudaSuccess) return raised;
+  }
+  mixed_gemm_kernel<TL><<<grid, TL::kThreads, TL::kSmemBytes, stream>>>(p);
   return cudaGetLastError();
 }
 
-// Tile shape by M (NT 16-row weight tiles, MT 8-token tiles, U chunks in flight per warp): M <= 8 decode streams
-// the weights with 4 chunks per warp in flight; larger M trades chunks in flight for token tiles.
+// The tile shapes (NT 16-row weight tiles, MT 8-token tiles, U chunks in flight per warp, CTAs per SM the registers
+// must allow), by index. kAutoByM picks one from M (measured on the H200: benchmarks/NOTES.md "mixed-input GEMM");
+// QTORCH_MIXED_VARIANT=<index> forces one (tuning only: benchmarks/bench_mixed_gemm.py --variants).
+template <class T, int BITS, bool GROUPED>
+cudaError_t launch_variant(int variant, const MixedGemmParams& p, cudaStream_t stream) {
+  switch (variant) {
+    case 0: return launch_tile<Tile<T, BITS, 1, 1, 4, GROUPED>>(p, stream);
+    case 1: return launch_tile<Tile<T, BITS, 1, 1, 8, GROUPED>>(p, stream);
+    case 2: return launch_tile<Tile<T, BITS, 1, 1, 4, GROUPED, 3>>(p, stream);
+    case 3: return launch_tile<Tile<T, BITS, 2, 1, 4, GROUPED>>(p, stream);
+    case 4: return launch_tile<Tile<T, BITS, 1, 2, 4, GROUPED>>(p, stream);
+    case 5: return launch_tile<Tile<T, BITS, 1, 2, 2, GROUPED, 2>>(p, stream);
+    case 6: return launch_tile<Tile<T, BITS, 2, 2, 2, GROUPED>>(p, stream);
+    case 7: return launch_tile<Tile<T, BITS, 1, 4, 2, GROUPED>>(p, stream);
+    case 8: return launch_tile<Tile<T, BITS, 2, 4, 2, GROUPED>>(p, stream);
+    case 9: return launch_tile<Tile<T, BITS, 4, 4, 1, GROUPED>>(p, stream);
+    case 10: return launch_tile<Tile<T, BITS, 1, 8, 1, GROUPED>>(p, stream);
+    case 11: return launch_tile<Tile<T, BITS, 2, 8, 1, GROUPED>>(p, stream);
+    case 12: return launch_tile<Tile<T, BITS, 4, 8, 1, GROUPED>>(p, stream);
+    default: return cudaErrorInvalidValue;
+  }
+}
+constexpr int kVariants = 13;
+
+int auto_variant(int M) {
+  if (M <= 8) return 0;
+  if (M <= 16) return 4;
+  if (M <= 32) return 8;
+  return 10;
+}
+
+int forced_variant() {
+  const char* v = std::getenv("QTORCH_MIXED_VARIANT");
+  if (v == nullptr || *v == 0) return -1;
+  const int i = std::atoi(v);
+  return i >= 0 && i < kVariants ? i : -1;
+}
+
 template <class T, int BITS, bool GROUPED>
 cudaError_t launch_by_m(const MixedGemmParams& p, cudaStream_t stream) {
-  if (p.M <= 8) return launch_tile<Tile<T, BITS, 1, 1, 4, GROUPED>>(p, stream);
-  if (p.M <= 16) return launch_tile<Tile<T, BITS, 1, 2, 4, GROUPED>>(p, stream);
-  if (p.M <= 32) return launch_tile<Tile<T, BITS, 2, 4, 2, GROUPED>>(p, stream);
-  return launch_tile<Tile<T, BITS, 1, 8, 1, GROUPED>>(p, stream);
+  const int forced = forced_variant();
+  return launch_variant<T, BITS, GROUPED>(forced >= 0 ? forced : auto_variant(p.M), p, stream);
 }
 
 template <class T>
