@@ -62,10 +62,10 @@ def main():
     parser.add_argument("--out", default=None, help="JSON file for the records (default: print only)")
     parser.add_argument("--variants", default=None, help="tile variants to force, e.g. 0-12 (tuning table only)")
     args = parser.parse_args()
+    import qtorch.ops  # noqa: F401  (loads qtorch._C)
     if args.variants:
         lo, _, hi = args.variants.partition("-")
         return tune([int(m) for m in args.ms.split(",")], range(int(lo), int(hi or lo) + 1))
-    import qtorch.ops  # noqa: F401
     ops = torch.ops.qtorch
     ms = [int(m) for m in args.ms.split(",")]
     records, rows = [], []
