@@ -64,8 +64,8 @@ def main():
     args = parser.parse_args()
     import qtorch.ops  # noqa: F401  (loads qtorch._C)
     if args.variants:
-        lo, _, hi = args.variants.partition("-")
-        return tune([int(m) for m in args.ms.split(",")], range(int(lo), int(hi or lo) + 1))
+        variants = [v for part in args.variants.split(",") for v in _span(part)]
+        return tune([int(m) for m in args.ms.split(",")], variants)
     ops = torch.ops.qtorch
     ms = [int(m) for m in args.ms.split(",")]
     records, rows = [], []
@@ -135,6 +135,11 @@ def main():
               f"{'' if eager is None else f'{eager:9.1f}'}")
 
 
+def _span(part):
+    lo, _, hi = part.partition("-")
+    return range(int(lo), int(hi or lo) + 1)
+
+
 def tune(ms, variants):
     """Median time of the mixed path for every forced tile variant: the table that sets auto_variant()."""
     ops = torch.ops.qtorch
@@ -147,9 +152,13 @@ def tune(ms, variants):
             g = qs[0][4]
             for m in ms:
                 x = torch.randn(m, k, device="cuda").to(torch.bfloat16)
-                times = []
+                times, first = [], None
                 for v in variants:
                     os.environ["QTORCH_MIXED_VARIANT"] = str(v)
+                    y = ops._mixed_gemm_cuda(x, *qs[0][:3], bits, g, None, 1 << 30)
+                    first = y if first is None else first
+                    if not torch.equal(y, first):  # every variant sums each chunk in the same order
+                        print(f"variant {v} differs from variant {variants[0]} at K={k} N={n} bits={bits} M={m}")
                     times.append(graph_time_us([lambda q=q: ops._mixed_gemm_cuda(x, q[0], q[1], q[2], bits, g, None,
                                                                                  1 << 30) for q in qs]))
                 os.environ.pop("QTORCH_MIXED_VARIANT")

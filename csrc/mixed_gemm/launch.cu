@@ -42,10 +42,17 @@ cudaError_t launch_variant(int variant, const MixedGemmParams& p, cudaStream_t s
     case 10: return launch_tile<Tile<T, BITS, 1, 8, 1, GROUPED>>(p, stream);
     case 11: return launch_tile<Tile<T, BITS, 2, 8, 1, GROUPED>>(p, stream);
     case 12: return launch_tile<Tile<T, BITS, 4, 8, 1, GROUPED>>(p, stream);
+    // cp.async rings (STAGES - 1 chunks in flight per warp)
+    case 13: return launch_tile<Tile<T, BITS, 1, 1, 1, GROUPED, 1, 4>>(p, stream);
+    case 14: return launch_tile<Tile<T, BITS, 1, 1, 1, GROUPED, 1, 8>>(p, stream);
+    case 15: return launch_tile<Tile<T, BITS, 1, 1, 1, GROUPED, 1, 6>>(p, stream);
+    case 16: return launch_tile<Tile<T, BITS, 2, 1, 1, GROUPED, 1, 4>>(p, stream);
+    case 17: return launch_tile<Tile<T, BITS, 1, 2, 1, GROUPED, 1, 4>>(p, stream);
+    case 18: return launch_tile<Tile<T, BITS, 2, 2, 1, GROUPED, 1, 3>>(p, stream);
     default: return cudaErrorInvalidValue;
   }
 }
-constexpr int kVariants = 13;
+constexpr int kVariants = 19;
 
 int auto_variant(int M) {
   if (M <= 8) return 0;
