@@ -16,7 +16,7 @@
 
 namespace qtorch_mixed {
 
-template <class T, int BITS, int NT_, int MT_, int U_, bool GROUPED_, int MINB_ = 1, int STAGES_ = 0>
+template <class T, int BITS, int NT_, int MT_, int U_, bool GROUPED_, int MINB_ = 1>
 struct Tile {
   using Act = T;
   static constexpr int kBits = BITS;
@@ -32,13 +32,7 @@ struct Tile {
   static constexpr int kRows = 16 * NT;
   static constexpr int kTokens = 8 * MT;
   static constexpr int kMinBlocks = MINB_;     // CTAs per SM the register budget must allow
-  // STAGES > 0: each warp streams its chunks through a ring of STAGES shared-memory stages filled by cp.async
-  // (STAGES − 1 chunks in flight, no registers held); 0: U chunks loaded into registers, then computed.
-  static constexpr int kStages = STAGES_;
-  static constexpr int kPieces = NT + MT * kXV;  // 16-byte pieces per lane and chunk (weights, then x)
-  static constexpr int kRingBytes = kWarps * kStages * kPieces * 32 * 16;
-  static constexpr int kRedBytes = kWarps * NT * MT * 4 * 32 * 4;  // cross-warp reduction buffer
-  static constexpr int kSmemBytes = kRingBytes > kRedBytes ? kRingBytes : kRedBytes;
+  static constexpr int kSmemBytes = kWarps * NT * MT * 4 * 32 * 4;  // cross-warp reduction buffer
 };
 
 // Word w (0..4·V−1) of V consecutive 16-byte vectors (w is a compile-time constant after unrolling).
@@ -53,7 +47,7 @@ __global__ void __launch_bounds__(TL::kThreads, TL::kMinBlocks) mixed_gemm_kerne
   using T = typename TL::Act;
   using Off = Offset<T, TL::kBits>;
   constexpr int NT = TL::NT, MT = TL::MT, U = TL::U, W = TL::kWarps, CK = TL::CK;
-  extern __shared__ __align__(16) float red[];  // [warp][nt][mt][i][lane] (and the cp.async ring before it)
+  extern __shared__ float red[];  // [warp][nt][mt][i][lane], TL::kSmemBytes
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane / 4, t = lane % 4;
@@ -61,21 +55,10 @@ __global__ void __launch_bounds__(TL::kThreads, TL::kMinBlocks) mixed_gemm_kerne
   const int chunks = p.K / CK;
   const int groups = p.K / p.group_size;
   const int tiles = (N + 15) / 16;
-  const int tile0 = blockIdx.x * NT;
+  const int tile_groups = (tiles + NT - 1) / NT;
   const int m0 = blockIdx.y * TL::kTokens;
 
-  const int32_t* wptr[NT];  // this lane's 16 bytes of chunk 0 of each tile
-  bool tvalid[NT];
-  int srow[NT][2];  // rows g and g + 8 of each tile (clamped into [0, N): scale / zero-point reads stay in bounds)
-#pragma unroll
-  for (int nt = 0; nt < NT; ++nt) {
-    const int tile = tile0 + nt;
-    tvalid[nt] = tile < tiles;
-    wptr[nt] = p.w + static_cast<size_t>(min(tile, tiles - 1)) * chunks * 128 + lane * 4;
-#pragma unroll
-    for (int h = 0; h < 2; ++h) srow[nt][h] = min(16 * tile + g + 8 * h, N - 1);
-  }
-  const T* xptr[MT];
+  const T* xptr[MT];  // this lane's token row of each token tile, at its K offset inside a chunk
   bool xvalid[MT];
 #pragma unroll
   for (int mt = 0; mt < MT; ++mt) {
@@ -83,124 +66,39 @@ __global__ void __launch_bounds__(TL::kThreads, TL::kMinBlocks) mixed_gemm_kerne
     xvalid[mt] = m < M;
     xptr[mt] = static_cast<const T*>(p.x) + static_cast<int64_t>(min(m, M - 1)) * p.x_stride + t * (CK / 4);
   }
+  T* y = static_cast<T*>(p.y);
 
-  float acc[NT][MT][4];
-#pragma unroll
-  for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-    for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) acc[nt][mt][i] = 0.f;
-
-  typename Off::type off[NT][2];  // one group per row: the constants are loop invariants
-  if constexpr (!TL::GROUPED) {
-#pragma unroll
-    for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-      for (int h = 0; h < 2; ++h) off[nt][h] = Off::make(p.zp[srow[nt][h]]);
-  }
-  // Scale and zero point of chunk c's group for rows (nt, h) (GROUPED only).
-  auto load_group = [&](int c, float (&sc)[NT][2], int (&zz)[NT][2]) {
-    const int grp = min(c, chunks - 1) * CK / p.group_size;
-#pragma unroll
-    for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        sc[nt][h] = __ldg(p.scale + static_cast<size_t>(srow[nt][h]) * groups + grp);
-        zz[nt][h] = __ldg(p.zp + static_cast<size_t>(srow[nt][h]) * groups + grp);
-      }
-  };
-  // One chunk: kSteps mma k-steps per (tile, token tile); GROUPED adds S · (the chunk's mma sum) in fp32.
-  auto compute = [&](const uint4 (&wv)[NT], const uint4 (&xv)[MT][TL::kXV], const float (&sc)[NT][2],
-                     const int (&zz)[NT][2]) {
-    float part[NT][MT][4];
-    if constexpr (TL::GROUPED) {
-#pragma unroll
-      for (int nt = 0; nt < NT; ++nt) {
-#pragma unroll
-        for (int h = 0; h < 2; ++h) off[nt][h] = Off::make(zz[nt][h]);
-#pragma unroll
-        for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-          for (int i = 0; i < 4; ++i) part[nt][mt][i] = 0.f;
-      }
-    }
-#pragma unroll
-    for (int s = 0; s < TL::kSteps; ++s) {
-#pragma unroll
-      for (int nt = 0; nt < NT; ++nt) {
-        uint32_t a[4];
-        fragment<T, TL::kBits>(wv[nt], s, off[nt], a);
-#pragma unroll
-        for (int mt = 0; mt < MT; ++mt) {
-          const uint32_t b0 = xword(xv[mt], 2 * s), b1 = xword(xv[mt], 2 * s + 1);
-          if constexpr (TL::GROUPED)
-            mma_16816<T>(part[nt][mt], a, b0, b1);
-          else
-            mma_16816<T>(acc[nt][mt], a, b0, b1);
-        }
-      }
-    }
-    if constexpr (TL::GROUPED) {
-#pragma unroll
-      for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-        for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-          for (int i = 0; i < 4; ++i) acc[nt][mt][i] = fmaf(sc[nt][i / 2], part[nt][mt][i], acc[nt][mt][i]);
-    }
-  };
-
-  if constexpr (TL::kStages > 0) {
-    // Ring of kStages stages per warp, stage = kPieces 16-byte pieces per lane (weights of each tile, then x of each
-    // token tile). Each lane reads back only what it copied itself, so cp.async.wait_group alone orders the reads.
-    constexpr int S = TL::kStages, P = TL::kPieces;
-    uint4* ring = reinterpret_cast<uint4*>(red) + warp * S * P * 32;
-    const int mine = chunks > warp ? (chunks - warp + W - 1) / W : 0;  // chunks c = warp + W i of this warp
-    auto issue = [&](int i) {  // copy chunk i of this warp into stage i % S (an empty group past the end)
-      if (i < mine) {
-        const int c = warp + W * i;
-        uint4* stage = ring + (i % S) * P * 32 + lane;
-#pragma unroll
-        for (int nt = 0; nt < NT; ++nt)
-          cp_async_16(smem_u32(stage + nt * 32), wptr[nt] + static_cast<size_t>(c) * 128, tvalid[nt] ? 16 : 0);
-#pragma unroll
-        for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-          for (int v = 0; v < TL::kXV; ++v)
-            cp_async_16(smem_u32(stage + (NT + mt * TL::kXV + v) * 32), xptr[mt] + c * CK + v * 8, xvalid[mt] ? 16 : 0);
-      }
-      cp_async_commit();
-    };
-#pragma unroll
-    for (int i = 0; i < S - 1; ++i) issue(i);
-    float sc[NT][2], sc_next[NT][2];
-    int zz[NT][2], zz_next[NT][2];
-    if constexpr (TL::GROUPED) load_group(warp, sc, zz);
+  // Persistent over groups of NT tiles: the launcher sizes the grid to the CTAs that fit on the device at once.
 #pragma unroll 1
-    for (int i = 0; i < mine; ++i) {
-      if constexpr (TL::GROUPED) load_group(warp + W * (i + 1), sc_next, zz_next);  // one chunk ahead
-      cp_async_wait<S - 2>();  // chunk i has landed
-      const uint4* stage = ring + (i % S) * P * 32 + lane;
-      uint4 wv[NT], xv[MT][TL::kXV];
+  for (int tg = blockIdx.x; tg < tile_groups; tg += gridDim.x) {
+    const int tile0 = tg * NT;
+    const int32_t* wptr[NT];  // this lane's 16 bytes of chunk 0 of each tile
+    bool tvalid[NT];
+    int srow[NT][2];  // rows g and g + 8 of each tile (clamped into [0, N): scale / zero-point reads in bounds)
 #pragma unroll
-      for (int nt = 0; nt < NT; ++nt) wv[nt] = stage[nt * 32];
+    for (int nt = 0; nt < NT; ++nt) {
+      const int tile = tile0 + nt;
+      tvalid[nt] = tile < tiles;
+      wptr[nt] = p.w + static_cast<size_t>(min(tile, tiles - 1)) * chunks * 128 + lane * 4;
+#pragma unroll
+      for (int h = 0; h < 2; ++h) srow[nt][h] = min(16 * tile + g + 8 * h, N - 1);
+    }
+
+    float acc[NT][MT][4];
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
       for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-        for (int v = 0; v < TL::kXV; ++v) xv[mt][v] = stage[(NT + mt * TL::kXV + v) * 32];
-      compute(wv, xv, sc, zz);
-      issue(i + S - 1);  // refills the stage read above (its values are consumed: no write-after-read hazard)
-      if constexpr (TL::GROUPED) {
+        for (int i = 0; i < 4; ++i) acc[nt][mt][i] = 0.f;
+    typename Off::type off[NT][2];  // (magic + 2^(bits-1) + Z) of rows g, g + 8
+    if constexpr (!TL::GROUPED) {  // one group per row: loop invariants
 #pragma unroll
-        for (int nt = 0; nt < NT; ++nt)
+      for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
-          for (int h = 0; h < 2; ++h) sc[nt][h] = sc_next[nt][h], zz[nt][h] = zz_next[nt][h];
-      }
+        for (int h = 0; h < 2; ++h) off[nt][h] = Off::make(p.zp[srow[nt][h]]);
     }
-    cp_async_wait<0>();
-    __syncthreads();  // the ring becomes the reduction buffer
-  } else {
+
 #pragma unroll 1
     for (int c0 = warp; c0 < chunks; c0 += W * U) {
       uint4 wv[U][NT];
@@ -208,7 +106,7 @@ __global__ void __launch_bounds__(TL::kThreads, TL::kMinBlocks) mixed_gemm_kerne
       float sc[U][NT][2];
       int zz[U][NT][2];
 #pragma unroll
-      for (int u = 0; u < U; ++u) {
+      for (int u = 0; u < U; ++u) {  // U chunks of loads in flight before the first use
         const int c = c0 + u * W;
         const bool cin = c < chunks;
 #pragma unroll
@@ -219,41 +117,85 @@ __global__ void __launch_bounds__(TL::kThreads, TL::kMinBlocks) mixed_gemm_kerne
 #pragma unroll
           for (int v = 0; v < TL::kXV; ++v)
             xv[u][mt][v] = (cin && xvalid[mt]) ? ld_16(xptr[mt] + c * CK + v * 8) : make_uint4(0, 0, 0, 0);
-        if constexpr (TL::GROUPED) load_group(c, sc[u], zz[u]);
+        if constexpr (TL::GROUPED) {  // the chunk's group: S and Z of rows g, g + 8
+          const int grp = min(c, chunks - 1) * CK / p.group_size;
+#pragma unroll
+          for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+              sc[u][nt][h] = __ldg(p.scale + static_cast<size_t>(srow[nt][h]) * groups + grp);
+              zz[u][nt][h] = __ldg(p.zp + static_cast<size_t>(srow[nt][h]) * groups + grp);
+            }
+        }
       }
 #pragma unroll
       for (int u = 0; u < U; ++u) {
         if (c0 + u * W >= chunks) break;  // warp-uniform
-        compute(wv[u], xv[u], sc[u], zz[u]);
+        float part[NT][MT][4];  // GROUPED: this chunk's sum, scaled by S in fp32 below
+        if constexpr (TL::GROUPED) {
+#pragma unroll
+          for (int nt = 0; nt < NT; ++nt) {
+#pragma unroll
+            for (int h = 0; h < 2; ++h) off[nt][h] = Off::make(zz[u][nt][h]);
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+              for (int i = 0; i < 4; ++i) part[nt][mt][i] = 0.f;
+          }
+        }
+#pragma unroll
+        for (int s = 0; s < TL::kSteps; ++s) {
+#pragma unroll
+          for (int nt = 0; nt < NT; ++nt) {
+            uint32_t a[4];
+            fragment<T, TL::kBits>(wv[u][nt], s, off[nt], a);
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt) {
+              const uint32_t b0 = xword(xv[u][mt], 2 * s), b1 = xword(xv[u][mt], 2 * s + 1);
+              if constexpr (TL::GROUPED)
+                mma_16816<T>(part[nt][mt], a, b0, b1);
+              else
+                mma_16816<T>(acc[nt][mt], a, b0, b1);
+            }
+          }
+        }
+        if constexpr (TL::GROUPED) {
+#pragma unroll
+          for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+              for (int i = 0; i < 4; ++i)
+                acc[nt][mt][i] = fmaf(sc[u][nt][i / 2], part[nt][mt][i], acc[nt][mt][i]);
+        }
       }
     }
-  }
 
-  // C fragment i of lane (g, t): row g + 8 (i / 2), token 2 t + i % 2.
+    // C fragment i of lane (g, t): row g + 8 (i / 2), token 2 t + i % 2.
 #pragma unroll
-  for (int nt = 0; nt < NT; ++nt)
+    for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
-    for (int mt = 0; mt < MT; ++mt)
+      for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-      for (int i = 0; i < 4; ++i) red[(((warp * NT + nt) * MT + mt) * 4 + i) * 32 + lane] = acc[nt][mt][i];
-  __syncthreads();
-
-  T* y = static_cast<T*>(p.y);
-  for (int e = threadIdx.x; e < TL::kTokens * TL::kRows; e += TL::kThreads) {
-    const int row = e % TL::kRows, token = e / TL::kRows;  // rows fastest: contiguous stores along y's rows
-    const int n = tile0 * 16 + row, m = m0 + token;
-    if (m >= M || n >= N) continue;
-    const int nt = row / 16, r16 = row % 16, mt = token / 8, t8 = token % 8;
-    const int i = (r16 / 8) * 2 + t8 % 2, src = (r16 % 8) * 4 + t8 / 2;
-    float sum = 0.f;
+        for (int i = 0; i < 4; ++i) red[(((warp * NT + nt) * MT + mt) * 4 + i) * 32 + lane] = acc[nt][mt][i];
+    __syncthreads();
+    for (int e = threadIdx.x; e < TL::kTokens * TL::kRows; e += TL::kThreads) {
+      const int row = e % TL::kRows, token = e / TL::kRows;  // rows fastest: contiguous stores along y's rows
+      const int n = tile0 * 16 + row, m = m0 + token;
+      if (m >= M || n >= N) continue;
+      const int nt = row / 16, r16 = row % 16, mt = token / 8, t8 = token % 8;
+      const int i = (r16 / 8) * 2 + t8 % 2, src = (r16 % 8) * 4 + t8 / 2;
+      float sum = 0.f;
 #pragma unroll
-    for (int w = 0; w < W; ++w) sum += red[(((w * NT + nt) * MT + mt) * 4 + i) * 32 + src];
-    if constexpr (!TL::GROUPED) sum *= __ldg(p.scale + n);
-    if (p.bias_kind == BiasKind::kAct)
-      sum += Act2<T>::to_float(static_cast<const T*>(p.bias)[n]);
-    else if (p.bias_kind == BiasKind::kFP32)
-      sum += static_cast<const float*>(p.bias)[n];
-    y[static_cast<int64_t>(m) * N + n] = Act2<T>::from_float(sum);
+      for (int w = 0; w < W; ++w) sum += red[(((w * NT + nt) * MT + mt) * 4 + i) * 32 + src];
+      if constexpr (!TL::GROUPED) sum *= __ldg(p.scale + n);
+      if (p.bias_kind == BiasKind::kAct)
+        sum += Act2<T>::to_float(static_cast<const T*>(p.bias)[n]);
+      else if (p.bias_kind == BiasKind::kFP32)
+        sum += static_cast<const float*>(p.bias)[n];
+      y[static_cast<int64_t>(m) * N + n] = Act2<T>::from_float(sum);
+    }
+    __syncthreads();  // red is rewritten by the next tile group
   }
 }
 

@@ -2,6 +2,7 @@
 #include "mixed_gemm/kernel.cuh"
 #include "mixed_gemm/mixed_gemm.h"
 
+#include <algorithm>
 #include <cstdlib>
 
 namespace qtorch_mixed {
@@ -10,15 +11,32 @@ namespace {
 
 inline int ceil_div(int a, int b) { return (a + b - 1) / b; }
 
+// CTAs of this kernel resident on the device at once (queried once per kernel; one device type per process).
+template <class TL>
+int resident_ctas() {
+  static const int ctas = [] {
+    if (TL::kSmemBytes > 48 * 1024 &&
+        cudaFuncSetAttribute(mixed_gemm_kernel<TL>, cudaFuncAttributeMaxDynamicSharedMemorySize, TL::kSmemBytes) !=
+            cudaSuccess)
+      return 0;
+    int device = 0, sms = 0, per_sm = 0;
+    if (cudaGetDevice(&device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess ||
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, mixed_gemm_kernel<TL>, TL::kThreads,
+                                                      TL::kSmemBytes) != cudaSuccess)
+      return 0;
+    return sms * per_sm;
+  }();
+  return ctas;
+}
+
+// Persistent grid: x covers the groups of NT weight tiles (at most what fits beside the y extent), y the token tiles.
 template <class TL>
 cudaError_t launch_tile(const MixedGemmParams& p, cudaStream_t stream) {
-  const int tiles = ceil_div(p.N, 16);
-  const dim3 grid(ceil_div(tiles, TL::NT), ceil_div(p.M, TL::kTokens));
-  if (TL::kSmemBytes > 48 * 1024) {
-    static const cudaError_t raised = cudaFuncSetAttribute(mixed_gemm_kernel<TL>,
-                                                           cudaFuncAttributeMaxDynamicSharedMemorySize, TL::kSmemBytes);
-    if (raised != cudaSuccess) return raised;
-  }
+  const int resident = resident_ctas<TL>();
+  if (resident == 0) return cudaErrorInvalidConfiguration;
+  const int tile_groups = ceil_div(ceil_div(p.N, 16), TL::NT), token_tiles = ceil_div(p.M, TL::kTokens);
+  const dim3 grid(std::max(1, std::min(tile_groups, resident / token_tiles)), token_tiles);
   mixed_gemm_kernel<TL><<<grid, TL::kThreads, TL::kSmemBytes, stream>>>(p);
   return cudaGetLastError();
 }
@@ -42,17 +60,10 @@ cudaError_t launch_variant(int variant, const MixedGemmParams& p, cudaStream_t s
     case 10: return launch_tile<Tile<T, BITS, 1, 8, 1, GROUPED>>(p, stream);
     case 11: return launch_tile<Tile<T, BITS, 2, 8, 1, GROUPED>>(p, stream);
     case 12: return launch_tile<Tile<T, BITS, 4, 8, 1, GROUPED>>(p, stream);
-    // cp.async rings (STAGES - 1 chunks in flight per warp)
-    case 13: return launch_tile<Tile<T, BITS, 1, 1, 1, GROUPED, 1, 4>>(p, stream);
-    case 14: return launch_tile<Tile<T, BITS, 1, 1, 1, GROUPED, 1, 8>>(p, stream);
-    case 15: return launch_tile<Tile<T, BITS, 1, 1, 1, GROUPED, 1, 6>>(p, stream);
-    case 16: return launch_tile<Tile<T, BITS, 2, 1, 1, GROUPED, 1, 4>>(p, stream);
-    case 17: return launch_tile<Tile<T, BITS, 1, 2, 1, GROUPED, 1, 4>>(p, stream);
-    case 18: return launch_tile<Tile<T, BITS, 2, 2, 1, GROUPED, 1, 3>>(p, stream);
     default: return cudaErrorInvalidValue;
   }
 }
-constexpr int kVariants = 19;
+constexpr int kVariants = 13;
 
 int auto_variant(int M) {
   if (M <= 8) return 0;
