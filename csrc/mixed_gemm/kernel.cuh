@@ -68,7 +68,7 @@ __global__ void __launch_bounds__(TL::kThreads, TL::kMinBlocks) mixed_gemm_kerne
   }
   T* y = static_cast<T*>(p.y);
 
-  // Persistent over groups of NT tiles: the launcher sizes the grid to the CTAs that fit on the device at once.
+  // Groups of NT weight tiles: one per CTA at the launcher's grid (a smaller grid would loop).
 #pragma unroll 1
   for (int tg = blockIdx.x; tg < tile_groups; tg += gridDim.x) {
     const int tile0 = tg * NT;

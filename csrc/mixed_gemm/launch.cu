@@ -2,7 +2,6 @@
 #include "mixed_gemm/kernel.cuh"
 #include "mixed_gemm/mixed_gemm.h"
 
-#include <algorithm>
 #include <cstdlib>
 
 namespace qtorch_mixed {
@@ -11,32 +10,14 @@ namespace {
 
 inline int ceil_div(int a, int b) { return (a + b - 1) / b; }
 
-// CTAs of this kernel resident on the device at once (queried once per kernel; one device type per process).
-template <class TL>
-int resident_ctas() {
-  static const int ctas = [] {
-    if (TL::kSmemBytes > 48 * 1024 &&
-        cudaFuncSetAttribute(mixed_gemm_kernel<TL>, cudaFuncAttributeMaxDynamicSharedMemorySize, TL::kSmemBytes) !=
-            cudaSuccess)
-      return 0;
-    int device = 0, sms = 0, per_sm = 0;
-    if (cudaGetDevice(&device) != cudaSuccess ||
-        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess ||
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, mixed_gemm_kernel<TL>, TL::kThreads,
-                                                      TL::kSmemBytes) != cudaSuccess)
-      return 0;
-    return sms * per_sm;
-  }();
-  return ctas;
-}
-
-// Persistent grid: x covers the groups of NT weight tiles (at most what fits beside the y extent), y the token tiles.
 template <class TL>
 cudaError_t launch_tile(const MixedGemmParams& p, cudaStream_t stream) {
-  const int resident = resident_ctas<TL>();
-  if (resident == 0) return cudaErrorInvalidConfiguration;
-  const int tile_groups = ceil_div(ceil_div(p.N, 16), TL::NT), token_tiles = ceil_div(p.M, TL::kTokens);
-  const dim3 grid(std::max(1, std::min(tile_groups, resident / token_tiles)), token_tiles);
+  if (TL::kSmemBytes > 48 * 1024) {
+    static const cudaError_t raised = cudaFuncSetAttribute(mixed_gemm_kernel<TL>,
+                                                           cudaFuncAttributeMaxDynamicSharedMemorySize, TL::kSmemBytes);
+    if (raised != cudaSuccess) return raised;
+  }
+  const dim3 grid(ceil_div(ceil_div(p.N, 16), TL::NT), ceil_div(p.M, TL::kTokens));
   mixed_gemm_kernel<TL><<<grid, TL::kThreads, TL::kSmemBytes, stream>>>(p);
   return cudaGetLastError();
 }
@@ -46,30 +27,28 @@ cudaError_t launch_tile(const MixedGemmParams& p, cudaStream_t stream) {
 // QTORCH_MIXED_VARIANT=<index> forces one (tuning only: benchmarks/bench_mixed_gemm.py --variants).
 template <class T, int BITS, bool GROUPED>
 cudaError_t launch_variant(int variant, const MixedGemmParams& p, cudaStream_t stream) {
-  switch (variant) {
+  switch (variant) {  //                       NT MT  U           min CTAs/SM
     case 0: return launch_tile<Tile<T, BITS, 1, 1, 4, GROUPED>>(p, stream);
-    case 1: return launch_tile<Tile<T, BITS, 1, 1, 8, GROUPED>>(p, stream);
-    case 2: return launch_tile<Tile<T, BITS, 1, 1, 4, GROUPED, 3>>(p, stream);
-    case 3: return launch_tile<Tile<T, BITS, 2, 1, 4, GROUPED>>(p, stream);
-    case 4: return launch_tile<Tile<T, BITS, 1, 2, 4, GROUPED>>(p, stream);
-    case 5: return launch_tile<Tile<T, BITS, 1, 2, 2, GROUPED, 2>>(p, stream);
-    case 6: return launch_tile<Tile<T, BITS, 2, 2, 2, GROUPED>>(p, stream);
-    case 7: return launch_tile<Tile<T, BITS, 1, 4, 2, GROUPED>>(p, stream);
-    case 8: return launch_tile<Tile<T, BITS, 2, 4, 2, GROUPED>>(p, stream);
-    case 9: return launch_tile<Tile<T, BITS, 4, 4, 1, GROUPED>>(p, stream);
-    case 10: return launch_tile<Tile<T, BITS, 1, 8, 1, GROUPED>>(p, stream);
-    case 11: return launch_tile<Tile<T, BITS, 2, 8, 1, GROUPED>>(p, stream);
-    case 12: return launch_tile<Tile<T, BITS, 4, 8, 1, GROUPED>>(p, stream);
+    case 1: return launch_tile<Tile<T, BITS, 1, 1, 4, GROUPED, 3>>(p, stream);
+    case 2: return launch_tile<Tile<T, BITS, 1, 2, 4, GROUPED>>(p, stream);
+    case 3: return launch_tile<Tile<T, BITS, 1, 2, 2, GROUPED, 2>>(p, stream);
+    case 4: return launch_tile<Tile<T, BITS, 2, 2, 2, GROUPED>>(p, stream);
+    case 5: return launch_tile<Tile<T, BITS, 1, 4, 2, GROUPED>>(p, stream);
+    case 6: return launch_tile<Tile<T, BITS, 2, 4, 2, GROUPED>>(p, stream);
+    case 7: return launch_tile<Tile<T, BITS, 4, 4, 1, GROUPED>>(p, stream);
+    case 8: return launch_tile<Tile<T, BITS, 1, 8, 1, GROUPED>>(p, stream);
+    case 9: return launch_tile<Tile<T, BITS, 2, 8, 1, GROUPED>>(p, stream);
     default: return cudaErrorInvalidValue;
   }
 }
-constexpr int kVariants = 13;
+constexpr int kVariants = 10;
 
-int auto_variant(int M) {
+// Fastest variant by (bits, M) from the H200 sweep of every variant on the three LLaMA-2-7B shapes
+// (benchmarks/NOTES.md "mixed-input GEMM v2"); above M = 64 the op layer routes to dequantize + cuBLAS.
+int auto_variant(int bits, int M) {
   if (M <= 8) return 0;
-  if (M <= 16) return 4;
-  if (M <= 32) return 8;
-  return 10;
+  if (bits == 4) return M <= 32 ? 4 : 9;
+  return M <= 16 ? 2 : (M <= 32 ? 4 : 6);
 }
 
 int forced_variant() {
@@ -82,7 +61,7 @@ int forced_variant() {
 template <class T, int BITS, bool GROUPED>
 cudaError_t launch_by_m(const MixedGemmParams& p, cudaStream_t stream) {
   const int forced = forced_variant();
-  return launch_variant<T, BITS, GROUPED>(forced >= 0 ? forced : auto_variant(p.M), p, stream);
+  return launch_variant<T, BITS, GROUPED>(forced >= 0 ? forced : auto_variant(BITS, p.M), p, stream);
 }
 
 template <class T>
