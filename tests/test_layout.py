@@ -51,3 +51,37 @@ def test_supported_shapes():
     assert not tiled_supported(8, 100, 100)  # K a multiple of 32
     with pytest.raises(ValueError, match="multiple of 64"):
         pack_tiled(torch.zeros(4, 96, dtype=torch.int8), 4)
+
+
+def _layer(seed=0):
+    import torch.nn as nn
+
+    from qtorch.config import GroupWeightOnlyConfig
+    from qtorch.nn import QuantLinear
+
+    torch.manual_seed(seed)
+    return QuantLinear.from_float(nn.Linear(128, 40), GroupWeightOnlyConfig(bits=4, group_size=64, symmetric=False))
+
+
+def test_rowmajor_checkpoint_converts_on_load():
+    """A checkpoint written before layouts were recorded (row-major w_q, no w_layout) loads bit-exactly."""
+    from qtorch.ops.group import to_rowmajor
+    from qtorch.quant.layout import LAYOUT_TILED
+
+    layer = _layer()
+    assert layer.layout == LAYOUT_TILED
+    old = {name: t.clone() for name, t in layer.state_dict().items() if name != "w_layout"}
+    old["w_q"] = to_rowmajor(layer.w_q, layer.w_scale, 4, layer.layout)  # (40, 64) uint8
+    fresh = _layer(seed=1)
+    fresh.load_state_dict(old)
+    assert torch.equal(fresh.w_q, layer.w_q) and int(fresh.w_layout) == LAYOUT_TILED
+    x = torch.randn(3, 128)
+    assert torch.equal(fresh(x), layer(x))
+
+
+def test_unknown_layout_is_a_clear_error():
+    layer = _layer()
+    state = layer.state_dict()
+    state["w_layout"] = torch.tensor(7, dtype=torch.uint8)
+    with pytest.raises(ValueError, match="weight layout 7 is unknown"):
+        _layer(seed=1).load_state_dict(state)
