@@ -32,14 +32,18 @@ def group_quantize_reference(w, bits, group_size, symmetric):
 
 def to_rowmajor(q, scale, bits, layout):
     """A packed weight in LAYOUT_ROWMAJOR (unpacking a tiled one: a full copy)."""
+    return q if layout == LAYOUT_ROWMAJOR else pack(unpack_layout(q, scale, bits, layout), bits)
+
+
+def unpack_layout(q, scale, bits, layout):
+    """The packed weight in `layout` -> q (N, K) int8."""
     if layout == LAYOUT_ROWMAJOR:
-        return q
-    k = q.shape[1] // 128 * tiled_chunk(bits)
-    return pack(unpack_tiled(q, bits, scale.shape[0], k), bits)
+        return unpack(q, bits)
+    return unpack_tiled(q, bits, scale.shape[0], q.shape[1] // 128 * tiled_chunk(bits))
 
 
 def group_dequantize_reference(q, scale, zero_point, bits, group_size, dtype, layout=LAYOUT_ROWMAJOR):
-    values = unpack(to_rowmajor(q, scale, bits, layout), bits)  # (N, K) int8
+    values = unpack_layout(q, scale, bits, layout)  # (N, K) int8
     return dequantize(values, scale, zero_point.to(torch.int32), axis=-1, group_size=group_size).to(dtype)
 
 

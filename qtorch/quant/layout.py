@@ -15,6 +15,8 @@ LAYOUT_TILED (1): the order in which the mixed-input GEMM (csrc/mixed_gemm) feed
     lane reads as consecutive values (this permutes K identically on both operands, leaving every dot product as is).
     Offset binary lets the kernel turn a field into a float by OR-ing it into a magic exponent (no int→float op).
 """
+import functools
+
 import torch
 
 LAYOUT_ROWMAJOR = 0
@@ -38,6 +40,7 @@ def tiled_shape(bits: int, out_features: int, in_features: int) -> tuple[int, in
     return (out_features + 15) // 16, in_features // tiled_chunk(bits) * 128
 
 
+@functools.lru_cache(maxsize=None)
 def _local_order(bits: int, device) -> torch.Tensor:
     """(16·CK,) int64: for each stored field of one (tile, chunk) in storage order, row·CK + k inside the tile."""
     ck, fields = tiled_chunk(bits), 32 // bits
@@ -65,22 +68,28 @@ def pack_tiled(q: torch.Tensor, bits: int) -> torch.Tensor:
     u[:n] = q.to(torch.int64)
     u = (u + (1 << (bits - 1))) & ((1 << bits) - 1)  # offset binary; padded rows hold q = 0
     u = u.view(tiles, 16, chunks, ck).permute(0, 2, 1, 3).reshape(tiles, chunks, 16 * ck)
-    u = u[:, :, _local_order(bits, q.device)].view(tiles, chunks, 32 * 4, fields)  # storage order
+    u = u[:, :, _local_order(bits, torch.device(q.device))].view(tiles, chunks, 32 * 4, fields)  # storage order
     shifts = torch.arange(0, 32, bits, device=q.device, dtype=torch.int64)
     words = (u << shifts).sum(dim=-1)  # (tiles, chunks, 128) in [0, 2^32)
     words = torch.where(words >= 1 << 31, words - (1 << 32), words)
     return words.to(torch.int32).view(tiles, chunks * 128)
 
 
+@functools.lru_cache(maxsize=None)
+def _inverse_order(bits: int, device) -> torch.Tensor:
+    """(16·CK,) int64: for each (row, k) of a tile, its field's position in storage order."""
+    order = _local_order(bits, device)
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(order.numel(), device=device)
+    return inverse
+
+
 def unpack_tiled(packed: torch.Tensor, bits: int, out_features: int, in_features: int) -> torch.Tensor:
     """The tiled int32 layout -> q (N, K) int8 (inverse of pack_tiled)."""
     ck, fields = tiled_chunk(bits), 32 // bits
     tiles, chunks = packed.shape[0], in_features // ck
-    shifts = torch.arange(0, 32, bits, device=packed.device, dtype=torch.int64)
-    u = (packed.to(torch.int64).view(tiles, chunks, 128, 1) >> shifts) & ((1 << bits) - 1)
-    u = u.view(tiles, chunks, 16 * ck)
-    inverse = torch.empty(16 * ck, dtype=torch.int64, device=packed.device)
-    order = _local_order(bits, packed.device)
-    inverse[order] = torch.arange(16 * ck, device=packed.device)
-    u = u[:, :, inverse].view(tiles, chunks, 16, ck).permute(0, 2, 1, 3).reshape(tiles * 16, in_features)
-    return (u[:out_features] - (1 << (bits - 1))).to(torch.int8)
+    shifts = torch.arange(0, 32, bits, device=packed.device, dtype=torch.int32)
+    u = ((packed.view(tiles, chunks, 128, 1) >> shifts) & ((1 << bits) - 1)).to(torch.int8)  # arithmetic shift, masked
+    u = u.view(tiles, chunks, 16 * ck)[:, :, _inverse_order(bits, torch.device(packed.device))]
+    u = u.view(tiles, chunks, 16, ck).permute(0, 2, 1, 3).reshape(tiles * 16, in_features)
+    return u[:out_features] - (1 << (bits - 1))
