@@ -1,5 +1,5 @@
 """MixedPrecision under DDP and FSDP2 on 2 CPU processes (gloo): convergence equal to one process, a skip decided on
-all ranks, a bit-exact resume from a torch.distributed.checkpoint directory."""
+all ranks, a bit-exact resume from a torch.distributed.checkpoint directory; a quantized model under FSDP2."""
 import os
 import socket
 import subprocess
@@ -31,17 +31,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _launch(kind: str, out_dir) -> list[dict]:
-    """Run the worker on WORLD processes, as torchrun would (env:// rendezvous on 127.0.0.1), within TIMEOUT_S."""
+def _launch(args: list[str], out_dir) -> list[dict]:
+    """Run ``python *args OUT_DIR`` on WORLD processes, as torchrun would (env:// rendezvous on 127.0.0.1), within TIMEOUT_S."""
     port = _free_port()
-    here = os.path.dirname(os.path.abspath(__file__))
+    here = os.path.dirname(os.path.abspath(__file__))  # tests/
     procs = []
     for rank in range(WORLD):
         env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(WORLD),
                "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1",
                "PYTHONPATH": os.pathsep.join([os.path.dirname(here), os.environ.get("PYTHONPATH", "")])}
-        procs.append(subprocess.Popen([sys.executable, os.path.join(here, "distributed_worker.py"), kind,
-                                       str(out_dir)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+        procs.append(subprocess.Popen([sys.executable, *args, str(out_dir)], env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT))
     try:
         outputs = [p.communicate(timeout=TIMEOUT_S)[0].decode(errors="replace") for p in procs]
     finally:
@@ -63,7 +63,8 @@ def _single_process_curve(dtype) -> torch.Tensor:
 
 @pytest.fixture(scope="module", params=["ddp", "fsdp", "fsdp-reduce-fp32"])
 def run(request, tmp_path_factory):
-    return request.param, _launch(request.param, tmp_path_factory.mktemp(request.param))
+    script = os.path.join(os.path.dirname(__file__), "distributed_worker.py")
+    return request.param, _launch([script, request.param], tmp_path_factory.mktemp(request.param))
 
 
 def test_converges_as_one_process(run):
@@ -91,3 +92,17 @@ def test_checkpoint_resume_is_bit_exact(run):
         assert r["updates"] == worker.STEPS + 3
     for name, p in ranks[0]["final"].items():  # the replicas agree
         assert torch.equal(ranks[1]["final"][name], p), f"{kind}: {name} differs between ranks"
+
+
+def test_quantized_model_under_fsdp2(tmp_path):
+    """quantize_ then fully_shard: QuantLinear buffers stay replicated, float parameters become shards; the forward
+    is the unsharded one bit for bit, save_quantized writes the unsharded model's tensors, load_quantized fills a
+    sharded model, and a float head fine-tunes on the frozen quantized base."""
+    ranks = _launch([os.path.join(os.path.dirname(__file__), "distributed_quantized_worker.py")], tmp_path)
+    for rank, r in enumerate(ranks):
+        assert {k for k, v in r["kinds"].items() if v == "DTensor"} == {"1.weight", "1.bias", "4.weight", "4.bias"}
+        assert r["kinds"]["0.w_q"] == "Tensor" and r["kinds"]["2.w_scale"] == "Tensor"
+        assert r["forward_equal"] and r["file_equal"] and r["loaded_equal"], f"rank {rank}: {r}"
+        assert "before the first forward" in r["late_wrap"], r["late_wrap"]
+        assert r["losses"][-1] < 0.6 * r["losses"][0], r["losses"]
+    assert ranks[0]["losses"] == ranks[1]["losses"]

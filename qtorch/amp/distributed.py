@@ -11,7 +11,7 @@ Who owns what (see docs/DISTRIBUTED.md):
 import torch
 import torch.distributed as dist
 
-__all__ = ["local_tensor", "local_tensors", "max_over_ranks", "set_param_data"]
+__all__ = ["check_fsdp_not_started", "local_tensor", "local_tensors", "max_over_ranks", "set_param_data"]
 
 
 def local_tensor(t: torch.Tensor) -> torch.Tensor:
@@ -48,3 +48,13 @@ def set_param_data(param: torch.nn.Parameter, data: torch.Tensor) -> None:
         param.data = data
     else:
         torch.utils.swap_tensors(param, torch.nn.Parameter(data, requires_grad=param.requires_grad))
+
+
+def check_fsdp_not_started(model: torch.nn.Module) -> None:
+    """ValueError if FSDP2 already ran a forward on ``model``: its lazy initialization fixes the all-gather dtypes,
+    so the half conversion must come between ``fully_shard`` and the first forward."""
+    for name, module in model.named_modules():
+        get_state = getattr(module, "_get_fsdp_state", None)
+        if get_state is not None and get_state()._is_root is not None:
+            raise ValueError(f"model: FSDP2 (fully_shard) has already run a forward on {name or 'the model'}; wrap "
+                             f"it with MixedPrecision after fully_shard and before the first forward")

@@ -14,7 +14,7 @@ import weakref
 import torch
 import torch.nn as nn
 
-from qtorch.amp.distributed import local_tensor, local_tensors, max_over_ranks, set_param_data
+from qtorch.amp.distributed import check_fsdp_not_started, local_tensor, local_tensors, max_over_ranks, set_param_data
 from qtorch.amp.fp32_modules import DEFAULT_FP32_MODULES, find_fp32_modules, install_fp32_hooks
 from qtorch.amp.loss_scaler import LossScaler
 from qtorch.amp.memory import training_memory_breakdown
@@ -106,6 +106,7 @@ class MixedPrecision:
             raise ValueError(f"dtype: expected torch.float16 or torch.bfloat16, got {dtype!r}")
         if any(m in _WRAPPED_MODULES for m in model.modules()):
             raise ValueError("model: already converted by a MixedPrecision wrapper")
+        check_fsdp_not_started(model)
         self.model, self.optimizer, self.dtype = model, optimizer, dtype
         self.master_weights = bool(master_weights)
         self.scaler = _make_scaler(loss_scale, dtype)
