@@ -2,7 +2,8 @@
 MASTER_PORT set, as torchrun does): python tests/distributed_worker.py {ddp,fsdp,fsdp-reduce-fp32} OUT_DIR.
 
 Writes OUT_DIR/rank{r}.pt: the loss curve, the skip counts around an inf injected on rank 0 only, the loss scale,
-the losses after a checkpoint resume, and the full final parameters."""
+the losses after a checkpoint resume, the full final parameters and the masters saved in the checkpoint
+(OUT_DIR/ckpt), which the test resumes on one process."""
 import os
 import sys
 
@@ -62,9 +63,10 @@ def train(step_fn, mp, steps, x, y):
     return torch.stack(losses)
 
 
-def full_params(model):
-    return {n: (p.full_tensor() if hasattr(p, "full_tensor") else p).detach().float().clone()
-            for n, p in model.named_parameters()}
+def full_params(named):
+    """{name: full fp32 copy} of a module's parameters or of a {name: tensor} dict (DTensors gathered)."""
+    items = named.named_parameters() if isinstance(named, nn.Module) else named.items()
+    return {n: (p.full_tensor() if hasattr(p, "full_tensor") else p).detach().float().clone() for n, p in items}
 
 
 def main(kind: str, out_dir: str) -> None:
@@ -90,6 +92,7 @@ def main(kind: str, out_dir: str) -> None:
     # checkpoint, 3 more steps; then a fresh model resumed from the checkpoint takes the same 3 steps
     ckpt = os.path.join(out_dir, "ckpt")
     save_checkpoint(mp, ckpt)
+    saved_masters = full_params(mp.state_dict()["masters"])
     after_save = train(step_fn, mp, 3, x, y)
     final = full_params(model)
     model2 = build_model()
@@ -97,7 +100,8 @@ def main(kind: str, out_dir: str) -> None:
     load_checkpoint(mp2, ckpt)
     resumed = train(step_fn2, mp2, 3, x, y)
     torch.save({"losses": losses, "skip": skip, "after_save": after_save, "resumed": resumed,
-                "resumed_params": full_params(model2), "final": final, "updates": mp2.updates},
+                "resumed_params": full_params(model2), "final": final, "updates": mp2.updates,
+                "saved_masters": saved_masters, "loss_scale": mp2.loss_scale},
                os.path.join(out_dir, f"rank{rank}.pt"))
     dist.barrier()
     dist.destroy_process_group()

@@ -11,6 +11,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from qtorch.amp import MixedPrecision
+from qtorch.amp.checkpoint import load_checkpoint
 
 sys.path.insert(0, os.path.dirname(__file__))
 import distributed_worker as worker  # noqa: E402
@@ -64,11 +65,12 @@ def _single_process_curve(dtype) -> torch.Tensor:
 @pytest.fixture(scope="module", params=["ddp", "fsdp", "fsdp-reduce-fp32"])
 def run(request, tmp_path_factory):
     script = os.path.join(os.path.dirname(__file__), "distributed_worker.py")
-    return request.param, _launch([script, request.param], tmp_path_factory.mktemp(request.param))
+    out_dir = tmp_path_factory.mktemp(request.param)
+    return request.param, _launch([script, request.param], out_dir), out_dir
 
 
 def test_converges_as_one_process(run):
-    kind, ranks = run
+    kind, ranks, _ = run
     curve = torch.stack([r["losses"] for r in ranks]).mean(0)  # equal halves: the mean is the full-batch loss
     ref = _single_process_curve(worker.DTYPE[kind])
     assert torch.allclose(curve, ref, rtol=CURVE_RTOL, atol=0), f"{kind}: {curve} vs one process {ref}"
@@ -76,7 +78,7 @@ def test_converges_as_one_process(run):
 
 
 def test_inf_on_one_rank_skips_on_all(run):
-    kind, ranks = run
+    kind, ranks, _ = run
     for rank, r in enumerate(ranks):
         skip = r["skip"]
         assert not skip["stepped"] and skip["unchanged"] and skip["updates"] == 0, f"{kind} rank {rank}: {skip}"
@@ -84,7 +86,7 @@ def test_inf_on_one_rank_skips_on_all(run):
 
 
 def test_checkpoint_resume_is_bit_exact(run):
-    kind, ranks = run
+    kind, ranks, _ = run
     for rank, r in enumerate(ranks):
         assert torch.equal(r["resumed"], r["after_save"]), f"{kind} rank {rank}: {r['resumed']} vs {r['after_save']}"
         for name, p in r["final"].items():
@@ -92,6 +94,23 @@ def test_checkpoint_resume_is_bit_exact(run):
         assert r["updates"] == worker.STEPS + 3
     for name, p in ranks[0]["final"].items():  # the replicas agree
         assert torch.equal(ranks[1]["final"][name], p), f"{kind}: {name} differs between ranks"
+
+
+@pytest.mark.filterwarnings("ignore:torch.distributed is disabled")  # DCP in one process, as intended
+def test_checkpoint_resumes_on_another_world_size(run):
+    """The 2-rank checkpoint loads into one process (no process group): DCP reshards masters and optimizer states."""
+    kind, ranks, out_dir = run
+    model = worker.build_model()
+    mp = MixedPrecision(model, torch.optim.AdamW(model.parameters(), lr=1e-2), dtype=worker.DTYPE[kind],
+                        loss_scale="dynamic")
+    load_checkpoint(mp, os.path.join(out_dir, "ckpt"))
+    for name, master in mp.state_dict()["masters"].items():
+        assert torch.equal(master, ranks[0]["saved_masters"][name]), f"{kind}: master {name} differs"
+    assert mp.loss_scale == ranks[0]["loss_scale"] and mp.updates == worker.STEPS
+    x, y = worker.task()
+    curve = worker.train(model, mp, 3, x, y)  # the full batch: the mean of the ranks' half-batch losses
+    expected = torch.stack([r["after_save"] for r in ranks]).mean(0)
+    assert torch.allclose(curve, expected, rtol=CURVE_RTOL, atol=0), f"{kind}: {curve} vs {expected}"
 
 
 def test_quantized_model_under_fsdp2(tmp_path):
