@@ -40,7 +40,7 @@ import torch
 import torch.distributed as dist
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_amp import bigram_batches, next_token_loss  # noqa: E402
+from bench_amp import bigram_batches, make_step as amp_step, next_token_loss  # noqa: E402
 from records import merge_records, results_path, run_meta  # noqa: E402
 
 from qtorch.amp import MixedPrecision  # noqa: E402
@@ -117,7 +117,8 @@ def shard_fsdp(model, policy=None) -> None:
 
 
 def make_step(engine: str, impl: str, model, device: torch.device, args):
-    """A closure running one training step on this rank's tokens (B, S+1) and returning the rank's loss."""
+    """A closure running one training step on this rank's tokens (B, S+1) and returning the rank's loss (max grad
+    norm 1, as bench_amp.py)."""
     from torch.nn.parallel import DistributedDataParallel
 
     if engine == "fsdp":
@@ -138,17 +139,9 @@ def make_step(engine: str, impl: str, model, device: torch.device, args):
             mp.step(max_grad_norm=MAX_GRAD_NORM)
             return loss
         return step
-    run = DistributedDataParallel(model) if engine == "ddp" else model
-    autocast = impl == "torch_amp_bf16"
-
-    def step(tokens):
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            loss = next_token_loss(run(tokens[:, :-1]), tokens)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        return loss
+    run = DistributedDataParallel(model) if engine == "ddp" else model  # same parameters: clipping sees them all
+    # fsdp_mp_bf16: FSDP2 casts; the step is the fp32 one (bench_amp's: backward, clip, step, zero_grad)
+    step, _ = amp_step("torch_amp_bf16" if impl == "torch_amp_bf16" else "fp32", run, optimizer, device, False)
     return step
 
 
