@@ -13,6 +13,7 @@ import json
 import torch
 import torch.nn as nn
 
+from qtorch.api.sharded_state import full_state_dict, shard_like, write_on_rank0
 from qtorch.config import PerLayerConfig
 from qtorch.nn.base import QuantLinear
 
@@ -46,15 +47,16 @@ def _dedupe(state_dict: dict) -> tuple[dict, dict]:
 
 
 def save_quantized(model: nn.Module, path: str) -> None:
-    """Write model.state_dict() and the quantization config to a .safetensors file."""
+    """Write model.state_dict() and the quantization config to a .safetensors file. A model sharded with FSDP2:
+    every rank calls it, the shards are gathered and rank 0 writes."""
     from safetensors.torch import save_file
 
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected an nn.Module, got {type(model).__name__}")
-    tensors, aliases = _dedupe(model.state_dict())
+    tensors, aliases = _dedupe(full_state_dict(model.state_dict()))  # FSDP2 shards gathered (every rank calls)
     metadata = {"qtorch_format": FORMAT_VERSION, "config": json.dumps(quantized_config(model).to_dict()),
                 "aliases": json.dumps(aliases)}
-    save_file(tensors, str(path), metadata=metadata)
+    write_on_rank0(lambda: save_file(tensors, str(path), metadata=metadata))
 
 
 def _metadata(path) -> dict:
@@ -78,7 +80,8 @@ def load_quantized(model: nn.Module, path, *, device=None, strict: bool = True):
     (quantize_(model, load_config(path)); on the meta device for a model too big to build twice).
 
     Tensors are read onto `device` (default: the model's device, or cpu for a meta model) and assigned
-    (load_state_dict(assign=True)) when the model holds meta tensors, copied into it otherwise.
+    (load_state_dict(assign=True)) when the model holds meta tensors, copied into it otherwise. A model sharded with
+    FSDP2: every rank reads the file and keeps its shard of each sharded parameter.
     Returns load_state_dict's (missing_keys, unexpected_keys)."""
     from safetensors.torch import load_file
 
@@ -100,4 +103,5 @@ def load_quantized(model: nn.Module, path, *, device=None, strict: bool = True):
     state_dict = load_file(str(path), device=str(device))
     for name, source in json.loads(metadata["aliases"]).items():
         state_dict[name] = state_dict[source]
+    state_dict = shard_like(state_dict, model.state_dict())  # this rank's shard of each FSDP2 parameter
     return model.load_state_dict(state_dict, strict=strict, assign=on_meta)
