@@ -106,6 +106,11 @@ class QtorchHfQuantizer(HfQuantizer):
             plan = self._plan(model)
             summary_skips = self._tied_or_unquantizable(model, plan)
             self.plan = PerLayerConfig({n: c for n, c in plan.layers.items() if n not in summary_skips})
+            for name, config in self.plan.layers.items():  # shape checks now, on the meta layers, before any read
+                try:
+                    QuantLinear.from_float(model.get_submodule(name), config)
+                except (TypeError, ValueError) as exc:
+                    raise type(exc)(f"{name}: {exc}") from exc
         return model
 
     @staticmethod
@@ -114,8 +119,9 @@ class QtorchHfQuantizer(HfQuantizer):
         from qtorch.api.layers import linear_sites, skip_reason, tied_owners
 
         owners = tied_owners(model)
-        return {s.name for s in linear_sites(model) if s.name in plan.layers
-                and skip_reason(s, owners, None, (), 0) is not None}
+        tied = {_split(target)[0] for target in getattr(model, "all_tied_weights_keys", None) or {}}  # tied later
+        return tied | {s.name for s in linear_sites(model) if s.name in plan.layers
+                       and skip_reason(s, owners, None, (), 0) is not None}
 
     def param_needs_quantization(self, model, param_name: str, **kwargs) -> bool:
         if self.pre_quantized or self.plan is None:
@@ -140,7 +146,9 @@ class QtorchHfQuantizer(HfQuantizer):
         for name, module in model.named_modules():
             if not isinstance(module, QuantLinear):
                 continue
-            empty = [b for b, t in module._buffers.items() if t is not None and t.device.type == "meta"]
+            # transformers flags every tensor it loaded; in a quantized checkpoint every buffer must have been loaded
+            empty = [b for b, t in module._buffers.items() if t is not None and (
+                t.device.type == "meta" or self.pre_quantized and not getattr(t, "_is_hf_initialized", False))]
             if empty:
                 raise ValueError(f"{name}: the checkpoint holds no {', '.join(empty)} for this quantized layer "
                                  "(a truncated or corrupt file, or one saved from another model)")
@@ -150,6 +158,10 @@ class QtorchHfQuantizer(HfQuantizer):
                                  f"{module.config!r}; the file and its config.json do not belong together")
             module.after_load()
         if not self.pre_quantized:
+            failed = [n for n in self.plan.layers if not isinstance(model.get_submodule(n), QuantLinear)]
+            if failed:  # transformers reports a failed conversion instead of raising
+                raise ValueError(f"{failed[0]}: not quantized on load ({len(failed)} layers failed); see the "
+                                 "load report above")
             self.quantization_config.layers = quantized_config(model)
         self.model = None
         return model
