@@ -131,16 +131,17 @@ def _infeasible_message(budget, layer_sites, options, costs, candidates) -> str:
             usable = [c for c, _, _ in row]
             unusable = [c for c in candidates if c not in usable]
             why = f"; cannot take {', '.join(map(repr, unusable))}" if unusable else ""
-            over.append(((cheapest - budget) * n, f"{sites[0].name} (in_features={sites[0].module.in_features}: "
-                                                  f"at least {cheapest:.2f} bits/weight{why})"))
+            over.append(((cheapest - budget) * n, sites[0].name, f"{sites[0].name} (in_features="
+                         f"{sites[0].module.in_features}: at least {cheapest:.2f} bits/weight{why})"))
     over.sort(key=lambda item: -item[0])
-    forced = "; ".join(text for _, text in over[:3]) + (f" and {len(over) - 3} more" if len(over) > 3 else "")
+    forced = "; ".join(text for _, _, text in over[:3]) + (f" and {len(over) - 3} more" if len(over) > 3 else "")
     if len(over) == len(layer_sites) and len({min(c) / s[0].module.weight.numel() for s, c in
                                                 zip(layer_sites, costs)}) == 1:
         hint = " Every layer needs at least that much: raise the budget or add a cheaper candidate."
     elif over:
-        hint = (f" Layers above the budget: {forced}. Leave them float with skip=[...] or add a cheaper candidate "
-                "that fits them.")
+        names = [name for _, name, _ in over]
+        hint = (f" Layers above the budget: {forced}. Leave them float with skip={names!r} or add a cheaper "
+                "candidate that fits them.")
     else:
         hint = ""
     return (f"budget_bits_per_weight: {budget} is below the least achievable {least:.3f} bits per weight with these "
