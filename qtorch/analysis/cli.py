@@ -150,6 +150,9 @@ def main(argv=None) -> int:
         except ImportError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        if not os.path.isdir(os.path.dirname(os.path.abspath(args.plot))):
+            print(f"error: --plot: the folder of {args.plot} does not exist; create it first", file=sys.stderr)
+            return 2
     try:
         result = run(args)
     except (ValueError, TypeError) as exc:
