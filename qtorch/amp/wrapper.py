@@ -10,9 +10,11 @@ Precision-sensitive modules (normalization, softmax, losses) keep fp32 parameter
 import math
 import warnings
 import weakref
+from functools import partial
 
 import torch
 import torch.nn as nn
+from torch.utils._pytree import tree_map
 
 from qtorch.amp.distributed import check_fsdp_not_started, local_tensor, local_tensors, max_over_ranks, set_param_data
 from qtorch.amp.fp32_modules import DEFAULT_FP32_MODULES, find_fp32_modules, install_fp32_hooks
@@ -66,12 +68,23 @@ def _check_castable(named: list[tuple[str, torch.Tensor]], dtype: torch.dtype) -
                              f"(fp32_modules=...)")
 
 
+def _cast_forward_inputs(dtype: torch.dtype, module: nn.Module, args: tuple, kwargs: dict):
+    """Forward pre-hook of the root module: floating tensors among its inputs -> dtype (as FSDP2's
+    cast_forward_inputs); integer tensors (token ids, labels) and everything else pass unchanged."""
+    def cast(t):
+        return t.to(dtype) if isinstance(t, torch.Tensor) and t.is_floating_point() else t
+
+    return tree_map(cast, args), tree_map(cast, kwargs)
+
+
 class MixedPrecision:
     """Train ``model`` in half precision with fp32 master weights updated by ``optimizer``.
 
     Converts ``model`` in place: its parameters and floating buffers become ``dtype`` (``Module.half()`` /
     ``bfloat16()`` semantics), except inside the modules matched by ``fp32_modules``, which keep fp32 parameters
-    (their own masters) and run in fp32. The optimizer's parameter groups are repointed at fp32 master copies
+    (their own masters) and run in fp32. Floating tensors passed to ``model(...)`` (positional or keyword, nested in
+    lists / tuples / dicts) are cast to ``dtype`` at the model boundary by a forward pre-hook, so fp32 batches work
+    as they are; integer inputs are left alone. The optimizer's parameter groups are repointed at fp32 master copies
     (hyper-parameters kept), so any ``torch.optim`` optimizer updates fp32 weights.
 
     Loop::
@@ -138,6 +151,7 @@ class MixedPrecision:
         self._convert_model(fp32_roots)
         self._repoint_optimizer(master_of)
         self._named_masters = {names[id(p)]: master_of.get(id(p), p) for p in trainable}
+        model.register_forward_pre_hook(partial(_cast_forward_inputs, dtype), with_kwargs=True)
         for root in fp32_roots.values():
             install_fp32_hooks(root, dtype)
         _WRAPPED_MODULES.add(model)

@@ -7,6 +7,7 @@ import torch
 
 from qtorch._ext import load_extension
 from qtorch.ops import activation, codebook, group, int8_matmul, mixed_gemm  # noqa: F401  (defines the ops)
+from qtorch.ops import autograd  # noqa: F401  (registers the backward of the linear ops)
 
 if not load_extension():
     int8_matmul.register_cuda_fallback()

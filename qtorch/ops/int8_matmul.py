@@ -43,6 +43,8 @@ def check_scaled_mm(x_q, x_scale, x_zp, w_q, w_scale, w_colsum, w_zp, bias, out_
 def int8_accumulate(x_q: torch.Tensor, w_q: torch.Tensor) -> torch.Tensor:
     """Σ_k x_q[m, k] w_q[n, k] exactly, int32 (M, N), through PyTorch's own int8 GEMM (torch._int_mm)."""
     m = x_q.shape[0]
+    if x_q.device.type == "cpu" and x_q.shape[1] < 8:  # torch._int_mm on CPU returns garbage at K = 1 (fuzzed K ≤ 64)
+        return x_q.to(torch.int32) @ w_q.to(torch.int32).t()
     if x_q.device.type == "cpu" or m > 16:
         return torch._int_mm(x_q, w_q.t())
     padded = torch.zeros((17, x_q.shape[1]), dtype=torch.int8, device=x_q.device)  # _int_mm on CUDA needs M > 16
