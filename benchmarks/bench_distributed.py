@@ -17,6 +17,8 @@ Variants (engine x impl):
                          Adam states sharded
   fsdp x torch_amp_bf16  fully_shard on the fp32 model, torch.autocast(bf16)
   fsdp x fsdp_mp_bf16    fully_shard(mp_policy=MixedPrecisionPolicy(param_dtype=bf16, reduce_dtype=fp32))
+  fsdp_zero2 x <impl>    as fsdp with reshard_after_forward=False (ZeRO-2: weights stay gathered from forward to
+                         backward), to check the stage-2 memory model
   single x <impl>        no wrapping (run without torchrun): the 1-GPU baseline for scaling and the fp32 reference
 
     torchrun --nproc_per_node 2 benchmarks/bench_distributed.py            # 2 x H200: writes results/h200x2.json
@@ -46,7 +48,7 @@ from records import merge_records, results_path, run_meta  # noqa: E402
 from qtorch.amp import MixedPrecision  # noqa: E402
 from qtorch.models import build_llama, get_config  # noqa: E402
 
-ENGINES = ("ddp", "fsdp", "single")
+ENGINES = ("ddp", "fsdp", "fsdp_zero2", "single")
 IMPLS = ("qtorch_bf16", "qtorch_fp16", "torch_amp_bf16", "fsdp_mp_bf16", "fp32")
 # ~1 B parameters (953 M): llama-200m's vocabulary and context with TinyLlama-like width and depth (multi-head attention)
 MODEL_1B = {"dim": 2048, "n_layers": 16, "n_heads": 16, "hidden_dim": 5632}
@@ -57,7 +59,7 @@ MAX_GRAD_NORM = 1.0
 # weights are bf16: the prediction counts them in fp32, 2 layers' worth too high).
 RECIPE_OF = {"qtorch_bf16": "amp-bf16", "qtorch_fp16": "amp-fp16", "torch_amp_bf16": "torch-amp",
              "fsdp_mp_bf16": "torch-amp", "fp32": "fp32"}
-ZERO_OF = {"ddp": 0, "fsdp": 3, "single": 0}
+ZERO_OF = {"ddp": 0, "fsdp": 3, "fsdp_zero2": 2, "single": 0}
 
 
 def parse_args(argv=None):
@@ -69,9 +71,9 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=int, default=5, help="untimed first steps")
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--adam-impl", choices=("fused", "foreach"), default="fused")
-    p.add_argument("--engines", default="ddp,fsdp", help=f"comma-separated subset of {','.join(ENGINES)}")
+    p.add_argument("--engines", default="ddp,fsdp,fsdp_zero2", help=f"comma-separated subset of {','.join(ENGINES)}")
     p.add_argument("--impls", default="qtorch_bf16,torch_amp_bf16,fsdp_mp_bf16",
-                   help=f"comma-separated subset of {','.join(IMPLS)} (fsdp_mp_bf16 runs under fsdp only)")
+                   help=f"comma-separated subset of {','.join(IMPLS)} (fsdp_mp_bf16 runs under fsdp engines only)")
     p.add_argument("--device", choices=("cuda", "cpu"), default="cuda", help="cpu: gloo smoke test, no memory")
     p.add_argument("--results-dir", default=None, help="merge records into <dir>/<gpu>[x<world>].json")
     args = p.parse_args(argv)
@@ -91,9 +93,9 @@ def parse_args(argv=None):
 
 def variants(args, world: int) -> list[tuple[str, str]]:
     """(engine, impl) pairs to run: 'single' only in one process, the data-parallel engines only in several;
-    fsdp_mp_bf16 only under fsdp."""
+    fsdp_mp_bf16 only under the fsdp engines."""
     engines = [e for e in args.engines if (e == "single") == (world == 1)]
-    return [(e, i) for e in engines for i in args.impls if i != "fsdp_mp_bf16" or e == "fsdp"]
+    return [(e, i) for e in engines for i in args.impls if i != "fsdp_mp_bf16" or e.startswith("fsdp")]
 
 
 def model_overrides(args) -> tuple[str, dict]:
@@ -102,18 +104,18 @@ def model_overrides(args) -> tuple[str, dict]:
     return args.model, {"max_seq_len": args.seq}
 
 
-def shard_fsdp(model, policy=None) -> None:
+def shard_fsdp(model, policy=None, reshard_after_forward: bool = True) -> None:
     """fully_shard each RMSNorm (an fp32 module under MixedPrecision: FSDP2 needs one dtype per unit), each
     transformer layer, then the root (embedding, final norm, head)."""
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
-    policy = policy or MixedPrecisionPolicy()
+    options = {"mp_policy": policy or MixedPrecisionPolicy(), "reshard_after_forward": reshard_after_forward}
     for layer in model.layers:
-        fully_shard(layer.attention_norm, mp_policy=policy)
-        fully_shard(layer.ffn_norm, mp_policy=policy)
-        fully_shard(layer, mp_policy=policy)
-    fully_shard(model.norm, mp_policy=policy)
-    fully_shard(model, mp_policy=policy)
+        fully_shard(layer.attention_norm, **options)
+        fully_shard(layer.ffn_norm, **options)
+        fully_shard(layer, **options)
+    fully_shard(model.norm, **options)
+    fully_shard(model, **options)
 
 
 def make_step(engine: str, impl: str, model, device: torch.device, args):
@@ -121,11 +123,11 @@ def make_step(engine: str, impl: str, model, device: torch.device, args):
     norm 1, as bench_amp.py)."""
     from torch.nn.parallel import DistributedDataParallel
 
-    if engine == "fsdp":
+    if engine.startswith("fsdp"):
         from torch.distributed.fsdp import MixedPrecisionPolicy
 
         shard_fsdp(model, MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
-                   if impl == "fsdp_mp_bf16" else None)
+                   if impl == "fsdp_mp_bf16" else None, reshard_after_forward=engine == "fsdp")
     fused = args.adam_impl == "fused"
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.1,
                                   fused=fused, foreach=not fused)
@@ -240,14 +242,14 @@ def results_file(device: torch.device, world: int, directory=None):
 
 
 def print_table(records: list[dict]) -> None:
-    print(f"\n{'variant':<22} {'step ms':>8} {'tok/s':>9} {'tok/s/GPU':>9} {'peak GiB':>8} {'pred GiB':>8} "
+    print(f"\n{'variant':<26} {'step ms':>8} {'tok/s':>9} {'tok/s/GPU':>9} {'peak GiB':>8} {'pred GiB':>8} "
           f"{'err':>6} {'final loss':>10}")
     for r in records:
         m = r["metrics"]
         peak = f"{m['peak_mem_bytes'] / 2**30:8.2f}" if "peak_mem_bytes" in m else f"{'-':>8}"
         pred = f"{m['predicted_mem_bytes'] / 2**30:8.2f}" if "predicted_mem_bytes" in m else f"{'-':>8}"
         err = f"{m['mem_error_vs_predicted']:+6.1%}" if "mem_error_vs_predicted" in m else f"{'-':>6}"
-        print(f"{r['impl']:<22} {r['median_us'] / 1e3:>8.1f} {m['tokens_per_s']:>9.0f} "
+        print(f"{r['impl']:<26} {r['median_us'] / 1e3:>8.1f} {m['tokens_per_s']:>9.0f} "
               f"{m['tokens_per_s_per_gpu']:>9.0f} {peak} {pred} {err} {m['final_loss']:>10.4f}")
 
 
