@@ -22,12 +22,14 @@ Variants (engine x impl):
   single x <impl>        no wrapping (run without torchrun): the 1-GPU baseline for scaling and the fp32 reference
 
     torchrun --nproc_per_node 2 benchmarks/bench_distributed.py            # 2 x H200: writes results/h200x2.json
+    torchrun --nproc_per_node 1 benchmarks/bench_distributed.py --batch 8  # 1 GPU: the DDP / FSDP2 code on CUDA
     python benchmarks/bench_distributed.py --engines single --impls fp32,qtorch_bf16 --batch 8   # 1-GPU baselines
     torchrun --nproc_per_node 2 benchmarks/bench_distributed.py --device cpu --model tiny --batch 2 --seq 32 \\
         --steps 2 --warmup 1 --results-dir /tmp                            # CPU smoke test (gloo)
 
 Records: benchmark "distributed_train", impl "<engine>_<impl>", in benchmarks/results/<gpu>x<world>.json (world > 1)
-or <gpu>.json (one process); format: /work/shared/BENCHMARK_RESULTS.md.
+or <gpu>.json (one process); a run replaces the records of the variants it ran; format:
+/work/shared/BENCHMARK_RESULTS.md.
 """
 import argparse
 import copy
@@ -91,10 +93,10 @@ def parse_args(argv=None):
     return args
 
 
-def variants(args, world: int) -> list[tuple[str, str]]:
-    """(engine, impl) pairs to run: 'single' only in one process, the data-parallel engines only in several;
-    fsdp_mp_bf16 only under the fsdp engines."""
-    engines = [e for e in args.engines if (e == "single") == (world == 1)]
+def variants(args, launched: bool) -> list[tuple[str, str]]:
+    """(engine, impl) pairs to run: 'single' only without torchrun, the data-parallel engines only under torchrun
+    (any number of processes: one GPU checks them on CUDA too); fsdp_mp_bf16 only under the fsdp engines."""
+    engines = [e for e in args.engines if (e == "single") != launched]
     return [(e, i) for e in engines for i in args.impls if i != "fsdp_mp_bf16" or e.startswith("fsdp")]
 
 
@@ -255,6 +257,7 @@ def print_table(records: list[dict]) -> None:
 
 def main(argv=None) -> list[dict]:
     args = parse_args(argv)
+    launched = "WORLD_SIZE" in os.environ  # by torchrun
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     if args.device == "cuda":
@@ -262,12 +265,12 @@ def main(argv=None) -> list[dict]:
         torch.cuda.set_device(device)
     else:
         device = torch.device("cpu")
-    if world > 1:
+    if launched:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    todo = variants(args, world)
+    todo = variants(args, launched)
     if not todo:
-        raise SystemExit(f"--engines {','.join(args.engines)}: nothing runs with {world} process(es) "
-                         f"('single' needs one process, ddp/fsdp several: use torchrun)")
+        raise SystemExit(f"--engines {','.join(args.engines)}: nothing runs {'under' if launched else 'without'} "
+                         f"torchrun ('single' runs without it, the data-parallel engines under it)")
     name, overrides = model_overrides(args)
     base_model = build_llama(name, seed=0, dtype=torch.float32, device="cpu", **overrides)
     vocab = get_config(name).vocab_size
@@ -283,10 +286,10 @@ def main(argv=None) -> list[dict]:
                   f"{r['losses'][-1]:.4f} ({time.perf_counter() - t0:.0f} s)", flush=True)
     records = to_records(results, args, device, world) if rank == 0 else []
     if rank == 0:
-        path = merge_records(results_file(device, world, args.results_dir), records)
+        path = merge_records(results_file(device, world, args.results_dir), records, by_impl=True)
         print(f"records merged into {path}")
         print_table(records)
-    if world > 1:
+    if launched:
         dist.barrier()
         dist.destroy_process_group()
     return records

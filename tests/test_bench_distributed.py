@@ -13,13 +13,13 @@ import bench_distributed as bench  # noqa: E402
 def test_defaults_and_variants():
     args = bench.parse_args([])
     assert (args.model, args.batch, args.seq) == ("llama-1b", 4, 2048)
-    assert bench.variants(args, 2) == [("ddp", "qtorch_bf16"), ("ddp", "torch_amp_bf16"), ("fsdp", "qtorch_bf16"),
+    assert bench.variants(args, True) == [("ddp", "qtorch_bf16"), ("ddp", "torch_amp_bf16"), ("fsdp", "qtorch_bf16"),
                                        ("fsdp", "torch_amp_bf16"), ("fsdp", "fsdp_mp_bf16"),
                                        ("fsdp_zero2", "qtorch_bf16"), ("fsdp_zero2", "torch_amp_bf16"),
                                        ("fsdp_zero2", "fsdp_mp_bf16")]
-    assert bench.variants(args, 1) == []  # data-parallel engines need torchrun
+    assert bench.variants(args, False) == []  # data-parallel engines need torchrun
     single = bench.parse_args(["--engines", "single", "--impls", "fp32,qtorch_bf16"])
-    assert bench.variants(single, 1) == [("single", "fp32"), ("single", "qtorch_bf16")]
+    assert bench.variants(single, False) == [("single", "fp32"), ("single", "qtorch_bf16")]
 
 
 @pytest.mark.parametrize("argv, message", [
