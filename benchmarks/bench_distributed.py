@@ -17,15 +17,19 @@ Variants (engine x impl):
                          Adam states sharded
   fsdp x torch_amp_bf16  fully_shard on the fp32 model, torch.autocast(bf16)
   fsdp x fsdp_mp_bf16    fully_shard(mp_policy=MixedPrecisionPolicy(param_dtype=bf16, reduce_dtype=fp32))
+  fsdp_zero2 x <impl>    as fsdp with reshard_after_forward=False (ZeRO-2: weights stay gathered from forward to
+                         backward), to check the stage-2 memory model
   single x <impl>        no wrapping (run without torchrun): the 1-GPU baseline for scaling and the fp32 reference
 
     torchrun --nproc_per_node 2 benchmarks/bench_distributed.py            # 2 x H200: writes results/h200x2.json
+    torchrun --nproc_per_node 1 benchmarks/bench_distributed.py --batch 8  # 1 GPU: the DDP / FSDP2 code on CUDA
     python benchmarks/bench_distributed.py --engines single --impls fp32,qtorch_bf16 --batch 8   # 1-GPU baselines
     torchrun --nproc_per_node 2 benchmarks/bench_distributed.py --device cpu --model tiny --batch 2 --seq 32 \\
         --steps 2 --warmup 1 --results-dir /tmp                            # CPU smoke test (gloo)
 
 Records: benchmark "distributed_train", impl "<engine>_<impl>", in benchmarks/results/<gpu>x<world>.json (world > 1)
-or <gpu>.json (one process); format: /work/shared/BENCHMARK_RESULTS.md.
+or <gpu>.json (one process); a run replaces the records of the variants it ran; format:
+/work/shared/BENCHMARK_RESULTS.md.
 """
 import argparse
 import copy
@@ -46,7 +50,7 @@ from records import merge_records, results_path, run_meta  # noqa: E402
 from qtorch.amp import MixedPrecision  # noqa: E402
 from qtorch.models import build_llama, get_config  # noqa: E402
 
-ENGINES = ("ddp", "fsdp", "single")
+ENGINES = ("ddp", "fsdp", "fsdp_zero2", "single")
 IMPLS = ("qtorch_bf16", "qtorch_fp16", "torch_amp_bf16", "fsdp_mp_bf16", "fp32")
 # ~1 B parameters (953 M): llama-200m's vocabulary and context with TinyLlama-like width and depth (multi-head attention)
 MODEL_1B = {"dim": 2048, "n_layers": 16, "n_heads": 16, "hidden_dim": 5632}
@@ -57,7 +61,7 @@ MAX_GRAD_NORM = 1.0
 # weights are bf16: the prediction counts them in fp32, 2 layers' worth too high).
 RECIPE_OF = {"qtorch_bf16": "amp-bf16", "qtorch_fp16": "amp-fp16", "torch_amp_bf16": "torch-amp",
              "fsdp_mp_bf16": "torch-amp", "fp32": "fp32"}
-ZERO_OF = {"ddp": 0, "fsdp": 3, "single": 0}
+ZERO_OF = {"ddp": 0, "fsdp": 3, "fsdp_zero2": 2, "single": 0}
 
 
 def parse_args(argv=None):
@@ -69,9 +73,9 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=int, default=5, help="untimed first steps")
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--adam-impl", choices=("fused", "foreach"), default="fused")
-    p.add_argument("--engines", default="ddp,fsdp", help=f"comma-separated subset of {','.join(ENGINES)}")
+    p.add_argument("--engines", default="ddp,fsdp,fsdp_zero2", help=f"comma-separated subset of {','.join(ENGINES)}")
     p.add_argument("--impls", default="qtorch_bf16,torch_amp_bf16,fsdp_mp_bf16",
-                   help=f"comma-separated subset of {','.join(IMPLS)} (fsdp_mp_bf16 runs under fsdp only)")
+                   help=f"comma-separated subset of {','.join(IMPLS)} (fsdp_mp_bf16 runs under fsdp engines only)")
     p.add_argument("--device", choices=("cuda", "cpu"), default="cuda", help="cpu: gloo smoke test, no memory")
     p.add_argument("--results-dir", default=None, help="merge records into <dir>/<gpu>[x<world>].json")
     args = p.parse_args(argv)
@@ -89,11 +93,11 @@ def parse_args(argv=None):
     return args
 
 
-def variants(args, world: int) -> list[tuple[str, str]]:
-    """(engine, impl) pairs to run: 'single' only in one process, the data-parallel engines only in several;
-    fsdp_mp_bf16 only under fsdp."""
-    engines = [e for e in args.engines if (e == "single") == (world == 1)]
-    return [(e, i) for e in engines for i in args.impls if i != "fsdp_mp_bf16" or e == "fsdp"]
+def variants(args, launched: bool) -> list[tuple[str, str]]:
+    """(engine, impl) pairs to run: 'single' only without torchrun, the data-parallel engines only under torchrun
+    (any number of processes: one GPU checks them on CUDA too); fsdp_mp_bf16 only under the fsdp engines."""
+    engines = [e for e in args.engines if (e == "single") != launched]
+    return [(e, i) for e in engines for i in args.impls if i != "fsdp_mp_bf16" or e.startswith("fsdp")]
 
 
 def model_overrides(args) -> tuple[str, dict]:
@@ -102,18 +106,18 @@ def model_overrides(args) -> tuple[str, dict]:
     return args.model, {"max_seq_len": args.seq}
 
 
-def shard_fsdp(model, policy=None) -> None:
+def shard_fsdp(model, policy=None, reshard_after_forward: bool = True) -> None:
     """fully_shard each RMSNorm (an fp32 module under MixedPrecision: FSDP2 needs one dtype per unit), each
     transformer layer, then the root (embedding, final norm, head)."""
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
-    policy = policy or MixedPrecisionPolicy()
+    options = {"mp_policy": policy or MixedPrecisionPolicy(), "reshard_after_forward": reshard_after_forward}
     for layer in model.layers:
-        fully_shard(layer.attention_norm, mp_policy=policy)
-        fully_shard(layer.ffn_norm, mp_policy=policy)
-        fully_shard(layer, mp_policy=policy)
-    fully_shard(model.norm, mp_policy=policy)
-    fully_shard(model, mp_policy=policy)
+        fully_shard(layer.attention_norm, **options)
+        fully_shard(layer.ffn_norm, **options)
+        fully_shard(layer, **options)
+    fully_shard(model.norm, **options)
+    fully_shard(model, **options)
 
 
 def make_step(engine: str, impl: str, model, device: torch.device, args):
@@ -121,11 +125,11 @@ def make_step(engine: str, impl: str, model, device: torch.device, args):
     norm 1, as bench_amp.py)."""
     from torch.nn.parallel import DistributedDataParallel
 
-    if engine == "fsdp":
+    if engine.startswith("fsdp"):
         from torch.distributed.fsdp import MixedPrecisionPolicy
 
         shard_fsdp(model, MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
-                   if impl == "fsdp_mp_bf16" else None)
+                   if impl == "fsdp_mp_bf16" else None, reshard_after_forward=engine == "fsdp")
     fused = args.adam_impl == "fused"
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.1,
                                   fused=fused, foreach=not fused)
@@ -240,19 +244,20 @@ def results_file(device: torch.device, world: int, directory=None):
 
 
 def print_table(records: list[dict]) -> None:
-    print(f"\n{'variant':<22} {'step ms':>8} {'tok/s':>9} {'tok/s/GPU':>9} {'peak GiB':>8} {'pred GiB':>8} "
+    print(f"\n{'variant':<26} {'step ms':>8} {'tok/s':>9} {'tok/s/GPU':>9} {'peak GiB':>8} {'pred GiB':>8} "
           f"{'err':>6} {'final loss':>10}")
     for r in records:
         m = r["metrics"]
         peak = f"{m['peak_mem_bytes'] / 2**30:8.2f}" if "peak_mem_bytes" in m else f"{'-':>8}"
         pred = f"{m['predicted_mem_bytes'] / 2**30:8.2f}" if "predicted_mem_bytes" in m else f"{'-':>8}"
         err = f"{m['mem_error_vs_predicted']:+6.1%}" if "mem_error_vs_predicted" in m else f"{'-':>6}"
-        print(f"{r['impl']:<22} {r['median_us'] / 1e3:>8.1f} {m['tokens_per_s']:>9.0f} "
+        print(f"{r['impl']:<26} {r['median_us'] / 1e3:>8.1f} {m['tokens_per_s']:>9.0f} "
               f"{m['tokens_per_s_per_gpu']:>9.0f} {peak} {pred} {err} {m['final_loss']:>10.4f}")
 
 
 def main(argv=None) -> list[dict]:
     args = parse_args(argv)
+    launched = "WORLD_SIZE" in os.environ  # by torchrun
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     if args.device == "cuda":
@@ -260,12 +265,12 @@ def main(argv=None) -> list[dict]:
         torch.cuda.set_device(device)
     else:
         device = torch.device("cpu")
-    if world > 1:
+    if launched:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    todo = variants(args, world)
+    todo = variants(args, launched)
     if not todo:
-        raise SystemExit(f"--engines {','.join(args.engines)}: nothing runs with {world} process(es) "
-                         f"('single' needs one process, ddp/fsdp several: use torchrun)")
+        raise SystemExit(f"--engines {','.join(args.engines)}: nothing runs {'under' if launched else 'without'} "
+                         f"torchrun ('single' runs without it, the data-parallel engines under it)")
     name, overrides = model_overrides(args)
     base_model = build_llama(name, seed=0, dtype=torch.float32, device="cpu", **overrides)
     vocab = get_config(name).vocab_size
@@ -281,10 +286,10 @@ def main(argv=None) -> list[dict]:
                   f"{r['losses'][-1]:.4f} ({time.perf_counter() - t0:.0f} s)", flush=True)
     records = to_records(results, args, device, world) if rank == 0 else []
     if rank == 0:
-        path = merge_records(results_file(device, world, args.results_dir), records)
+        path = merge_records(results_file(device, world, args.results_dir), records, by_impl=True)
         print(f"records merged into {path}")
         print_table(records)
-    if world > 1:
+    if launched:
         dist.barrier()
         dist.destroy_process_group()
     return records

@@ -77,6 +77,11 @@ def main(kind: str, out_dir: str) -> None:
     model = build_model()
     step_fn, mp = wrap(kind, model)
     losses = train(step_fn, mp, STEPS, x, y)
+    states = [t for s in mp.optimizer.state.values() for t in s.values() if torch.is_tensor(t) and t.dim() > 0]
+    updated = [p for group in mp.optimizer.param_groups for p in group["params"]]  # masters + fp32 modules' params
+    held = {"masters_local": sum(local_tensor(m).numel() for m in updated),
+            "masters_full": sum(m.numel() for m in updated),
+            "states_local": sum(local_tensor(t).numel() for t in states), "states_full": sum(t.numel() for t in states)}
 
     # an inf in one gradient on rank 0 only: every rank must skip
     scale_before, updates_before = mp.loss_scale, mp.updates
@@ -101,7 +106,7 @@ def main(kind: str, out_dir: str) -> None:
     resumed = train(step_fn2, mp2, 3, x, y)
     torch.save({"losses": losses, "skip": skip, "after_save": after_save, "resumed": resumed,
                 "resumed_params": full_params(model2), "final": final, "updates": mp2.updates,
-                "saved_masters": saved_masters, "loss_scale": mp2.loss_scale},
+                "saved_masters": saved_masters, "loss_scale": mp2.loss_scale, "held": held},
                os.path.join(out_dir, f"rank{rank}.pt"))
     dist.barrier()
     dist.destroy_process_group()

@@ -77,6 +77,20 @@ def test_converges_as_one_process(run):
     assert ranks[-1]["losses"][-1] < 0.2 * ranks[-1]["losses"][0]
 
 
+def test_fsdp2_shards_masters_and_optimizer_states(run):
+    """Under FSDP2 each rank holds about 1/2 of the fp32 parameters the optimizer updates (the masters and the
+    LayerNorm's own fp32 parameters) and of the Adam states (rows split by torch.chunk); under DDP all of them."""
+    kind, ranks, _ = run
+    for r in ranks:
+        held = r["held"]
+        assert held["states_full"] == 2 * held["masters_full"] > 0  # Adam: exp_avg, exp_avg_sq
+        for what in ("masters", "states"):
+            local, full = held[f"{what}_local"], held[f"{what}_full"]
+            assert local == full if kind == "ddp" else abs(local - full / WORLD) <= 0.1 * full, (kind, held)
+    if kind != "ddp":
+        assert sum(r["held"]["masters_local"] for r in ranks) == ranks[0]["held"]["masters_full"]
+
+
 def test_inf_on_one_rank_skips_on_all(run):
     kind, ranks, _ = run
     for rank, r in enumerate(ranks):

@@ -12,12 +12,14 @@ import bench_distributed as bench  # noqa: E402
 
 def test_defaults_and_variants():
     args = bench.parse_args([])
-    assert (args.model, args.batch, args.seq, args.engines) == ("llama-1b", 4, 2048, ["ddp", "fsdp"])
-    assert bench.variants(args, 2) == [("ddp", "qtorch_bf16"), ("ddp", "torch_amp_bf16"), ("fsdp", "qtorch_bf16"),
-                                       ("fsdp", "torch_amp_bf16"), ("fsdp", "fsdp_mp_bf16")]
-    assert bench.variants(args, 1) == []  # data-parallel engines need torchrun
+    assert (args.model, args.batch, args.seq) == ("llama-1b", 4, 2048)
+    assert bench.variants(args, True) == [("ddp", "qtorch_bf16"), ("ddp", "torch_amp_bf16"), ("fsdp", "qtorch_bf16"),
+                                       ("fsdp", "torch_amp_bf16"), ("fsdp", "fsdp_mp_bf16"),
+                                       ("fsdp_zero2", "qtorch_bf16"), ("fsdp_zero2", "torch_amp_bf16"),
+                                       ("fsdp_zero2", "fsdp_mp_bf16")]
+    assert bench.variants(args, False) == []  # data-parallel engines need torchrun
     single = bench.parse_args(["--engines", "single", "--impls", "fp32,qtorch_bf16"])
-    assert bench.variants(single, 1) == [("single", "fp32"), ("single", "qtorch_bf16")]
+    assert bench.variants(single, False) == [("single", "fp32"), ("single", "qtorch_bf16")]
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -37,9 +39,9 @@ def test_llama_1b_size_and_prediction():
     cfg = from_llama_config(bench.replace(get_config(name), **overrides))
     assert 0.9e9 < count_params(cfg) < 1.1e9
     args = bench.parse_args([])
-    ddp = bench.predicted_peak("ddp", "qtorch_bf16", args, 2)
-    fsdp = bench.predicted_peak("fsdp", "qtorch_bf16", args, 2)
-    assert 0 < fsdp < ddp
+    ddp, zero2, fsdp = (bench.predicted_peak(engine, "qtorch_bf16", args, 2) for engine in ("ddp", "fsdp_zero2",
+                                                                                         "fsdp"))
+    assert 0 < fsdp < zero2 < ddp
 
 
 def test_single_process_cpu_run_writes_records(tmp_path):
