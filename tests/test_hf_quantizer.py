@@ -185,3 +185,21 @@ def test_bad_configs_are_clear_errors(float_checkpoint):
     with pytest.raises(ValueError, match="model.layers.0.self_attn.q_proj: in_features: 64 is not divisible"):
         AutoModelForCausalLM.from_pretrained(float_checkpoint[1], quantization_config=QtorchConfig(
             scheme=GroupWeightOnlyConfig(bits=4, group_size=128)))
+
+
+def test_bias_read_after_its_weight():
+    """A bias read after its weight (another shard) lands in the QuantLinear's bias buffer, as transformers sets it."""
+    from qtorch.hf.quantizer import QtorchHfQuantizer
+
+    quantizer = QtorchHfQuantizer(QtorchConfig(scheme=W8A8DynamicConfig()), pre_quantized=False)
+    quantizer.plan = qtorch.PerLayerConfig({"fc": W8A8DynamicConfig()})
+    float_fc = torch.nn.Linear(64, 32)
+    with torch.device("meta"):
+        model = torch.nn.Sequential()
+        model.fc = torch.nn.Linear(64, 32)
+    assert QuantizeOnLoad(quantizer).convert({"fc.weight": [float_fc.weight.detach()]}, full_layer_name="fc.weight",
+                                             model=model) == {}
+    assert isinstance(model.fc, qtorch.QuantLinear) and model.fc.bias.device.type == "meta"
+    model.fc.bias = float_fc.bias.detach()  # transformers' set_param_for_module
+    x = torch.randn(5, 64)
+    assert torch.equal(model(x), qtorch.QuantLinear.from_float(float_fc, W8A8DynamicConfig())(x))

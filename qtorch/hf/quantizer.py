@@ -38,18 +38,12 @@ class QuantizeOnLoad(ConversionOps):
         module_name, _ = _split(full_layer_name)
         linear = model.get_submodule(module_name)
         linear.weight = nn.Parameter(weight, requires_grad=False)
-        if linear.bias is not None and linear.bias.device.type == "meta":
-            linear.bias = None  # its value arrives later and is set on the QuantLinear's bias buffer
-            has_late_bias = True
-        else:
-            has_late_bias = False
+        # a bias not read yet stays a meta buffer of the QuantLinear, filled when transformers reads it
         config = self.hf_quantizer.scheme_for(module_name)
         try:
             qlinear = QuantLinear.from_float(linear, config)
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"{module_name}: {exc}") from exc
-        if has_late_bias:
-            qlinear.register_buffer("bias", torch.empty(linear.out_features, dtype=weight.dtype, device="meta"))
         model.set_submodule(module_name, qlinear)
         if missing_keys is not None:
             missing_keys.discard(full_layer_name)
