@@ -203,3 +203,18 @@ def test_bias_read_after_its_weight():
     model.fc.bias = float_fc.bias.detach()  # transformers' set_param_for_module
     x = torch.randn(5, 64)
     assert torch.equal(model(x), qtorch.QuantLinear.from_float(float_fc, W8A8DynamicConfig())(x))
+
+
+def test_allocator_warmup_is_sized_for_the_quantized_model():
+    """transformers reserves GPU memory for the model before loading it, sized by param_element_size: the quantized
+    bytes of each layer (int4 g32 asymmetric: 4 bits + an fp32 scale and an int8 zero point per 32 weights)."""
+    from qtorch.hf.quantizer import QtorchHfQuantizer
+
+    model = tiny_causal_lm("llama")
+    with torch.device("meta"):
+        skeleton = type(model)(model.config)
+    quantizer = QtorchHfQuantizer(QtorchConfig(scheme=W4, modules_to_not_convert=["lm_head"]), pre_quantized=False)
+    quantizer.preprocess_model(skeleton)
+    up = skeleton.model.layers[0].mlp.up_proj.weight
+    assert quantizer.param_element_size(skeleton, "model.layers.0.mlp.up_proj.weight", up) == (4 + (32 + 8) / 32) / 8
+    assert quantizer.param_element_size(skeleton, "lm_head.weight", skeleton.lm_head.weight) == 4

@@ -58,6 +58,7 @@ class QtorchHfQuantizer(HfQuantizer):
     def __init__(self, quantization_config, **kwargs):
         super().__init__(quantization_config, **kwargs)
         self.plan = None  # PerLayerConfig: module name -> scheme, decided before the weights load
+        self.weight_element_sizes = {}  # module name -> bytes per weight element once quantized
         self.model = None
 
     def validate_environment(self, *args, **kwargs):
@@ -101,10 +102,12 @@ class QtorchHfQuantizer(HfQuantizer):
             summary_skips = self._tied_or_unquantizable(model, plan)
             self.plan = PerLayerConfig({n: c for n, c in plan.layers.items() if n not in summary_skips})
             for name, config in self.plan.layers.items():  # shape checks now, on the meta layers, before any read
+                linear = model.get_submodule(name)
                 try:
-                    QuantLinear.from_float(model.get_submodule(name), config)
+                    empty = QuantLinear.from_float(linear, config)
                 except (TypeError, ValueError) as exc:
                     raise type(exc)(f"{name}: {exc}") from exc
+                self.weight_element_sizes[name] = empty.weight_bytes / linear.weight.numel()
         return model
 
     @staticmethod
@@ -123,6 +126,13 @@ class QtorchHfQuantizer(HfQuantizer):
         module_name, attr = _split(param_name)
         return attr == "weight" and module_name in self.plan.layers and isinstance(_get(model, module_name),
                                                                                    nn.Linear)
+
+    def param_element_size(self, model, param_name: str, param) -> float:
+        """Bytes per element once loaded: transformers sizes its GPU allocator warm-up with it (the float size would
+        reserve the whole float model)."""
+        if self.param_needs_quantization(model, param_name):
+            return self.weight_element_sizes[_split(param_name)[0]]
+        return param.element_size()
 
     def get_quantize_ops(self):
         return QuantizeOnLoad(self)
