@@ -58,19 +58,22 @@ def test_quantize_on_load_equals_quantize_after_load(float_checkpoint, scheme, t
 
 def test_tied_lm_head_and_per_layer_configs(tmp_path):
     """A PerLayerConfig (as from qtorch.plan_bits) gives each layer its scheme; an lm_head tied to the embedding
-    stays float and tied; the per-layer record survives the round trip."""
+    stays float and tied; the per-layer record survives the round trip, in bf16."""
     model = tiny_causal_lm("llama", tie=True)
     path = save_float(model, tmp_path / "float")
     plan = qtorch.PerLayerConfig({"model.layers.0.self_attn.q_proj": Int8WeightOnlyConfig(),
                                   "model.layers.1.mlp.up_proj": None}, default=W4)
-    quantized = AutoModelForCausalLM.from_pretrained(path, quantization_config=QtorchConfig(scheme=plan))
+    quantized = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16,
+                                                     quantization_config=QtorchConfig(scheme=plan))
     assert quantized.lm_head.weight is quantized.model.embed_tokens.weight
     assert quantized.model.layers[0].self_attn.q_proj.config == Int8WeightOnlyConfig()
     assert isinstance(quantized.model.layers[1].mlp.up_proj, torch.nn.Linear)
     assert quantized.model.layers[1].mlp.down_proj.config == W4
     quantized.save_pretrained(tmp_path / "q")
-    restored = AutoModelForCausalLM.from_pretrained(tmp_path / "q")
+    restored = AutoModelForCausalLM.from_pretrained(tmp_path / "q", dtype=torch.bfloat16)
     assert restored.lm_head.weight is restored.model.embed_tokens.weight
+    down = restored.model.layers[1].mlp.down_proj  # bf16 model, scales kept fp32 as stored
+    assert (down.w_scale.dtype, restored.model.norm.weight.dtype) == (torch.float32, torch.bfloat16)
     ids = torch.randint(0, 128, (1, 11))
     assert torch.equal(_logits(restored, ids), _logits(quantized, ids))
 
