@@ -156,7 +156,9 @@ def test_checkpoint_of_another_scheme_is_an_error(quantized_dir, tmp_path):
     def other_shapes(layers):
         layers[layer] = Int8WeightOnlyConfig().to_dict()
 
-    with pytest.raises(RuntimeError, match="ignore_mismatched_sizes"):  # transformers' report names the layer
+    # transformers >= 5.25 stops at its own size-mismatch report (which names the layer); 5.17 loads on and the
+    # quantizer finds the layer's buffers missing
+    with pytest.raises((RuntimeError, ValueError), match=rf"ignore_mismatched_sizes|{layer}: the checkpoint holds no"):
         AutoModelForCausalLM.from_pretrained(_copy(quantized_dir, tmp_path, other_shapes))
 
 
