@@ -12,6 +12,7 @@ generate), load_s (from_pretrained wall time).
     python benchmarks/bench_hf.py --device cpu --layers 2 --hidden 256 --new-tokens 8 --no-compile   # smoke test
 """
 import argparse
+import importlib.util
 import os
 import statistics
 import sys
@@ -73,7 +74,11 @@ def measure(path, scheme, args):
     start = time.perf_counter()
     kwargs = {} if scheme is None else {"quantization_config": qtorch.hf.QtorchConfig(
         scheme=scheme, modules_to_not_convert=["lm_head"])}
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16, device_map=args.device, **kwargs)
+    if importlib.util.find_spec("accelerate") is not None:  # device_map: quantized layer by layer on the device
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16, device_map=args.device, **kwargs)
+    else:
+        print("bench_hf: accelerate not installed; loading on the CPU, then moving the model", file=sys.stderr)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16, **kwargs).to(args.device)
     load_s = time.perf_counter() - start
     ids = torch.randint(3, 32000, (1, args.prompt_tokens), device=args.device)
     generate_kwargs = dict(max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, do_sample=False,

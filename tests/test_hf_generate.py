@@ -54,8 +54,7 @@ def test_greedy_tokens_equal_eager_and_inductor_cuda(tmp_path, scheme):
     """float32 activations: with random weights the top two logits can be close, and Inductor's bf16 rounding of the
     non-qtorch ops (norms, RoPE) could flip a token; bf16 speed is benchmarks/bench_hf.py's job."""
     torch._dynamo.reset()
-    pytest.importorskip("accelerate")  # transformers' device_map needs it (the hf extra installs it)
-    model = _quantized(tmp_path, scheme, dtype=torch.float32, device_map="cuda")
+    model = _quantized(tmp_path, scheme, dtype=torch.float32).to("cuda")  # device_map="cuda" needs accelerate
     ids = torch.randint(3, 128, (1, 7), device="cuda")
     eager = _greedy(model, ids)
     compiled = _greedy(model, ids, _compile_config("inductor"))
