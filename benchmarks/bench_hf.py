@@ -32,7 +32,8 @@ def parse_args(argv):
     p.add_argument("--device", default="cuda")
     p.add_argument("--layers", type=int, default=32)
     p.add_argument("--hidden", type=int, default=4096)
-    p.add_argument("--intermediate", type=int, default=None, help="default 11008 for h=4096, else 2.6875·h")
+    p.add_argument("--intermediate", type=int, default=None,
+                   help="default 11008 for h=4096, else 2.6875·h rounded down to a multiple of 128")
     p.add_argument("--prompt-tokens", type=int, default=16)
     p.add_argument("--new-tokens", type=int, default=128)
     p.add_argument("--repeats", type=int, default=5)
@@ -53,9 +54,10 @@ def build_checkpoint(args, path):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     h = args.hidden
+    i = args.intermediate or (11008 if h == 4096 else max(128, int(2.6875 * h) // 128 * 128))
     config = LlamaConfig(vocab_size=32000, hidden_size=h, num_hidden_layers=args.layers,
                          num_attention_heads=max(1, h // 128), num_key_value_heads=max(1, h // 128),
-                         intermediate_size=args.intermediate or (11008 if h == 4096 else int(2.6875 * h) // 64 * 64))
+                         intermediate_size=i)
     with torch.device(args.device):
         model = LlamaForCausalLM(config).to(torch.bfloat16)
     model.save_pretrained(path)
