@@ -37,6 +37,7 @@ def _quantized(tmp_path, scheme, dtype=None, device_map=None):
 
 def test_greedy_tokens_equal_eager_and_compiled(tmp_path):
     torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()  # reset() keeps them
     model = _quantized(tmp_path, GroupWeightOnlyConfig(bits=4, group_size=32))
     ids = torch.randint(3, 128, (1, 7))
     eager = _greedy(model, ids)
@@ -50,9 +51,10 @@ def test_greedy_tokens_equal_eager_and_compiled(tmp_path):
 @pytest.mark.parametrize("scheme", [GroupWeightOnlyConfig(bits=4, group_size=32), W8A8DynamicConfig()],
                          ids=["w4a16", "w8a8"])
 def test_greedy_tokens_equal_eager_and_inductor_cuda(tmp_path, scheme):
+    """float32 activations: with random weights the top two logits can be close, and Inductor's bf16 rounding of the
+    non-qtorch ops (norms, RoPE) could flip a token; bf16 speed is benchmarks/bench_hf.py's job."""
     torch._dynamo.reset()
-    pytest.importorskip("accelerate")  # transformers' device_map needs it (the hf extra installs it)
-    model = _quantized(tmp_path, scheme, dtype=torch.bfloat16, device_map="cuda")
+    model = _quantized(tmp_path, scheme, dtype=torch.float32).to("cuda")  # device_map="cuda" needs accelerate
     ids = torch.randint(3, 128, (1, 7), device="cuda")
     eager = _greedy(model, ids)
     compiled = _greedy(model, ids, _compile_config("inductor"))

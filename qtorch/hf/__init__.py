@@ -8,6 +8,7 @@ quantizer with transformers, so that
 from transformers.quantizers.auto import (AUTO_QUANTIZATION_CONFIG_MAPPING, AUTO_QUANTIZER_MAPPING,
                                           register_quantization_config, register_quantizer)
 
+from qtorch.hf.calibrate import attach_config, gptq_quantize
 from qtorch.hf.config import QUANT_METHOD, QtorchConfig
 from qtorch.hf.quantizer import QtorchHfQuantizer
 
@@ -16,4 +17,4 @@ if QUANT_METHOD not in AUTO_QUANTIZATION_CONFIG_MAPPING:
 if QUANT_METHOD not in AUTO_QUANTIZER_MAPPING:
     register_quantizer(QUANT_METHOD)(QtorchHfQuantizer)
 
-__all__ = ["QtorchConfig", "QtorchHfQuantizer"]
+__all__ = ["QtorchConfig", "QtorchHfQuantizer", "attach_config", "gptq_quantize"]

@@ -38,18 +38,12 @@ class QuantizeOnLoad(ConversionOps):
         module_name, _ = _split(full_layer_name)
         linear = model.get_submodule(module_name)
         linear.weight = nn.Parameter(weight, requires_grad=False)
-        if linear.bias is not None and linear.bias.device.type == "meta":
-            linear.bias = None  # its value arrives later and is set on the QuantLinear's bias buffer
-            has_late_bias = True
-        else:
-            has_late_bias = False
+        # a bias not read yet stays a meta buffer of the QuantLinear, filled when transformers reads it
         config = self.hf_quantizer.scheme_for(module_name)
         try:
             qlinear = QuantLinear.from_float(linear, config)
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"{module_name}: {exc}") from exc
-        if has_late_bias:
-            qlinear.register_buffer("bias", torch.empty(linear.out_features, dtype=weight.dtype, device="meta"))
         model.set_submodule(module_name, qlinear)
         if missing_keys is not None:
             missing_keys.discard(full_layer_name)
@@ -64,6 +58,7 @@ class QtorchHfQuantizer(HfQuantizer):
     def __init__(self, quantization_config, **kwargs):
         super().__init__(quantization_config, **kwargs)
         self.plan = None  # PerLayerConfig: module name -> scheme, decided before the weights load
+        self.weight_element_sizes = {}  # module name -> bytes per weight element once quantized
         self.model = None
 
     def validate_environment(self, *args, **kwargs):
@@ -107,10 +102,12 @@ class QtorchHfQuantizer(HfQuantizer):
             summary_skips = self._tied_or_unquantizable(model, plan)
             self.plan = PerLayerConfig({n: c for n, c in plan.layers.items() if n not in summary_skips})
             for name, config in self.plan.layers.items():  # shape checks now, on the meta layers, before any read
+                linear = model.get_submodule(name)
                 try:
-                    QuantLinear.from_float(model.get_submodule(name), config)
+                    empty = QuantLinear.from_float(linear, config)
                 except (TypeError, ValueError) as exc:
                     raise type(exc)(f"{name}: {exc}") from exc
+                self.weight_element_sizes[name] = empty.weight_bytes / linear.weight.numel()
         return model
 
     @staticmethod
@@ -129,6 +126,13 @@ class QtorchHfQuantizer(HfQuantizer):
         module_name, attr = _split(param_name)
         return attr == "weight" and module_name in self.plan.layers and isinstance(_get(model, module_name),
                                                                                    nn.Linear)
+
+    def param_element_size(self, model, param_name: str, param) -> float:
+        """Bytes per element once loaded: transformers sizes its GPU allocator warm-up with it (the float size would
+        reserve the whole float model)."""
+        if self.param_needs_quantization(model, param_name):
+            return self.weight_element_sizes[_split(param_name)[0]]
+        return param.element_size()
 
     def get_quantize_ops(self):
         return QuantizeOnLoad(self)
