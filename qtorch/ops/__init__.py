@@ -6,7 +6,7 @@ kernels of int8_scaled_mm and int8_linear_requant); without it the references se
 import torch
 
 from qtorch._ext import load_extension
-from qtorch.ops import activation, codebook, group, int8_matmul  # noqa: F401  (defines the ops)
+from qtorch.ops import activation, codebook, group, int8_matmul, mixed_gemm  # noqa: F401  (defines the ops)
 from qtorch.ops import autograd  # noqa: F401  (registers the backward of the linear ops)
 
 if not load_extension():

@@ -19,9 +19,9 @@ def _bias_grad(ctx, grad_y: torch.Tensor, bias_index: int):
 
 
 def _setup_weight_only(ctx, inputs, output):
-    x, w_q, w_scale, w_zp, bits, group_size, bias = inputs
+    x, w_q, w_scale, w_zp, bits, group_size, bias, layout = inputs
     ctx.save_for_backward(w_q, w_scale, w_zp)
-    ctx.bits, ctx.group_size = bits, group_size
+    ctx.bits, ctx.group_size, ctx.layout = bits, group_size, layout
     ctx.bias_dtype = None if bias is None else bias.dtype
 
 
@@ -29,9 +29,10 @@ def _backward_weight_only(ctx, grad_y):
     w_q, w_scale, w_zp = ctx.saved_tensors
     grad_x = None
     if ctx.needs_input_grad[0]:
-        w = torch.ops.qtorch.group_dequantize(w_q, w_scale, w_zp, ctx.bits, ctx.group_size, grad_y.dtype)  # (N, K)
+        w = torch.ops.qtorch.group_dequantize(w_q, w_scale, w_zp, ctx.bits, ctx.group_size, grad_y.dtype,
+                                              ctx.layout)  # (N, K)
         grad_x = grad_y @ w  # (M, K)
-    return grad_x, None, None, None, None, None, _bias_grad(ctx, grad_y, 6)
+    return grad_x, None, None, None, None, None, _bias_grad(ctx, grad_y, 6), None
 
 
 def _setup_codebook(ctx, inputs, output):
