@@ -35,7 +35,8 @@ def test_weight_metadata_cost_no_dequantization(config, monkeypatch):
     layer.half()
     assert layer.weight.dtype == torch.float16 and layer.bias.dtype == torch.float16
     layer.to(torch.bfloat16)
-    assert layer.weight.dtype == torch.bfloat16 and layer.w_scale.dtype if hasattr(layer, "w_scale") else True
+    assert layer.weight.dtype == torch.bfloat16
+    assert all(t.dtype == torch.float32 for name, t in layer.named_buffers() if name in ("w_scale", "codebook"))
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=repr)
