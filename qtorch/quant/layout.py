@@ -40,9 +40,19 @@ def tiled_shape(bits: int, out_features: int, in_features: int) -> tuple[int, in
     return (out_features + 15) // 16, in_features // tiled_chunk(bits) * 128
 
 
-@functools.lru_cache(maxsize=None)
 def _local_order(bits: int, device) -> torch.Tensor:
-    """(16·CK,) int64: for each stored field of one (tile, chunk) in storage order, row·CK + k inside the tile."""
+    """(16·CK,) int64: for each stored field of one (tile, chunk) in storage order, row·CK + k inside the tile
+    (cached in eager mode; built afresh while torch.compile traces, whose fake tensors cannot mix with real ones)."""
+    return _build_local_order(bits, device) if torch.compiler.is_compiling() else _cached_local_order(bits, device)
+
+
+def _inverse_order(bits: int, device) -> torch.Tensor:
+    """(16·CK,) int64: for each (row, k) of a tile, its field's position in storage order (cached like
+    _local_order)."""
+    return _build_inverse_order(bits, device) if torch.compiler.is_compiling() else _cached_inverse_order(bits, device)
+
+
+def _build_local_order(bits: int, device) -> torch.Tensor:
     ck, fields = tiled_chunk(bits), 32 // bits
     lane = torch.arange(32, device=device).view(32, 1, 1)
     j = torch.arange(4, device=device).view(1, 4, 1)
@@ -75,13 +85,15 @@ def pack_tiled(q: torch.Tensor, bits: int) -> torch.Tensor:
     return words.to(torch.int32).view(tiles, chunks * 128)
 
 
-@functools.lru_cache(maxsize=None)
-def _inverse_order(bits: int, device) -> torch.Tensor:
-    """(16·CK,) int64: for each (row, k) of a tile, its field's position in storage order."""
-    order = _local_order(bits, device)
+def _build_inverse_order(bits: int, device) -> torch.Tensor:
+    order = _build_local_order(bits, device)
     inverse = torch.empty_like(order)
     inverse[order] = torch.arange(order.numel(), device=device)
     return inverse
+
+
+_cached_local_order = functools.lru_cache(maxsize=None)(_build_local_order)
+_cached_inverse_order = functools.lru_cache(maxsize=None)(_build_inverse_order)
 
 
 def unpack_tiled(packed: torch.Tensor, bits: int, out_features: int, in_features: int) -> torch.Tensor:
