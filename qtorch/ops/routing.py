@@ -1,0 +1,102 @@
+"""Routing of qtorch:: ops to their backends: one table per op, one place that picks.
+
+Each op registers an ordered table of Backends (its measured preference order, best first). A backend says, from
+metadata only (shapes, dtypes, strides, Python ints), whether it can run a call and why not: `can_implement(**meta)
+-> (ok, reason)`. `select` returns the first backend of the call's device type that can; `force_backend` pins one
+backend by name for benchmarks and tests (an error naming the reason when it cannot run the call).
+
+    with qtorch.ops.force_backend("weight_only_linear", "triton_gemv"):
+        y = qtorch.ops.weight_only_linear(x, w_q, w_scale, w_zp, 4, 128, None)
+"""
+import contextlib
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+YES = (True, "")
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One implementation of an op: `run(*op_args)` on the device types `devices` ("cpu", "cuda") when
+    `can_implement(**meta)`."""
+
+    name: str
+    devices: tuple[str, ...]
+    can_implement: Callable[..., tuple[bool, str]]
+    run: Callable
+
+
+class _Forced(threading.local):
+    def __init__(self):
+        self.by_op: dict[str, str] = {}
+
+
+_forced = _Forced()
+_tables: dict[str, list[Backend]] = {}
+
+
+def register_backends(op_name: str, backends: list[Backend]) -> None:
+    """Set the table of `op_name` (best first); backends with the same name replace, new ones are appended."""
+    table = _tables.setdefault(op_name, [])
+    for backend in backends:
+        names = [b.name for b in table]
+        if backend.name in names:
+            table[names.index(backend.name)] = backend
+        else:
+            table.append(backend)
+
+
+def insert_backend(op_name: str, backend: Backend, before: str | None = None) -> None:
+    """Add `backend` to `op_name`'s table ahead of the backend named `before` (appended when None)."""
+    table = _tables[op_name]
+    table[:] = [b for b in table if b.name != backend.name]
+    index = [b.name for b in table].index(before) if before is not None else len(table)
+    table.insert(index, backend)
+
+
+def backends(op_name: str) -> list[Backend]:
+    """The table of `op_name`, in preference order (a copy)."""
+    return list(_tables[op_name])
+
+
+def select(op_name: str, device: str, **meta) -> Backend:
+    """The backend that runs this call: the forced one (or an error saying why it cannot), else the first of
+    `device` whose can_implement(**meta) holds."""
+    table = _tables[op_name]
+    forced = _forced.by_op.get(op_name)
+    if forced is not None:
+        backend = next(b for b in table if b.name == forced)
+        if device not in backend.devices:
+            raise ValueError(f"{op_name}: backend {forced!r} runs on {backend.devices}, the inputs are on {device}")
+        ok, reason = backend.can_implement(**meta)
+        if not ok:
+            raise ValueError(f"{op_name}: backend {forced!r} cannot run this call: {reason}")
+        return backend
+    reasons = []
+    for backend in table:
+        if device in backend.devices:
+            ok, reason = backend.can_implement(**meta)
+            if ok:
+                return backend
+            reasons.append(f"{backend.name}: {reason}")
+    raise ValueError(f"{op_name}: no backend on {device} takes this call ({'; '.join(reasons) or 'none registered'})")
+
+
+@contextlib.contextmanager
+def force_backend(op_name: str, backend_name: str):
+    """Within the block (this thread), calls of qtorch::`op_name` run `backend_name` or raise why they cannot."""
+    if op_name not in _tables:
+        raise ValueError(f"op_name: expected one of {sorted(_tables)}, got {op_name!r}")
+    names = [b.name for b in _tables[op_name]]
+    if backend_name not in names:
+        raise ValueError(f"backend_name: {op_name} has backends {names}, got {backend_name!r}")
+    previous = _forced.by_op.get(op_name)
+    _forced.by_op[op_name] = backend_name
+    try:
+        yield
+    finally:
+        if previous is None:
+            del _forced.by_op[op_name]
+        else:
+            _forced.by_op[op_name] = previous
