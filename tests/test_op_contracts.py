@@ -60,18 +60,18 @@ def test_int8_cuda_routing(monkeypatch, n, k, aligned, expected):
     """With qtorch._C, aligned shapes take the kernel and every other shape the padded route; without, the reference."""
     monkeypatch.setattr(int8_matmul, "load_extension", lambda: True)
     for op in ("int8_scaled_mm", "int8_linear_requant"):
-        assert routing.select(op, "cuda", n=n, k=k, aligned=aligned).name == expected
+        assert routing.select(op, device="cuda", n=n, k=k, aligned=aligned).name == expected
     monkeypatch.setattr(int8_matmul, "load_extension", lambda: False)
-    assert routing.select("int8_scaled_mm", "cuda", n=n, k=k, aligned=aligned).name == "reference_cuda"
+    assert routing.select("int8_scaled_mm", device="cuda", n=n, k=k, aligned=aligned).name == "reference_cuda"
 
 
 def test_force_backend_names_the_reason(monkeypatch):
     monkeypatch.setattr(int8_matmul, "load_extension", lambda: True)
     with qops.force_backend("int8_scaled_mm", "cuda_int8"):
         with pytest.raises(ValueError, match="cuda_int8.*N = 200"):
-            routing.select("int8_scaled_mm", "cuda", n=200, k=64, aligned=True)
+            routing.select("int8_scaled_mm", device="cuda", n=200, k=64, aligned=True)
         with pytest.raises(ValueError, match="runs on"):
-            routing.select("int8_scaled_mm", "cpu", n=32, k=64, aligned=True)
+            routing.select("int8_scaled_mm", device="cpu", n=32, k=64, aligned=True)
     with pytest.raises(ValueError, match="backend_name"):
         with qops.force_backend("int8_scaled_mm", "nope"):
             pass

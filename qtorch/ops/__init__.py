@@ -7,7 +7,7 @@ qtorch::_int8_linear_requant_cuda); without it the references serve CUDA with a 
 import torch
 
 from qtorch._ext import load_extension
-from qtorch.ops import activation, codebook, group, int8_matmul  # noqa: F401  (defines the ops)
+from qtorch.ops import activation, codebook, group, int8_matmul, weight_only  # noqa: F401  (defines the ops)
 from qtorch.ops.routing import force_backend
 
 load_extension()

@@ -1,18 +1,22 @@
-"""Group quantization of weights and the weight-only linear layer that consumes it.
+"""Group quantization of weights along K: qtorch::group_quantize and qtorch::group_dequantize.
 
 qtorch::group_quantize   w (N, K) float -> q, S (N, K/g) fp32, Z (N, K/g) int8, one (S, Z) per g consecutive k:
     symmetric  S = max|w| / q_max, Z = 0;  asymmetric  S = (r_max − r_min)/(q_max − q_min), Z = round(q_min − r_min/S)
     q = clamp(round(w / S) + Z, q_min, q_max), signed N-bit; int4 packed two per byte (N, K/2) uint8, int8 as (N, K).
 qtorch::group_dequantize ŵ = S (q − Z) -> (N, K) in `dtype`.
-qtorch::weight_only_linear  y = x · ŵᵀ + bias, ŵ dequantized in registers on CUDA (triton_kernels.weight_only);
-    per-channel int8 is group_size = K.
+g: any positive divisor of K (per channel: g = K) on every device. Backends (qtorch.ops.routing): the Triton kernels
+(triton_kernels.group_quant: tiled for g in TILED_GROUP_SIZES, flat-index dequantization for any g) and the PyTorch
+formula (CPU; on CUDA for the other group sizes of group_quantize, said once, or without triton).
 """
 import torch
 
-from qtorch.ops._checks import ACT_DTYPES, check_bits_group, check_device, check_matrix, check_vector, packed_cols
-from qtorch.ops._registry import triton_available, warn_once
+from qtorch.ops import routing
+from qtorch.ops._checks import ACT_DTYPES, check_bits_group, check_matrix, check_packed_weight, packed_cols
+from qtorch.ops._registry import reference_backend, reference_on_cuda, triton_ready, warn_once
 from qtorch.quant.affine import compute_qparams, dequantize, quantize
 from qtorch.quant.packing import pack, unpack
+
+NO_TRITON = "triton is not installed"
 
 
 def group_quantize_reference(w, bits, group_size, symmetric):
@@ -26,104 +30,107 @@ def group_dequantize_reference(q, scale, zero_point, bits, group_size, dtype):
     return dequantize(values, scale, zero_point.to(torch.int32), axis=-1, group_size=group_size).to(dtype)
 
 
-def weight_only_linear_reference(x, w_q, w_scale, w_zp, bits, group_size, bias):
-    w = group_dequantize_reference(w_q, w_scale, w_zp, bits, group_size, torch.float32)  # (N, K) fp32
-    y = x.float() @ w.t()
-    if bias is not None:
-        y = y + bias.float()
-    return y.to(x.dtype)
-
-
-def _check_quantize(w, bits, group_size):
+def check_group_quantize(w, bits, group_size, symmetric) -> None:
+    """The contract of group_quantize: w (N, K) bf16/fp16/fp32, bits 4 or 8, g a positive divisor of K (K even
+    for int4)."""
     check_matrix("w", w, ACT_DTYPES)
     check_bits_group(bits, group_size, w.shape[1])
 
 
-def _check_packed(q, scale, zero_point, bits, group_size):
-    """q (N, K·bits/8) packed; scale (N, K/g) fp32; zero_point (N, K/g) int8. Returns K."""
-    check_matrix("w_q", q, (torch.uint8,) if bits == 4 else (torch.int8,))
-    check_matrix("w_scale", scale, (torch.float32,))
-    check_matrix("w_zp", zero_point, (torch.int8,))
+def check_group_dequantize(q, scale, zero_point, bits, group_size, dtype) -> int:
+    """The contract of group_dequantize: q (N, K·bits/8) packed as group_quantize writes it, scale (N, K/g) fp32,
+    zero_point (N, K/g) int8, dtype bf16/fp16/fp32. Returns K."""
     if bits not in (4, 8):
         raise ValueError(f"bits: expected 4 or 8, got {bits}")
+    check_matrix("q", q, (torch.uint8,) if bits == 4 else (torch.int8,))
     k = q.shape[1] * 8 // bits
-    check_bits_group(bits, group_size, k)
-    expected = (q.shape[0], k // group_size)
-    for name, t in (("w_scale", scale), ("w_zp", zero_point)):
-        if tuple(t.shape) != expected:
-            raise ValueError(f"{name}: expected shape {expected} for K={k}, group_size={group_size}, got "
-                             f"{tuple(t.shape)}")
-        check_device(name, t, q)
+    check_packed_weight(q, scale, zero_point, bits, group_size, q.shape[0], k, 0, q, names=("q", "scale", "zero_point"))
+    if dtype not in ACT_DTYPES:
+        raise TypeError(f"dtype: expected bfloat16, float16 or float32, got {dtype}")
     return k
 
 
-def _triton_or_warn(name: str) -> bool:
-    if triton_available():
-        return True
-    warn_once(name, f"qtorch: triton is not installed; {name} runs the slow PyTorch reference on CUDA")
-    return False
+def _tiled_group(device, group_size, **meta):
+    ok, reason = triton_ready(device)
+    if not ok:
+        return ok, reason
+    from triton_kernels.group_quant import TILED_GROUP_SIZES
+
+    if group_size not in TILED_GROUP_SIZES:
+        return False, f"the tiled kernels take group sizes {TILED_GROUP_SIZES}, got {group_size}"
+    return routing.YES
+
+
+def _triton(device, **meta):
+    return triton_ready(device)
+
+
+def _quantize_triton(w, bits, group_size, symmetric):
+    from triton_kernels.group_quant import group_quantize as launch
+
+    return launch(w.contiguous(), bits, group_size, symmetric)
+
+
+def _quantize_torch_cuda(w, bits, group_size, symmetric):
+    warn_once(f"group_quantize-{group_size}", f"qtorch: group_quantize with group_size={group_size} runs the "
+                                              "PyTorch formula on CUDA (several passes over w; the Triton kernel "
+                                              "takes powers of 2 from 16 to 256, with triton installed)")
+    return group_quantize_reference(w, bits, group_size, symmetric)
+
+
+routing.register_backends("group_quantize", [
+    reference_backend(group_quantize_reference),
+    routing.Backend("triton", ("cuda", "cpu"), _tiled_group, _quantize_triton),
+    routing.Backend("torch_cuda", ("cuda",), lambda **meta: routing.YES, _quantize_torch_cuda),
+])
 
 
 @torch.library.triton_op("qtorch::group_quantize", mutates_args=())
 def group_quantize(w: torch.Tensor, bits: int, group_size: int, symmetric: bool) -> tuple[
         torch.Tensor, torch.Tensor, torch.Tensor]:
     """w (N, K) -> (q (N, K·bits/8), scale (N, K/g) fp32, zero_point (N, K/g) int8)."""
-    _check_quantize(w, bits, group_size)
-    w = w.contiguous()
-    if w.device.type == "cuda" and _triton_or_warn("group_quantize"):
-        from triton_kernels.group_quant import group_quantize as launch
-
-        return launch(w, bits, group_size, symmetric)
-    return group_quantize_reference(w, bits, group_size, symmetric)
+    check_group_quantize(w, bits, group_size, symmetric)
+    backend = routing.select("group_quantize", device=w.device.type, group_size=group_size)
+    return backend.run(w, bits, group_size, symmetric)
 
 
 @group_quantize.register_fake
 def _(w, bits, group_size, symmetric):
-    _check_quantize(w, bits, group_size)
+    check_group_quantize(w, bits, group_size, symmetric)
     n, k = w.shape
     q = w.new_empty((n, packed_cols(k, bits)), dtype=torch.uint8 if bits == 4 else torch.int8)
     return q, w.new_empty((n, k // group_size), dtype=torch.float32), w.new_empty((n, k // group_size),
                                                                                    dtype=torch.int8)
 
 
+def _dequantize_triton(launcher: str):
+    """Run triton_kernels.group_quant.<launcher> on contiguous operands."""
+    def run(q, scale, zero_point, bits, group_size, dtype):
+        from triton_kernels import group_quant
+
+        return getattr(group_quant, launcher)(q.contiguous(), scale.contiguous(), zero_point.contiguous(), bits,
+                                              group_size, dtype)
+    return run
+
+
+routing.register_backends("group_dequantize", [
+    reference_backend(group_dequantize_reference),
+    routing.Backend("triton_tiled", ("cuda", "cpu"), _tiled_group, _dequantize_triton("group_dequantize_tiled")),
+    routing.Backend("triton_flat", ("cuda", "cpu"), _triton, _dequantize_triton("group_dequantize_flat")),
+    reference_on_cuda("group_dequantize", group_dequantize_reference, NO_TRITON),
+])
+
+
 @torch.library.triton_op("qtorch::group_dequantize", mutates_args=())
 def group_dequantize(q: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, bits: int, group_size: int,
                      dtype: torch.dtype) -> torch.Tensor:
     """ŵ = S (q − Z) -> (N, K) in dtype."""
-    _check_packed(q, scale, zero_point, bits, group_size)
-    if q.device.type == "cuda" and _triton_or_warn("group_dequantize"):
-        from triton_kernels.group_quant import group_dequantize as launch
-
-        return launch(q.contiguous(), scale.contiguous(), zero_point.contiguous(), bits, group_size, dtype)
-    return group_dequantize_reference(q, scale, zero_point, bits, group_size, dtype)
+    check_group_dequantize(q, scale, zero_point, bits, group_size, dtype)
+    backend = routing.select("group_dequantize", device=q.device.type, group_size=group_size)
+    return backend.run(q, scale, zero_point, bits, group_size, dtype)
 
 
 @group_dequantize.register_fake
 def _(q, scale, zero_point, bits, group_size, dtype):
-    k = _check_packed(q, scale, zero_point, bits, group_size)
+    k = check_group_dequantize(q, scale, zero_point, bits, group_size, dtype)
     return q.new_empty((q.shape[0], k), dtype=dtype)
-
-
-def _check_linear(x, w_q, w_scale, w_zp, bits, group_size, bias):
-    k = _check_packed(w_q, w_scale, w_zp, bits, group_size)
-    check_matrix("x", x, ACT_DTYPES, cols=k)
-    check_device("w_q", w_q, x)
-    check_vector("bias", bias, w_q.shape[0], ACT_DTYPES, x)
-
-
-@torch.library.triton_op("qtorch::weight_only_linear", mutates_args=())
-def weight_only_linear(x: torch.Tensor, w_q: torch.Tensor, w_scale: torch.Tensor, w_zp: torch.Tensor, bits: int,
-                       group_size: int, bias: torch.Tensor | None) -> torch.Tensor:
-    """y (M, N) = x (M, K) · (S (q − Z))ᵀ + bias, in x's dtype."""
-    _check_linear(x, w_q, w_scale, w_zp, bits, group_size, bias)
-    if x.device.type == "cuda" and _triton_or_warn("weight_only_linear"):
-        from triton_kernels.weight_only import weight_only_linear as launch
-
-        return launch(x.contiguous(), w_q, w_scale, w_zp, bits, group_size, bias)
-    return weight_only_linear_reference(x, w_q, w_scale, w_zp, bits, group_size, bias)
-
-
-@weight_only_linear.register_fake
-def _(x, w_q, w_scale, w_zp, bits, group_size, bias):
-    _check_linear(x, w_q, w_scale, w_zp, bits, group_size, bias)
-    return x.new_empty((x.shape[0], w_q.shape[0]))

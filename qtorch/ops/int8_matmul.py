@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from qtorch._ext import load_extension
 from qtorch.ops import routing
 from qtorch.ops._checks import ACT_DTYPES, check_device, check_matrix, check_vector
-from qtorch.ops._registry import LIB, warn_once
+from qtorch.ops._registry import LIB, reference_backend, reference_on_cuda, warn_once
 from qtorch.quant.fixed_point import requantize
 
 SCALED_MM_SCHEMA = ("(Tensor x_q, Tensor x_scale, Tensor x_zp, Tensor w_q, Tensor w_scale, Tensor w_colsum, "
@@ -107,7 +107,8 @@ def _round_up(v: int) -> int:
 
 def gemm_meta(x_q: torch.Tensor, w_q: torch.Tensor) -> dict:
     """What the backends' can_implement read: N, K and whether x_q, w_q are contiguous and 16-byte aligned."""
-    return {"n": w_q.shape[0], "k": x_q.shape[1], "aligned": _kernel_ready(x_q) and _kernel_ready(w_q)}
+    return {"device": x_q.device.type, "n": w_q.shape[0], "k": x_q.shape[1],
+            "aligned": _kernel_ready(x_q) and _kernel_ready(w_q)}
 
 
 def pad_operands(x_q, w_q, w_colsum, w_zp, per_channel: dict) -> tuple:
@@ -124,7 +125,7 @@ def pad_operands(x_q, w_q, w_colsum, w_zp, per_channel: dict) -> tuple:
     return F.pad(x_q, (0, k_pad - k)), F.pad(w_q, (0, k_pad - k, 0, n_pad - n)), padded, n
 
 
-def _cuda_int8_ready(n, k, aligned):
+def _cuda_int8_ready(n, k, aligned, **meta):
     if not load_extension():
         return False, "qtorch._C (the CUDA extension) is not built"
     if k == 0 or k % KERNEL_MULTIPLE or n % KERNEL_MULTIPLE:
@@ -144,16 +145,7 @@ def _padded_warning(op: str, n: int, k: int) -> None:
                                       "w_q per call; pad the layer at conversion to avoid it)")
 
 
-def _reference_on_cuda(op: str, reference):
-    def run(*args):
-        warn_once(op, f"qtorch: the CUDA extension qtorch._C is not built; {op} runs the slow PyTorch reference on "
-                      "CUDA (reinstall with nvcc and a CUDA build of torch)")
-        return reference(*args)
-    return run
-
-
-def _always(**meta):
-    return routing.YES
+NO_EXTENSION = "the CUDA extension qtorch._C is not built (reinstall with nvcc and a CUDA build of torch)"
 
 
 # --- int8_scaled_mm ----------------------------------------------------------------------------------------------
@@ -175,11 +167,10 @@ def int8_scaled_mm_padded(x_q, x_scale, x_zp, w_q, w_scale, w_colsum, w_zp, bias
 
 
 routing.register_backends("int8_scaled_mm", [
+    reference_backend(int8_scaled_mm_reference),
     routing.Backend("cuda_int8", ("cuda",), _cuda_int8_ready, _scaled_mm_aligned),
     routing.Backend("cuda_int8_padded", ("cuda",), _extension_built, int8_scaled_mm_padded),
-    routing.Backend("reference", ("cpu",), _always, int8_scaled_mm_reference),
-    routing.Backend("reference_cuda", ("cuda",), _always,
-                    _reference_on_cuda("int8_scaled_mm", int8_scaled_mm_reference)),
+    reference_on_cuda("int8_scaled_mm", int8_scaled_mm_reference, NO_EXTENSION),
 ])
 
 
@@ -188,7 +179,7 @@ def int8_scaled_mm(*args):
     """y (M, N) out_dtype = float(Σ_k x_q w_q − Z_X colsum_W [− Z_W rowsum_X + K Z_X Z_W]) · S_X S_W + bias."""
     check_scaled_mm(*args)
     x_q, w_q = args[0], args[3]
-    return routing.select("int8_scaled_mm", x_q.device.type, **gemm_meta(x_q, w_q)).run(*args)
+    return routing.select("int8_scaled_mm", **gemm_meta(x_q, w_q)).run(*args)
 
 
 @int8_scaled_mm.register_fake
@@ -221,11 +212,10 @@ def int8_linear_requant_padded(x_q, x_zp, w_q, w_zp, w_colsum, bias_q, multiplie
 
 
 routing.register_backends("int8_linear_requant", [
+    reference_backend(int8_linear_requant_reference),
     routing.Backend("cuda_int8", ("cuda",), _cuda_int8_ready, _requant_aligned),
     routing.Backend("cuda_int8_padded", ("cuda",), _extension_built, int8_linear_requant_padded),
-    routing.Backend("reference", ("cpu",), _always, int8_linear_requant_reference),
-    routing.Backend("reference_cuda", ("cuda",), _always,
-                    _reference_on_cuda("int8_linear_requant", int8_linear_requant_reference)),
+    reference_on_cuda("int8_linear_requant", int8_linear_requant_reference, NO_EXTENSION),
 ])
 
 
@@ -234,7 +224,7 @@ def int8_linear_requant(*args):
     """q_Y (M, N) int8 = requantize(Σ_k q_X q_W − Z_W rowsum_X − Z_X colsum_W + K Z_X Z_W + b_q, M0, n, Z_Y)."""
     check_requant(*args)
     x_q, w_q = args[0], args[2]
-    return routing.select("int8_linear_requant", x_q.device.type, **gemm_meta(x_q, w_q)).run(*args)
+    return routing.select("int8_linear_requant", **gemm_meta(x_q, w_q)).run(*args)
 
 
 @int8_linear_requant.register_fake

@@ -2,8 +2,11 @@
 
 Each op registers an ordered table of Backends (its measured preference order, best first). A backend says, from
 metadata only (shapes, dtypes, strides, Python ints), whether it can run a call and why not: `can_implement(**meta)
--> (ok, reason)`. `select` returns the first backend of the call's device type that can; `force_backend` pins one
-backend by name for benchmarks and tests (an error naming the reason when it cannot run the call).
+-> (ok, reason)`, and optionally where the measurements prefer it (`preferred(**meta)`, e.g. a range of M).
+`select` returns the first backend of the call's device type that can run the call and is preferred for it, else
+the first that can; `force_backend` pins one backend by name for benchmarks and tests (an error naming the reason
+when it cannot run the call). Every backend that can run a call computes the same contract, so preferences are
+speed only: a symbolic size under torch.compile is decided by its size hint (see qtorch.ops.weight_only).
 
     with qtorch.ops.force_backend("weight_only_linear", "triton_gemv"):
         y = qtorch.ops.weight_only_linear(x, w_q, w_scale, w_zp, 4, 128, None)
@@ -25,6 +28,7 @@ class Backend:
     devices: tuple[str, ...]
     can_implement: Callable[..., tuple[bool, str]]
     run: Callable
+    preferred: Callable[..., bool] | None = None
 
 
 class _Forced(threading.local):
@@ -60,10 +64,10 @@ def backends(op_name: str) -> list[Backend]:
     return list(_tables[op_name])
 
 
-def select(op_name: str, device: str, **meta) -> Backend:
-    """The backend that runs this call: the forced one (or an error saying why it cannot), else the first of
-    `device` whose can_implement(**meta) holds."""
-    table = _tables[op_name]
+def select(op_name: str, /, **meta) -> Backend:
+    """The backend that runs this call: the forced one (or an error saying why it cannot), else the first for the
+    device type meta["device"] ("cpu", "cuda") whose can_implement(**meta) holds (and preferred, see above)."""
+    table, device = _tables[op_name], meta["device"]
     forced = _forced.by_op.get(op_name)
     if forced is not None:
         backend = next(b for b in table if b.name == forced)
@@ -73,13 +77,18 @@ def select(op_name: str, device: str, **meta) -> Backend:
         if not ok:
             raise ValueError(f"{op_name}: backend {forced!r} cannot run this call: {reason}")
         return backend
-    reasons = []
+    reasons, fallback = [], None
     for backend in table:
         if device in backend.devices:
             ok, reason = backend.can_implement(**meta)
-            if ok:
+            if ok and (backend.preferred is None or backend.preferred(**meta)):
                 return backend
-            reasons.append(f"{backend.name}: {reason}")
+            if ok:
+                fallback = fallback or backend
+            else:
+                reasons.append(f"{backend.name}: {reason}")
+    if fallback is not None:
+        return fallback
     raise ValueError(f"{op_name}: no backend on {device} takes this call ({'; '.join(reasons) or 'none registered'})")
 
 
