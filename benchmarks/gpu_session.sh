@@ -6,14 +6,15 @@
 #     build      pip install --no-build-isolation --no-deps -e . (in the background; later stages wait for it)
 #     harness    int8 GEMM torch-free harness: bit-exact checks of every kernel configuration + timings
 #     sanitize   compute-sanitizer memcheck + racecheck of the int8 GEMM harness
-#     tests      pytest -m cuda over the whole suite
+#     tests      the whole GPU suite (benchmarks/run_gpu_tests.py: pytest -m cuda, one process per file, 4 at once)
+#                -> benchmarks/results/h200_tests.json, the record that gates landing (tests/test_gpu_record.py)
 #     int8       benchmarks/bench_int8_gemm.py            triton   benchmarks/bench_group_quant.py
 #     amp        benchmarks/bench_amp.py                  memory   benchmarks/bench_memory.py
 #     models     benchmarks/bench_models.py
 #     diag       which bad-argument errors of the int8 ops crash, with cuda-gdb's backtrace (tools/diag_bad_args.py)
 #     profile    ncu (SpeedOfLight, memory, occupancy, warp states) of one autotuned call per PROFILE_CASES case
 #                (benchmarks/tools/profile_kernels.py)
-# Env: TEST_FILES / TEST_LIMIT (the test files and the seconds each may take), DEADLINE (seconds from start, default 540: the call's limit is 600 s and a stage is cut only at its own
+# Env: TEST_FILES / TEST_LIMIT (the test files, default all with cuda tests; the seconds the whole suite may take), DEADLINE (seconds from start, default 540: the call's limit is 600 s and a stage is cut only at its own
 # limit), QTORCH_COMMIT (the commit measured; .git does not travel). What comes back ($OUT) is refreshed after every
 # stage, so a call cut short still returns the summary, the logs and the results of the stages that finished.
 set -u -o pipefail
@@ -73,12 +74,8 @@ for stage in "$@"; do
       grep -E "memcheck|racecheck|FAIL|hazard|Invalid" "$OUT/harness.log" "$OUT/sanitize.log" 2>/dev/null | tail -8 >> "$SUMMARY" ;;
     tests)
       wait_build
-      # one pytest process per file: a crash in one file cannot hide the others' results
-      for f in ${TEST_FILES:-$(grep -l "mark.cuda\|cuda = pytest.mark" tests/test_*.py)}; do
-        name=tests_$(basename "$f" .py)
-        run "$name" "${TEST_LIMIT:-150}" python3 -m pytest -v -m cuda "$f" -p no:cacheprovider --tb=short -rf
-        grep -E "passed|failed|FAILED|ERROR|Fatal|Segmentation" "$OUT/$name.log" | tail -12 >> "$SUMMARY"
-      done ;;
+      run tests "${TEST_LIMIT:-420}" python3 benchmarks/run_gpu_tests.py --timeout 300 --log-dir "$OUT/tests" ${TEST_FILES:-}
+      tail -25 "$OUT/tests.log" >> "$SUMMARY" ;;
     int8)
       wait_build; run int8 420 python3 benchmarks/bench_int8_gemm.py ${INT8_ARGS:-}
       sed -n '/^== summary/,$p' "$OUT/int8.log" | tail -40 >> "$SUMMARY" ;;

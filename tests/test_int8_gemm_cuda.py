@@ -264,7 +264,6 @@ def _good(M=32, N=64, K=128):
     ("bias", lambda a: a["bias"][:32], RuntimeError, "bias"),
     ("x_scale", lambda a: a["x_scale"].cpu(), RuntimeError, "x_scale"),
     ("w_q", lambda a: a["w_q"].cpu(), RuntimeError, "w_q"),
-    ("x_q", lambda a: a["x_q"].t().contiguous().t(), RuntimeError, "x_q"),  # non-contiguous (column-major)
 ])
 def test_bad_arguments_raise(ops, field, value, exc, match):
     a = _good()
@@ -276,12 +275,6 @@ def test_bad_arguments_raise(ops, field, value, exc, match):
 
 @cuda
 def test_bad_shapes_raise(ops):
-    a = _scaled_mm_inputs(8, 64, 72, w_zp=False, bias_dtype=None)  # K = 72: not a multiple of 16
-    with pytest.raises(RuntimeError, match="multiple of 16"):
-        _call_scaled_mm(ops, a, torch.bfloat16)
-    a = _scaled_mm_inputs(8, 40, 64, w_zp=False, bias_dtype=None)  # N = 40
-    with pytest.raises(RuntimeError, match="multiple of 16"):
-        _call_scaled_mm(ops, a, torch.bfloat16)
     a = _good()
     a["w_q"] = _random_int8(64, 144)  # K mismatch
     with pytest.raises(RuntimeError, match="w_q"):
@@ -291,15 +284,48 @@ def test_bad_shapes_raise(ops):
         _call_scaled_mm(ops, a, torch.int32)
 
 
+def _misaligned(t):
+    """A contiguous copy of t starting 1 byte past a 16-byte boundary."""
+    storage = torch.empty(t.numel() + 1, dtype=t.dtype, device=t.device)
+    view = storage[1:].view(t.shape)
+    view.copy_(t)
+    return view
+
+
+# The op accepts the same inputs on every device: shapes the kernels do not tile (N or K not a multiple of 16) and
+# strided or unaligned operands run on padded copies, bit-exact with the CPU reference.
 @cuda
-def test_misaligned_operand_raises(ops):
-    a = _good()
-    storage = torch.empty(32 * 128 + 1, dtype=torch.int8, device="cuda")
-    x = storage[1:].view(32, 128)  # contiguous but 1 byte past a 16-byte boundary
-    x.copy_(a["x_q"])
-    a["x_q"] = x
-    with pytest.raises(RuntimeError, match="aligned"):
-        _call_scaled_mm(ops, a, torch.bfloat16)
+@pytest.mark.parametrize("M,N,K", [(8, 64, 72), (8, 40, 64), (17, 200, 100), (5, 24, 24), (0, 40, 72)])
+@pytest.mark.parametrize("w_zp", [False, True])
+def test_untiled_shapes_match_the_cpu_reference(ops, M, N, K, w_zp):
+    a = _scaled_mm_inputs(M, N, K, w_zp=w_zp, bias_dtype=torch.bfloat16)
+    y = _call_scaled_mm(ops, a, torch.float32)
+    assert y.shape == (M, N)
+    assert torch.equal(y.cpu(), _call_scaled_mm(ops, _to_cpu(a), torch.float32))
+
+
+@cuda
+@pytest.mark.parametrize("make", [lambda t: t.t().contiguous().t(), _misaligned], ids=["column_major", "misaligned"])
+def test_strided_or_unaligned_operands_match_the_cpu_reference(ops, make):
+    a = _scaled_mm_inputs(32, 64, 128, w_zp=True, bias_dtype=None)
+    expected = _call_scaled_mm(ops, _to_cpu(a), torch.float32)
+    a["x_q"] = make(a["x_q"])
+    assert torch.equal(_call_scaled_mm(ops, a, torch.float32).cpu(), expected)
+
+
+@cuda
+def test_requant_untiled_shape_is_bit_exact(ops):
+    from qtorch.quant.fixed_point import quantize_multiplier
+
+    M, N, K = 9, 200, 100
+    x_q, w_q = _random_int8(M, K), _random_int8(N, K)
+    w_zp = torch.randint(-128, 128, (N,), dtype=torch.int32, device="cuda")
+    multiplier, shift = quantize_multiplier(torch.exp(torch.empty(N, dtype=torch.float64).uniform_(-10.0, 0.5)))
+    args = (x_q, -7, w_q, w_zp, w_q.sum(dim=1, dtype=torch.int32),
+            torch.randint(-9999, 9999, (N,), dtype=torch.int32, device="cuda"), multiplier.cuda(), shift.cuda(), 5)
+    q = ops.int8_linear_requant(*args)
+    ref = ops.int8_linear_requant(*[t.cpu() if isinstance(t, torch.Tensor) else t for t in args])
+    assert torch.equal(q.cpu(), ref)
 
 
 @cuda

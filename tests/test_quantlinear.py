@@ -22,6 +22,8 @@ import torch
 import torch.nn as nn
 
 import qtorch.ops as qops
+from qtorch.nn.weight_only import storage_layout
+from qtorch.ops.group import to_rowmajor
 from qtorch.config import (CodebookConfig, GroupWeightOnlyConfig, Int8WeightOnlyConfig, W8A8DynamicConfig,
                            W8A8StaticConfig)
 from qtorch.nn import CodebookLinear, QuantLinear, W8A8Linear, W8A8StaticLinear, WeightOnlyLinear
@@ -148,7 +150,10 @@ def test_weight_only_equals_group_quantize_and_primitives(bits, group_size, symm
     w = lin.weight.detach()
     layer = QuantLinear.from_float(lin, GroupWeightOnlyConfig(bits, group_size, symmetric))
     q, scale, zp = qops.group_quantize(w, bits, group_size, symmetric)
-    assert torch.equal(layer.w_q, q) and torch.equal(layer.w_scale, scale) and torch.equal(layer.w_zp, zp)
+    # the layer stores q in its kernel's layout (tiled when K and g allow it): the same values
+    assert int(layer.w_layout) == layer.layout == storage_layout(bits, K, group_size)
+    assert torch.equal(to_rowmajor(layer.w_q, layer.w_scale, bits, layer.layout), q)
+    assert torch.equal(layer.w_scale, scale) and torch.equal(layer.w_zp, zp)
     x = torch.randn(M, K)
     w_hat = dequantize(unpack(q, bits), scale, zp.int(), axis=-1, group_size=group_size)  # (N, K) fp32
     assert torch.equal(layer.dequantize_weight(), w_hat)
@@ -160,7 +165,7 @@ def test_int8_weight_only_is_per_channel():
     layer = QuantLinear.from_float(lin, Int8WeightOnlyConfig())
     scale, zp = compute_qparams(lin.weight.detach(), 8, symmetric=True, granularity="channel", axis=0)
     assert layer.group_size == K and layer.w_scale.shape == (N, 1)
-    assert torch.equal(layer.w_q, quantize(lin.weight.detach(), scale, zp, 8))
+    assert torch.equal(to_rowmajor(layer.w_q, layer.w_scale, 8, layer.layout), quantize(lin.weight.detach(), scale, zp, 8))
 
 
 @pytest.mark.parametrize("group_size", [None, 64])
@@ -327,7 +332,7 @@ def test_bits_per_weight_counts_everything_stored(config, bits):
     assert layer.bits_per_weight == pytest.approx(bits, rel=1e-12)
     assert all(not p for p in layer.parameters())
     assert layer.weight_bytes == sum(t.numel() * t.element_size() for n, t in layer.state_dict().items()
-                                     if n not in ("bias", "qscheme"))
+                                     if n not in ("bias", "qscheme", "w_layout"))
 
 
 def test_extra_repr_shows_the_scheme():

@@ -3,7 +3,7 @@ of the step in order (what the CUDA caching allocator's `allocated_bytes.all.pea
 from dataclasses import dataclass
 
 from qtorch.analysis.config import ModelConfig
-from qtorch.analysis.memory import activation_memory, get_optimizer, get_recipe, layer_activation_rows, \
+from qtorch.analysis.memory import _parse_group_format, activation_memory, get_optimizer, get_recipe, layer_activation_rows, \
     bytes_per_param, kv_cache_bytes, model_weight_bytes, rope_table_bytes
 from qtorch.analysis.params import layer_param_counts, param_counts
 
@@ -107,12 +107,35 @@ def training_step_peak(cfg: ModelConfig, batch: int, seq: int, recipe="amp-bf16"
     return replay.result()
 
 
+def weight_only_workspace(weight_format: str, tokens: int, n_out: int, k_in: int, act_bytes: int = 2) -> int:
+    """Bytes a weight-only quantized linear allocates while it runs on `tokens` rows: from the routing's dequantize
+    threshold on (qtorch.ops.weight_only.MIXED_MAX_M for the tiled layout, qtorch.ops.weight_only.DEQUANT_MIN_M for the
+    row-major one), the whole weight dequantized to the activation dtype (N·K·a) before cuBLAS; 0 below it and for
+    the other formats."""
+    if weight_format == "int8-weight-only":
+        bits, group = 8, k_in
+    elif weight_format.startswith("int"):
+        bits, group = _parse_group_format(weight_format)
+    else:
+        return 0
+    from qtorch.nn.weight_only import storage_layout
+    from qtorch.ops.weight_only import DEQUANT_MIN_M, MIXED_MAX_M
+    from qtorch.quant.layout import LAYOUT_TILED
+
+    if storage_layout(bits, k_in, group) == LAYOUT_TILED:
+        dequantizes = tokens > MIXED_MAX_M
+    else:
+        dequantizes = tokens >= DEQUANT_MIN_M
+    return n_out * k_in * act_bytes if dequantizes else 0
+
+
 def inference_peak(cfg: ModelConfig, batch: int, seq: int, weight_format: str = "bf16", quantize_head: bool = False,
                    act_bytes: int = 2, kv_cache_len: int = 0) -> PeakMemory:
     """Peak bytes of one no-grad forward (prefill) over b × s tokens: weights (in weight_format) + KV cache of
     kv_cache_len positions (if set up) + the largest transient: the head (x, normed x, logits: T(2ha + va)) or the
     SwiGLU MLP (x, h, normed h, silu(w1 x), w3 x, their product: T(3ha + 3ia)) or the fp32 RMSNorm (x, fp32 copy,
-    x², normalized: T(ha + 12h))."""
+    x², normalized: T(ha + 12h)); weight-only formats add the dequantized weight of the stage's largest linear where
+    the routing dequantizes at this T (weight_only_workspace)."""
     weights = model_weight_bytes(cfg, weight_format, quantize_head, other_bytes=act_bytes)
     static = {"weights": sum(weights.values()), "buffers": rope_table_bytes(cfg)}
     if kv_cache_len:
@@ -120,8 +143,11 @@ def inference_peak(cfg: ModelConfig, batch: int, seq: int, weight_format: str = 
     replay = _Replay(static)
     t, a, h, i, v = batch * seq, act_bytes, cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size
     mlp = t * (3 * h * a + (3 * i * a if cfg.mlp == "swiglu" else 2 * i * a))
+    mlp += max(weight_only_workspace(weight_format, t, i, h, a), weight_only_workspace(weight_format, t, h, i, a))
     norm = t * (h * a + 12 * h)
     head = t * (2 * h * a + v * a)
+    if quantize_head:
+        head += weight_only_workspace(weight_format, t, v, h, a)
     for name, transient in (("norm (fp32)", norm), ("mlp", mlp), ("head", head)):
         replay(f"forward: {name}", transient)
         replay(f"forward: {name} done", -transient)

@@ -153,9 +153,10 @@ class QuantLinear(nn.Module):
     @property
     def weight_bytes(self) -> int:
         """Bytes of everything stored for the weight (payload, scales, zero points, column sums, codebooks, and the
-        calibrated activation constants of static layers); the float bias and the scheme record are not counted."""
+        calibrated activation constants of static layers); the float bias and the scheme and layout records are not
+        counted."""
         return sum(t.numel() * t.element_size() for name, t in self._buffers.items()
-                   if t is not None and name not in ("bias", "qscheme"))
+                   if t is not None and name not in ("bias", "qscheme", "w_layout"))
 
     @property
     def bits_per_weight(self) -> float:

@@ -1,9 +1,13 @@
 """Weight-only quantization: int8 per channel, or int4 / int8 per group along K; activations stay float.
 
   ŵ[n, k] = S[n, k // g] (q[n, k] − Z[n, k // g]),   y = x ŵᵀ + b   (qtorch::weight_only_linear, output in x's dtype)
-Per channel is the group size g = K. q is signed (int4 in [−8, 7] packed two per byte along K, low nibble first;
-int8 as is); S fp32, Z int8 (zeros when symmetric). Scales from the group's range (qtorch.quant.compute_qparams),
-or, with GroupWeightOnlyConfig(clip_search=True), from a per-group clipping search (qtorch.nn.clip_search).
+Per channel is the group size g = K. q is signed (int4 in [−8, 7], int8); S fp32, Z int8 (zeros when symmetric).
+Scales from the group's range (qtorch.quant.compute_qparams), or, with GroupWeightOnlyConfig(clip_search=True), from a
+per-group clipping search (qtorch.nn.clip_search).
+q is stored in the layout of the kernel that serves it (qtorch.quant.layout), chosen once at conversion from the
+shape alone: LAYOUT_TILED (the mixed-input GEMM of qtorch._C) when K and g allow it, LAYOUT_ROWMAJOR otherwise
+(int4 two per byte along K, low nibble first). The buffer `w_layout` records it; a checkpoint in the other layout
+(or one written before layouts were recorded: row-major) is converted on load, bit-exactly.
 """
 import torch
 
@@ -11,8 +15,10 @@ import qtorch.ops as qops
 from qtorch.config import GroupWeightOnlyConfig, Int8WeightOnlyConfig
 from qtorch.nn.base import INT_DTYPES, QuantLinear, check_quantized, has_values
 from qtorch.nn.clip_search import clip_search_qparams
+from qtorch.ops.group import to_rowmajor
 from qtorch.quant.affine import compute_qparams, quantize
-from qtorch.quant.packing import pack
+from qtorch.quant.layout import LAYOUT_ROWMAJOR, LAYOUT_TILED, LAYOUTS, pack_tiled, tiled_supported
+from qtorch.quant.packing import pack, unpack
 from qtorch.quant.ranges import qrange
 
 
@@ -23,6 +29,16 @@ def layout(config, in_features: int) -> tuple[int, int, bool]:
     return config.bits, config.group_size, config.symmetric
 
 
+def storage_layout(bits: int, in_features: int, group_size: int) -> int:
+    """The packed layout a layer of this shape stores (qtorch.quant.layout)."""
+    return LAYOUT_TILED if tiled_supported(bits, in_features, group_size) else LAYOUT_ROWMAJOR
+
+
+def pack_layout(q: torch.Tensor, bits: int, layout_id: int) -> torch.Tensor:
+    """q (N, K) signed integers -> the packed weight in `layout_id`."""
+    return pack_tiled(q, bits) if layout_id == LAYOUT_TILED else pack(q, bits)
+
+
 class WeightOnlyLinear(QuantLinear):
     """int8 per channel or int4 / int8 per group; dequantized inside the GEMM on CUDA (Triton)."""
 
@@ -31,6 +47,7 @@ class WeightOnlyLinear(QuantLinear):
     def __init__(self, config, in_features, out_features, buffers, bias, weight_dtype):
         super().__init__(config, in_features, out_features, buffers, bias, weight_dtype)
         self.bits, self.group_size, _ = layout(config, in_features)
+        self.layout = storage_layout(self.bits, in_features, self.group_size)
 
     @classmethod
     def check_shape(cls, config, in_features, out_features):
@@ -74,14 +91,34 @@ class WeightOnlyLinear(QuantLinear):
                 raise ValueError(f"zero_point: values must lie in [{q_min}, {q_max}] for {bits}-bit weights")
             if symmetric and bool((zero_point != 0).any()):
                 raise ValueError("zero_point: a symmetric config needs zero points of 0")
-        buffers = {"w_q": pack(q, bits),  # (N, K·bits/8): uint8 two int4 per byte, or int8
+        layout_id = storage_layout(bits, k, group_size)
+        buffers = {"w_q": pack_layout(q, bits, layout_id),  # tiled int32, or row-major (N, K·bits/8) uint8 / int8
                    "w_scale": scale.contiguous(),  # (N, K/g) fp32
-                   "w_zp": zero_point.to(torch.int8).contiguous()}  # (N, K/g) int8
+                   "w_zp": zero_point.to(torch.int8).contiguous(),  # (N, K/g) int8
+                   "w_layout": torch.tensor(layout_id, dtype=torch.uint8, device=q.device)}  # () which layout
         return cls(config, k, n, buffers, bias, weight_dtype)
 
     def linear_2d(self, x):
         return qops.weight_only_linear(x, self.w_q, self.w_scale, self.w_zp, self.bits, self.group_size,
-                                       self.bias)  # (M, N)
+                                       self.bias, self.layout)  # (M, N)
 
     def dequantize_weight(self, dtype=torch.float32):
-        return qops.group_dequantize(self.w_q, self.w_scale, self.w_zp, self.bits, self.group_size, dtype)
+        return qops.group_dequantize(self.w_q, self.w_scale, self.w_zp, self.bits, self.group_size, dtype,
+                                     self.layout)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        """Convert a checkpoint's w_q from its recorded layout (none recorded: row-major) to this layer's."""
+        key_q, key_layout = prefix + "w_q", prefix + "w_layout"
+        if key_q in state_dict and prefix + "w_scale" in state_dict:
+            theirs = int(state_dict[key_layout]) if key_layout in state_dict else LAYOUT_ROWMAJOR
+            if theirs not in LAYOUTS:
+                raise ValueError(f"{prefix[:-1] or 'layer'}: the checkpoint's weight layout {theirs} is unknown to "
+                                 f"this qtorch (known: {LAYOUTS}, qtorch.quant.layout); upgrade qtorch")
+            if theirs != self.layout:
+                rowmajor = to_rowmajor(state_dict[key_q], state_dict[prefix + "w_scale"], self.bits, theirs)
+                q = unpack(rowmajor, self.bits)[:, :self.in_features]  # (N, K) int8
+                state_dict[key_q] = pack_layout(q, self.bits, self.layout)
+            state_dict[key_layout] = torch.tensor(self.layout, dtype=torch.uint8, device=state_dict[key_q].device)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)

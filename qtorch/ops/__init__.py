@@ -2,12 +2,13 @@
 
 Importing this package defines every op and its routing table (qtorch.ops.routing), then loads the CUDA extension
 qtorch._C (whose import registers the CUDA kernels of the private ops qtorch::_int8_scaled_mm_cuda and
-qtorch::_int8_linear_requant_cuda); without it the references serve CUDA with a one-time warning.
+qtorch::_int8_linear_requant_cuda, and the mixed-input GEMM of qtorch.ops.mixed_gemm); without it the references and
+the Triton kernels serve CUDA, said once where slow.
 """
 import torch
 
 from qtorch._ext import load_extension
-from qtorch.ops import activation, codebook, group, int8_matmul, weight_only  # noqa: F401  (defines the ops)
+from qtorch.ops import activation, codebook, group, int8_matmul, mixed_gemm, weight_only  # noqa: F401  (defines the ops)
 from qtorch.ops.routing import force_backend
 
 load_extension()

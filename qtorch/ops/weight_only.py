@@ -1,15 +1,19 @@
 """qtorch::weight_only_linear — y = x · ŵᵀ + bias with a group-quantized weight ŵ[n, k] = S[n, k/g] (q[n, k] − Z[n, k/g]).
 
-q int4/int8 in packed `layout` (0: group_quantize's row-major packing), S (N, K/g) fp32, Z (N, K/g) int8 as
-group_quantize writes them (per-channel int8: g = K); the output has x's dtype and N = w_scale.shape[0] columns.
+q int4/int8 packed in `layout` (qtorch.quant.layout: 0 row-major as group_quantize writes it, 1 tiled for the
+mixed-input GEMM), S (N, K/g) fp32, Z (N, K/g) int8 (per-channel int8: g = K); the output has x's dtype and
+N = w_scale.shape[0] columns.
 
 Backends (qtorch.ops.routing), in the order measured on the H200 (benchmarks/NOTES.md):
+- cuda_mixed_gemm (layout 1, qtorch._C, bf16/fp16 x): the mixed-input GEMM, which itself dequantizes in registers
+  up to MIXED_MAX_M and dequantizes once + cuBLAS above (by the runtime M: no guard under torch.compile);
 - triton_gemv (M <= GEMV_MAX_M): CUDA-core GEMV over int32 words (bf16/fp16 x, K split over programs);
 - triton_mma_swapped (M <= SWAPPED_MAX_M): tensor cores with the dequantized weight as the left tl.dot operand;
 - triton_mma (M < DEQUANT_MIN_M, fp32 x, any group size): tiles dequantized in registers, x on the left;
 - dequant_cublas (prefill): qtorch::group_dequantize once to x's dtype, then F.linear (cuBLAS): the tiled kernel
   measured 0.27-0.35x bf16 at M = 2048 and 0.30x at M = 128, while dequantizing costs about one pass over the bf16
   weight (~25-60 us at 4096 x 11008) next to a GEMM of 100+ us at these M;
+- tiled_unpacked (layout 1 without the mixed-input GEMM or with fp32 x): unpack to layout 0 per call (said once);
 - the PyTorch reference (CPU; on CUDA only without triton, said once).
 The M limits are preferences (speed): each backend whose can_implement holds computes the same result for every M.
 Under torch.compile a symbolic M is decided by its size hint (optimization_hint: the example value of the first
@@ -21,8 +25,14 @@ import torch.nn.functional as F
 from qtorch.ops import routing
 from qtorch.ops._checks import ACT_DTYPES, check_matrix, check_packed_weight, check_vector
 from qtorch.ops._registry import reference_backend, reference_on_cuda, triton_ready
-from qtorch.ops.group import NO_TRITON, group_dequantize_reference
+from qtorch.ops.group import (NO_TRITON, group_dequantize_reference, mixed_gemm_ready, to_rowmajor,
+                              warn_tiled_unpacked)
+from qtorch.quant.layout import LAYOUT_ROWMAJOR, LAYOUT_TILED
 
+# Largest M that the mixed-input GEMM dequantizes in registers; larger M dequantize the weight once and multiply with
+# cuBLAS inside the same op. H200 sweep: benchmarks/NOTES.md "mixed-input GEMM v2" (at M = 128 dequantize + cuBLAS is
+# as fast or faster on every shape).
+MIXED_MAX_M = 64
 # Largest M the CUDA-core GEMV kernel is preferred for.
 GEMV_MAX_M = 1
 # Largest M the swapped tensor-core kernel is preferred for.
@@ -33,8 +43,8 @@ DEQUANT_MIN_M = 256
 MMA_DEFAULT_M = 128
 
 
-def weight_only_linear_reference(x, w_q, w_scale, w_zp, bits, group_size, bias, layout):
-    w = group_dequantize_reference(w_q, w_scale, w_zp, bits, group_size, torch.float32)  # (N, K) fp32
+def weight_only_linear_reference(x, w_q, w_scale, w_zp, bits, group_size, bias, layout=LAYOUT_ROWMAJOR):
+    w = group_dequantize_reference(w_q, w_scale, w_zp, bits, group_size, torch.float32, layout)  # (N, K) fp32
     y = x.float() @ w.t()
     if bias is not None:
         y = y + bias.float()
@@ -69,14 +79,9 @@ def linear_meta(x, w_q, w_scale, bits, group_size, layout) -> dict:
             "words_aligned": w_q.storage_offset() % 4 == 0 and w_q.stride(0) % 4 == 0}
 
 
-def _canonical_layout(layout, **meta):
-    """Every backend so far reads layout 0 (group_quantize's row-major packing)."""
-    return (True, "") if layout == 0 else (False, f"reads layout 0 (row-major packing), got layout {layout}")
-
-
 def _triton_kernel_ready(device, m, n, k, layout, **meta):
-    if layout != 0:
-        return _canonical_layout(layout)
+    if layout != LAYOUT_ROWMAJOR:
+        return False, f"the Triton kernels read layout {LAYOUT_ROWMAJOR}, got layout {layout}"
     if m == 0 or n == 0 or k == 0:
         return False, f"needs a non-empty problem, got M={m}, N={n}, K={k}"
     return triton_ready(device)
@@ -138,23 +143,38 @@ def _empty(x, w_q, w_scale, w_zp, bits, group_size, bias, layout):
     return y if bias is None else y.copy_(bias.expand_as(y))
 
 
+def _mixed_gemm(x, w_q, w_scale, w_zp, bits, group_size, bias, layout):
+    return torch.ops.qtorch._mixed_gemm_cuda(x, w_q, w_scale, w_zp, bits, group_size, bias, MIXED_MAX_M)
+
+
+def _tiled_unpacked(x, w_q, w_scale, w_zp, bits, group_size, bias, layout):
+    warn_tiled_unpacked("weight_only_linear")
+    return torch.ops.qtorch.weight_only_linear(x, to_rowmajor(w_q, w_scale, bits, layout), w_scale, w_zp, bits,
+                                               group_size, bias, LAYOUT_ROWMAJOR)
+
+
 def _dequant_cublas(x, w_q, w_scale, w_zp, bits, group_size, bias, layout):
-    w = torch.ops.qtorch.group_dequantize(w_q, w_scale, w_zp, bits, group_size, x.dtype)  # (N, K), rounded once
+    w = torch.ops.qtorch.group_dequantize(w_q, w_scale, w_zp, bits, group_size, x.dtype, layout)  # (N, K)
     return F.linear(x, w, None if bias is None else bias.to(x.dtype))
 
 
 routing.register_backends("weight_only_linear", [
-    reference_backend(weight_only_linear_reference, _canonical_layout),
+    reference_backend(weight_only_linear_reference),
     routing.Backend("empty", ("cuda",), lambda m, n, k, **meta: (m == 0 or n == 0 or k == 0, "needs M, N or K = 0"),
                     _empty),
+    routing.Backend("cuda_mixed_gemm", ("cuda",), mixed_gemm_ready, _mixed_gemm),
     routing.Backend("triton_gemv", ("cuda", "cpu"), _all(_triton_kernel_ready, _words_ready, _gemv_layout),
                     _launch("gemv"), preferred=lambda m, **meta: m <= GEMV_MAX_M),
     routing.Backend("triton_mma_swapped", ("cuda", "cpu"), _all(_triton_kernel_ready, _words_ready, _swapped_layout),
                     _launch("mma_swapped"), preferred=lambda m, **meta: m <= SWAPPED_MAX_M),
     routing.Backend("triton_mma", ("cuda", "cpu"), _triton_kernel_ready, _launch("mma_tiled"),
                     preferred=lambda m, **meta: m < DEQUANT_MIN_M),
-    routing.Backend("dequant_cublas", ("cuda", "cpu"), _canonical_layout, _dequant_cublas),
-    reference_on_cuda("weight_only_linear", weight_only_linear_reference, NO_TRITON, _canonical_layout),
+    routing.Backend("dequant_cublas", ("cuda", "cpu"),
+                    lambda layout, **meta: (layout == LAYOUT_ROWMAJOR, "dequantizes layout 0 (layout 1: the mixed-input "
+                                                                       "GEMM or tiled_unpacked)"), _dequant_cublas),
+    routing.Backend("tiled_unpacked", ("cuda",), lambda layout, **meta: (layout == LAYOUT_TILED, "reads layout 1"),
+                    _tiled_unpacked),
+    reference_on_cuda("weight_only_linear", weight_only_linear_reference, NO_TRITON),
 ])
 
 

@@ -1,0 +1,171 @@
+"""The mixed-input GEMM (csrc/mixed_gemm) side by side with bf16, qtorch's Triton weight-only kernels and torchao, one
+run, cold weights, CUDA-graph medians (and eager per-call time at M = 1). Records benchmark "weight_only_linear".
+
+impls: bf16 (F.linear), qtorch_w{4,8}a16_mixed (register dequantization forced, any M), qtorch_w{4,8}a16_dequant
+(dequantize once + cuBLAS forced), qtorch_w{4,8}a16_triton (the Triton kernels on the row-major layout, their own
+routing), torchao_int4wo (tinygemm, tile_packed_to_4d, g = 128) when torchao imports.
+W4A16: g = 128 asymmetric; W8A16: per channel. GB/s = (weight bytes + scales + x + y) / time.
+
+    python benchmarks/bench_mixed_gemm.py [--ms 1,16] [--out FILE]
+    python benchmarks/bench_mixed_gemm.py --variants 0-12 --ms 1,16,64   # tuning: every tile variant of the kernel
+                                                                          # forced (QTORCH_MIXED_VARIANT), mixed path
+"""
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench_group_quant import _torchao_weights, copies_for, graph_time_us  # noqa: E402
+from records import run_meta  # noqa: E402
+
+SHAPES = [(4096, 4096), (4096, 11008), (11008, 4096)]  # (K, N) of the LLaMA-2-7B projections
+MS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 2048]
+MIXED_MAX_M = 512  # forced register-dequantization path timed up to this M
+
+
+def eager_us(fn, calls=200):
+    """Host-bound per-call time: `calls` back-to-back calls, synchronised once."""
+    for _ in range(10):
+        fn()
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    torch.cuda.synchronize()
+    return (time.perf_counter() - t0) / calls * 1e6
+
+
+def quantize(w, bits):
+    """(tiled int32, scale, zp, canonical packed, group_size) of one bf16 weight through qtorch's reference math."""
+    from qtorch.quant.affine import compute_qparams, quantize as q_affine
+    from qtorch.quant.layout import pack_tiled
+    from qtorch.quant.packing import pack
+
+    n, k = w.shape
+    g = 128 if bits == 4 else k
+    scale, zp = compute_qparams(w.float(), bits, symmetric=bits == 8, granularity="group", axis=-1, group_size=g)
+    q = q_affine(w.float(), scale, zp, bits, axis=-1, group_size=g)  # (N, K) int8
+    return pack_tiled(q, bits), scale.contiguous(), zp.to(torch.int8).contiguous(), pack(q, bits), g
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ms", default=",".join(map(str, MS)))
+    parser.add_argument("--out", default=None, help="JSON file for the records (default: print only)")
+    parser.add_argument("--variants", default=None, help="tile variants to force, e.g. 0-12 (tuning table only)")
+    args = parser.parse_args()
+    import qtorch.ops  # noqa: F401  (loads qtorch._C)
+    if args.variants:
+        variants = [v for part in args.variants.split(",") for v in _span(part)]
+        return tune([int(m) for m in args.ms.split(",")], variants)
+    ops = torch.ops.qtorch
+    ms = [int(m) for m in args.ms.split(",")]
+    records, rows = [], []
+    meta = run_meta()
+
+    def add(impl, params, us, bf16_us, moved, eager=None):
+        metrics = {"gbps": moved / us / 1e3, "speedup_vs_bf16": bf16_us / us}
+        if eager is not None:
+            metrics["eager_us"] = eager
+        records.append({"benchmark": "weight_only_linear", "impl": impl, "params": params, "median_us": us,
+                        "metrics": metrics, **meta})
+        rows.append((params["K"], params["N"], params["M"], impl, us, bf16_us / us, moved / us / 1e3, eager))
+
+    for k, n in SHAPES:
+        count = copies_for(n * k // 2, False)
+        ws = [torch.randn(n, k, device="cuda").to(torch.bfloat16) * 0.02 for _ in range(count)]
+        quant = {bits: [quantize(w, bits) for w in ws] for bits in (4, 8)}
+        try:
+            from torchao.quantization import Int4WeightOnlyConfig
+            ao = _torchao_weights(k, n, count, Int4WeightOnlyConfig(group_size=128,
+                                                                    int4_packing_format="tile_packed_to_4d"), "cuda")
+        except Exception as exc:
+            print(f"[bench] torchao int4 unavailable: {type(exc).__name__}: {exc}")
+            ao = None
+        for m in ms:
+            x = torch.randn(m, k, device="cuda").to(torch.bfloat16)
+            params = {"M": m, "K": k, "N": n, "dtype": "bfloat16"}
+            io = m * k * 2 + m * n * 2
+            bf16_us = graph_time_us([lambda w=w: F.linear(x, w) for w in ws])
+            add("bf16", params, bf16_us, bf16_us, n * k * 2 + io,
+                eager_us(lambda: F.linear(x, ws[0])) if m == 1 else None)
+            for bits in (4, 8):
+                qs = quant[bits]
+                g = qs[0][4]
+                moved = n * k * bits // 8 + n * (k // g) * 5 + io
+                p = {**params, "bits": bits, "group_size": g}
+                name = f"qtorch_w{bits}a16"
+                variants = {"_dequant": -1}
+                if m <= MIXED_MAX_M:
+                    variants["_mixed"] = 1 << 30
+                for suffix, max_m in variants.items():
+                    us = graph_time_us([lambda q=q, max_m=max_m: ops._mixed_gemm_cuda(x, q[0], q[1], q[2], bits, g, None,
+                                                                                     max_m) for q in qs])
+                    eager = None
+                    if m == 1:
+                        q0 = qs[0]
+                        eager = eager_us(lambda: ops._mixed_gemm_cuda(x, q0[0], q0[1], q0[2], bits, g, None, max_m))
+                    add(name + suffix, p, us, bf16_us, moved, eager)
+                if m <= 128:
+                    us = graph_time_us([lambda q=q: ops.weight_only_linear(x, q[3], q[1], q[2], bits, g, None)
+                                        for q in qs])
+                    add(name + "_triton", p, us, bf16_us, moved)
+            if ao is not None:
+                try:
+                    us = graph_time_us([lambda w=w: F.linear(x, w) for w in ao])
+                    add("torchao_int4wo", {**params, "bits": 4, "group_size": 128}, us, bf16_us,
+                        n * k // 2 + n * (k // 128) * 4 + io)
+                except Exception as exc:
+                    print(f"[bench] torchao int4 failed at M={m}: {type(exc).__name__}: {exc}")
+        del ws, quant, ao
+        torch.cuda.empty_cache()
+    if args.out:
+        Path(args.out).write_text(json.dumps({"records": records}, indent=1))
+    print(f"{'K':>6} {'N':>6} {'M':>5} {'impl':<22} {'us':>9} {'x bf16':>7} {'GB/s':>7} {'eager us':>9}")
+    for k, n, m, impl, us, sp, gbps, eager in rows:
+        print(f"{k:>6} {n:>6} {m:>5} {impl:<22} {us:>9.2f} {sp:>7.2f} {gbps:>7.0f} "
+              f"{'' if eager is None else f'{eager:9.1f}'}")
+
+
+def _span(part):
+    lo, _, hi = part.partition("-")
+    return range(int(lo), int(hi or lo) + 1)
+
+
+def tune(ms, variants):
+    """Median time of the mixed path for every forced tile variant: the table that sets auto_variant()."""
+    ops = torch.ops.qtorch
+    print(f"{'K':>6} {'N':>6} {'bits':>4} {'M':>4} " + " ".join(f"{'v' + str(v):>7}" for v in variants))
+    for k, n in SHAPES:
+        count = copies_for(n * k // 2, False)
+        ws = [torch.randn(n, k, device="cuda").to(torch.bfloat16) * 0.02 for _ in range(count)]
+        for bits in (4, 8):
+            qs = [quantize(w, bits) for w in ws]
+            g = qs[0][4]
+            for m in ms:
+                x = torch.randn(m, k, device="cuda").to(torch.bfloat16)
+                times, first = [], None
+                for v in variants:
+                    os.environ["QTORCH_MIXED_VARIANT"] = str(v)
+                    y = ops._mixed_gemm_cuda(x, *qs[0][:3], bits, g, None, 1 << 30)
+                    first = y if first is None else first
+                    if not torch.equal(y, first):  # every variant sums each chunk in the same order
+                        print(f"variant {v} differs from variant {variants[0]} at K={k} N={n} bits={bits} M={m}")
+                    times.append(graph_time_us([lambda q=q: ops._mixed_gemm_cuda(x, q[0], q[1], q[2], bits, g, None,
+                                                                                 1 << 30) for q in qs]))
+                os.environ.pop("QTORCH_MIXED_VARIANT")
+                print(f"{k:>6} {n:>6} {bits:>4} {m:>4} " + " ".join(f"{t:7.2f}" for t in times), flush=True)
+        del ws, qs
+        torch.cuda.empty_cache()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,252 @@
+// Mixed-input GEMM kernel: y = x · Ŵᵀ + bias with the int4/int8 weights dequantized in registers (sm_80+, torch-free).
+//
+// Swapped operands: the tensor-core A operand is 16 weight rows (the tiled layout gives each lane its A fragment of a
+// (16 rows, CK) tile in one 16-byte load: a warp reads 512 contiguous bytes), B is 8 tokens of x read straight from
+// global memory as consecutive values (the layout's K permutation, qtorch/quant/layout.py). No shared-memory staging:
+// at the M this kernel serves, the layer is bound by streaming the weights once.
+//
+// CTA: 8 warps split K (chunk c goes to warp c % 8, so the CTA reads 8 adjacent chunks at a time), NT 16-row tiles ×
+// MT 8-token tiles per CTA; each warp loads U chunks before the mmas that use them (U · NT · 512 weight bytes in
+// flight per warp). GROUPED: each chunk lies in one group; its mma result is scaled by S in fp32 and added
+// (ŵ is never rounded); otherwise (one group per row, g = K) S multiplies the final sum. Partial sums of the 8 warps
+// meet in shared memory in a fixed order (deterministic), then bias, rounding to the activation dtype and the store.
+#pragma once
+#include "mixed_gemm/convert.cuh"
+#include "mixed_gemm/mixed_gemm.h"
+
+namespace qtorch_mixed {
+
+template <class T, int BITS, int NT_, int MT_, int U_, bool GROUPED_, int MINB_ = 1>
+struct Tile {
+  using Act = T;
+  static constexpr int kBits = BITS;
+  static constexpr int NT = NT_;               // 16-row weight tiles per CTA
+  static constexpr int MT = MT_;               // 8-token tiles per CTA
+  static constexpr int U = U_;                 // chunks loaded per warp before computing
+  static constexpr bool GROUPED = GROUPED_;    // scale per chunk (g < K) or once at the end (g = K)
+  static constexpr int kWarps = 8;
+  static constexpr int kThreads = 32 * kWarps;
+  static constexpr int CK = BITS == 4 ? 64 : 32;  // K values per chunk
+  static constexpr int kSteps = CK / 16;          // mma k-steps per chunk
+  static constexpr int kXV = CK / 32;             // 16-byte x loads per lane, token and chunk
+  static constexpr int kRows = 16 * NT;
+  static constexpr int kTokens = 8 * MT;
+  static constexpr int kMinBlocks = MINB_;     // CTAs per SM the register budget must allow
+  static constexpr int kSmemBytes = kWarps * NT * MT * 4 * 32 * 4;  // cross-warp reduction buffer
+};
+
+// Word w (0..4·V−1) of V consecutive 16-byte vectors (w is a compile-time constant after unrolling).
+template <int V>
+__device__ __forceinline__ uint32_t xword(const uint4 (&v)[V], int w) {
+  const uint4& q = v[w / 4];
+  return (w % 4 == 0) ? q.x : (w % 4 == 1) ? q.y : (w % 4 == 2) ? q.z : q.w;
+}
+
+template <class TL>
+__global__ void __launch_bounds__(TL::kThreads, TL::kMinBlocks) mixed_gemm_kernel(const MixedGemmParams p) {
+  using T = typename TL::Act;
+  using Off = Offset<T, TL::kBits>;
+  constexpr int NT = TL::NT, MT = TL::MT, U = TL::U, W = TL::kWarps, CK = TL::CK;
+  extern __shared__ float red[];  // [warp][nt][mt][i][lane], TL::kSmemBytes
+
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int g = lane / 4, t = lane % 4;
+  const int M = p.M, N = p.N;
+  const int chunks = p.K / CK;
+  const int groups = p.K / p.group_size;
+  const int tiles = (N + 15) / 16;
+  const int tile_groups = (tiles + NT - 1) / NT;
+  const int m0 = blockIdx.y * TL::kTokens;
+
+  const T* xptr[MT];  // this lane's token row of each token tile, at its K offset inside a chunk
+  bool xvalid[MT];
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) {
+    const int m = m0 + mt * 8 + g;
+    xvalid[mt] = m < M;
+    xptr[mt] = static_cast<const T*>(p.x) + static_cast<int64_t>(min(m, M - 1)) * p.x_stride + t * (CK / 4);
+  }
+  T* y = static_cast<T*>(p.y);
+
+  // Groups of NT weight tiles: one per CTA at the launcher's grid (a smaller grid would loop).
+#pragma unroll 1
+  for (int tg = blockIdx.x; tg < tile_groups; tg += gridDim.x) {
+    const int tile0 = tg * NT;
+    const int32_t* wptr[NT];  // this lane's 16 bytes of chunk 0 of each tile
+    bool tvalid[NT];
+    int srow[NT][2];  // rows g and g + 8 of each tile (clamped into [0, N): scale / zero-point reads in bounds)
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+      const int tile = tile0 + nt;
+      tvalid[nt] = tile < tiles;
+      wptr[nt] = p.w + static_cast<size_t>(min(tile, tiles - 1)) * chunks * 128 + lane * 4;
+#pragma unroll
+      for (int h = 0; h < 2; ++h) srow[nt][h] = min(16 * tile + g + 8 * h, N - 1);
+    }
+
+    float acc[NT][MT][4];
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) acc[nt][mt][i] = 0.f;
+    typename Off::type off[NT][2];  // (magic + 2^(bits-1) + Z) of rows g, g + 8
+    if constexpr (!TL::GROUPED) {  // one group per row: loop invariants
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) off[nt][h] = Off::make(p.zp[srow[nt][h]]);
+    }
+
+#pragma unroll 1
+    for (int c0 = warp; c0 < chunks; c0 += W * U) {
+      uint4 wv[U][NT];
+      uint4 xv[U][MT][TL::kXV];
+      float sc[U][NT][2];
+      int zz[U][NT][2];
+#pragma unroll
+      for (int u = 0; u < U; ++u) {  // U chunks of loads in flight before the first use
+        const int c = c0 + u * W;
+        const bool cin = c < chunks;
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt)
+          wv[u][nt] = (cin && tvalid[nt]) ? ld_stream_16(wptr[nt] + static_cast<size_t>(c) * 128) : make_uint4(0, 0, 0, 0);
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+          for (int v = 0; v < TL::kXV; ++v)
+            xv[u][mt][v] = (cin && xvalid[mt]) ? ld_16(xptr[mt] + c * CK + v * 8) : make_uint4(0, 0, 0, 0);
+        if constexpr (TL::GROUPED) {  // the chunk's group: S and Z of rows g, g + 8
+          const int grp = min(c, chunks - 1) * CK / p.group_size;
+#pragma unroll
+          for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+              sc[u][nt][h] = __ldg(p.scale + static_cast<size_t>(srow[nt][h]) * groups + grp);
+              zz[u][nt][h] = __ldg(p.zp + static_cast<size_t>(srow[nt][h]) * groups + grp);
+            }
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        if (c0 + u * W >= chunks) break;  // warp-uniform
+        float part[NT][MT][4];  // GROUPED: this chunk's sum, scaled by S in fp32 below
+        if constexpr (TL::GROUPED) {
+#pragma unroll
+          for (int nt = 0; nt < NT; ++nt) {
+#pragma unroll
+            for (int h = 0; h < 2; ++h) off[nt][h] = Off::make(zz[u][nt][h]);
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+              for (int i = 0; i < 4; ++i) part[nt][mt][i] = 0.f;
+          }
+        }
+#pragma unroll
+        for (int s = 0; s < TL::kSteps; ++s) {
+#pragma unroll
+          for (int nt = 0; nt < NT; ++nt) {
+            uint32_t a[4];
+            fragment<T, TL::kBits>(wv[u][nt], s, off[nt], a);
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt) {
+              const uint32_t b0 = xword(xv[u][mt], 2 * s), b1 = xword(xv[u][mt], 2 * s + 1);
+              if constexpr (TL::GROUPED)
+                mma_16816<T>(part[nt][mt], a, b0, b1);
+              else
+                mma_16816<T>(acc[nt][mt], a, b0, b1);
+            }
+          }
+        }
+        if constexpr (TL::GROUPED) {
+#pragma unroll
+          for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+              for (int i = 0; i < 4; ++i)
+                acc[nt][mt][i] = fmaf(sc[u][nt][i / 2], part[nt][mt][i], acc[nt][mt][i]);
+        }
+      }
+    }
+
+    // C fragment i of lane (g, t): row g + 8 (i / 2), token 2 t + i % 2.
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) red[(((warp * NT + nt) * MT + mt) * 4 + i) * 32 + lane] = acc[nt][mt][i];
+    __syncthreads();
+    for (int e = threadIdx.x; e < TL::kTokens * TL::kRows; e += TL::kThreads) {
+      const int row = e % TL::kRows, token = e / TL::kRows;  // rows fastest: contiguous stores along y's rows
+      const int n = tile0 * 16 + row, m = m0 + token;
+      if (m >= M || n >= N) continue;
+      const int nt = row / 16, r16 = row % 16, mt = token / 8, t8 = token % 8;
+      const int i = (r16 / 8) * 2 + t8 % 2, src = (r16 % 8) * 4 + t8 / 2;
+      float sum = 0.f;
+#pragma unroll
+      for (int w = 0; w < W; ++w) sum += red[(((w * NT + nt) * MT + mt) * 4 + i) * 32 + src];
+      if constexpr (!TL::GROUPED) sum *= __ldg(p.scale + n);
+      if (p.bias_kind == BiasKind::kAct)
+        sum += Act2<T>::to_float(static_cast<const T*>(p.bias)[n]);
+      else if (p.bias_kind == BiasKind::kFP32)
+        sum += static_cast<const float*>(p.bias)[n];
+      y[static_cast<int64_t>(m) * N + n] = Act2<T>::from_float(sum);
+    }
+    __syncthreads();  // red is rewritten by the next tile group
+  }
+}
+
+// Ŵ (N, K) = S (q − Z) in fp32, rounded once to the activation dtype (bit-exact with qtorch::group_dequantize).
+// One warp per (tile, chunk): each lane expands its 16 bytes into a (16, CK) tile in shared memory, then the warp
+// writes the tile's 16 row segments (CK · 2 bytes each) with coalesced 16-byte stores.
+template <class T, int BITS>
+__global__ void __launch_bounds__(256) dequant_tiled_kernel(const MixedGemmParams p) {
+  constexpr int CK = BITS == 4 ? 64 : 32, MASK = (1 << BITS) - 1, OFFSET = 1 << (BITS - 1);
+  constexpr int kPieces = CK * static_cast<int>(sizeof(T)) / 16;  // 16-byte pieces per row segment
+  __shared__ __align__(16) T tile_smem[8][16][CK + 8];  // rows padded by 16 bytes: no bank conflicts
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const int chunks = p.K / CK, tiles = (p.N + 15) / 16, groups = p.K / p.group_size;
+  const int64_t item = static_cast<int64_t>(blockIdx.x) * 8 + warp;  // (tile, chunk)
+  if (item >= static_cast<int64_t>(tiles) * chunks) return;
+  const int tile = static_cast<int>(item / chunks), c = static_cast<int>(item % chunks);
+  const uint4 wv = ld_stream_16(p.w + item * 128 + lane * 4);
+  const uint32_t words[4] = {wv.x, wv.y, wv.z, wv.w};
+  const int grp = c * CK / p.group_size;
+  float scale[2];
+  int z[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int row = min(16 * tile + g + 8 * h, p.N - 1);
+    scale[h] = __ldg(p.scale + static_cast<size_t>(row) * groups + grp);
+    z[h] = __ldg(p.zp + static_cast<size_t>(row) * groups + grp);
+  }
+  T (*sm)[CK + 8] = tile_smem[warp];
+#pragma unroll
+  for (int j = 0; j < 4; ++j)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      if (BITS == 8 && i / 2 != j % 2) continue;  // int8: word j holds registers a_{2(j%2)}, a_{2(j%2)+1}
+      const int s = BITS == 4 ? j : j / 2;
+      const int k = (CK / 4) * t + 4 * s + 2 * (i / 2);
+      // fields of (a_i, half 0 / 1): int4 i + 4 h, int8 2 (i % 2) + h
+      const int p0 = BITS == 4 ? i : 2 * (i % 2), p1 = BITS == 4 ? i + 4 : 2 * (i % 2) + 1;
+      const int q0 = static_cast<int>((words[j] >> (BITS * p0)) & MASK) - OFFSET;
+      const int q1 = static_cast<int>((words[j] >> (BITS * p1)) & MASK) - OFFSET;
+      sm[g + 8 * (i % 2)][k] = Act2<T>::from_float(scale[i % 2] * static_cast<float>(q0 - z[i % 2]));
+      sm[g + 8 * (i % 2)][k + 1] = Act2<T>::from_float(scale[i % 2] * static_cast<float>(q1 - z[i % 2]));
+    }
+  __syncwarp();
+  T* y = static_cast<T*>(p.y);
+#pragma unroll
+  for (int e = lane; e < 16 * kPieces; e += 32) {
+    const int r = e / kPieces, piece = e % kPieces, row = 16 * tile + r;
+    if (row < p.N)
+      *reinterpret_cast<uint4*>(y + static_cast<int64_t>(row) * p.K + c * CK + piece * 8) =
+          *reinterpret_cast<const uint4*>(&sm[r][piece * 8]);
+  }
+}
+
+}  // namespace qtorch_mixed

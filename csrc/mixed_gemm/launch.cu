@@ -1,0 +1,105 @@
+// Launchers of the mixed-input GEMM and the tiled dequantization (torch-free): the tile shape from M.
+#include "mixed_gemm/kernel.cuh"
+#include "mixed_gemm/mixed_gemm.h"
+
+#include <cstdlib>
+
+namespace qtorch_mixed {
+
+namespace {
+
+inline int ceil_div(int a, int b) { return (a + b - 1) / b; }
+
+template <class TL>
+cudaError_t launch_tile(const MixedGemmParams& p, cudaStream_t stream) {
+  if (TL::kSmemBytes > 48 * 1024) {
+    static const cudaError_t raised = cudaFuncSetAttribute(mixed_gemm_kernel<TL>,
+                                                           cudaFuncAttributeMaxDynamicSharedMemorySize, TL::kSmemBytes);
+    if (raised != cudaSuccess) return raised;
+  }
+  const dim3 grid(ceil_div(ceil_div(p.N, 16), TL::NT), ceil_div(p.M, TL::kTokens));
+  mixed_gemm_kernel<TL><<<grid, TL::kThreads, TL::kSmemBytes, stream>>>(p);
+  return cudaGetLastError();
+}
+
+// The tile shapes (NT 16-row weight tiles, MT 8-token tiles, U chunks in flight per warp, CTAs per SM the registers
+// must allow), by index. kAutoByM picks one from M (measured on the H200: benchmarks/NOTES.md "mixed-input GEMM");
+// QTORCH_MIXED_VARIANT=<index> forces one (tuning only: benchmarks/bench_mixed_gemm.py --variants).
+template <class T, int BITS, bool GROUPED>
+cudaError_t launch_variant(int variant, const MixedGemmParams& p, cudaStream_t stream) {
+  switch (variant) {  //                       NT MT  U           min CTAs/SM
+    case 0: return launch_tile<Tile<T, BITS, 1, 1, 4, GROUPED>>(p, stream);
+    case 1: return launch_tile<Tile<T, BITS, 1, 1, 4, GROUPED, 3>>(p, stream);
+    case 2: return launch_tile<Tile<T, BITS, 1, 2, 4, GROUPED>>(p, stream);
+    case 3: return launch_tile<Tile<T, BITS, 1, 2, 2, GROUPED, 2>>(p, stream);
+    case 4: return launch_tile<Tile<T, BITS, 2, 2, 2, GROUPED>>(p, stream);
+    case 5: return launch_tile<Tile<T, BITS, 1, 4, 2, GROUPED>>(p, stream);
+    case 6: return launch_tile<Tile<T, BITS, 2, 4, 2, GROUPED>>(p, stream);
+    case 7: return launch_tile<Tile<T, BITS, 4, 4, 1, GROUPED>>(p, stream);
+    case 8: return launch_tile<Tile<T, BITS, 1, 8, 1, GROUPED>>(p, stream);
+    case 9: return launch_tile<Tile<T, BITS, 2, 8, 1, GROUPED>>(p, stream);
+    default: return cudaErrorInvalidValue;
+  }
+}
+constexpr int kVariants = 10;
+
+// Fastest variant by (bits, M) from the H200 sweep of every variant on the three LLaMA-2-7B shapes
+// (benchmarks/NOTES.md "mixed-input GEMM v2"); above M = 64 the op layer routes to dequantize + cuBLAS.
+int auto_variant(int bits, int M) {
+  if (M <= 8) return 0;
+  if (bits == 4) return M <= 32 ? 4 : 9;
+  return M <= 16 ? 2 : (M <= 32 ? 4 : 6);
+}
+
+int forced_variant() {
+  const char* v = std::getenv("QTORCH_MIXED_VARIANT");
+  if (v == nullptr || *v == 0) return -1;
+  const int i = std::atoi(v);
+  return i >= 0 && i < kVariants ? i : -1;
+}
+
+template <class T, int BITS, bool GROUPED>
+cudaError_t launch_by_m(const MixedGemmParams& p, cudaStream_t stream) {
+  const int forced = forced_variant();
+  return launch_variant<T, BITS, GROUPED>(forced >= 0 ? forced : auto_variant(BITS, p.M), p, stream);
+}
+
+template <class T>
+cudaError_t launch_typed(const MixedGemmParams& p, cudaStream_t stream) {
+  const bool grouped = p.group_size != p.K;
+  if (p.bits == 4) return grouped ? launch_by_m<T, 4, true>(p, stream) : launch_by_m<T, 4, false>(p, stream);
+  return grouped ? launch_by_m<T, 8, true>(p, stream) : launch_by_m<T, 8, false>(p, stream);
+}
+
+template <class T>
+cudaError_t launch_dequant_typed(const MixedGemmParams& p, cudaStream_t stream) {
+  const int64_t items = static_cast<int64_t>(ceil_div(p.N, 16)) * (p.K / tiled_chunk(p.bits));
+  const int blocks = static_cast<int>((items + 7) / 8);
+  if (p.bits == 4)
+    dequant_tiled_kernel<T, 4><<<blocks, 256, 0, stream>>>(p);
+  else
+    dequant_tiled_kernel<T, 8><<<blocks, 256, 0, stream>>>(p);
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+bool can_implement(const MixedGemmParams& p) {
+  if (p.bits != 4 && p.bits != 8) return false;
+  const int ck = tiled_chunk(p.bits);
+  if (p.K <= 0 || p.N <= 0 || p.M < 0 || p.K % ck != 0 || p.group_size <= 0 || p.K % p.group_size != 0) return false;
+  return p.group_size == p.K || p.group_size % ck == 0;
+}
+
+cudaError_t launch_mixed_gemm(const MixedGemmParams& p, cudaStream_t stream) {
+  if (!can_implement(p)) return cudaErrorInvalidValue;
+  if (p.M == 0) return cudaSuccess;
+  return p.act == Act::kBF16 ? launch_typed<__nv_bfloat16>(p, stream) : launch_typed<__half>(p, stream);
+}
+
+cudaError_t launch_dequant_tiled(const MixedGemmParams& p, cudaStream_t stream) {
+  if (!can_implement(p)) return cudaErrorInvalidValue;
+  return p.act == Act::kBF16 ? launch_dequant_typed<__nv_bfloat16>(p, stream) : launch_dequant_typed<__half>(p, stream);
+}
+
+}  // namespace qtorch_mixed

@@ -1,0 +1,122 @@
+"""The mixed-input GEMM kernels of qtorch._C (csrc/mixed_gemm) through their private ops, on fresh random inputs of
+awkward shapes: dequantization bit-exact with the reference; y within 2x the error of a same-precision PyTorch
+computation (ŵ rounded to x's dtype, cuBLAS) against float64."""
+import pytest
+import torch
+
+from qtorch.ops.group import group_dequantize_reference
+from qtorch.quant.layout import pack_tiled, tiled_chunk
+from qtorch.quant.packing import pack
+
+pytestmark = pytest.mark.cuda
+
+
+def _kernels():
+    import qtorch.ops  # noqa: F401  (defines the schemas, loads qtorch._C)
+    from qtorch._ext import load_extension
+
+    if not load_extension():
+        pytest.skip("qtorch._C is not built")
+    return torch.ops.qtorch
+
+
+def _weights(bits, n, k, group_size, device="cuda"):
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    q = torch.randint(lo, hi + 1, (n, k), dtype=torch.int8, device=device)  # (N, K)
+    g = k // group_size
+    scale = torch.rand(n, g, device=device) * 0.02 + 0.001  # (N, K/g) fp32
+    zp = torch.randint(lo, hi + 1, (n, g), dtype=torch.int8, device=device)  # (N, K/g)
+    return q, scale, zp
+
+
+def _w_hat(q, scale, zp, bits, group_size):
+    return group_dequantize_reference(pack(q, bits), scale, zp, bits, group_size, torch.float64)  # (N, K)
+
+
+def _rel(a, b):
+    return float((a.double() - b).norm() / b.norm().clamp_min(1e-30))
+
+
+CASES = [  # (bits, N, K, group_size)
+    (4, 48, 128, 64), (4, 200, 640, 128), (4, 72, 512, 256), (4, 136, 192, 192), (4, 40, 320, 320),
+    (8, 200, 96, 32), (8, 56, 256, 64), (8, 88, 224, 224), (8, 24, 32, 32),
+]
+
+
+@pytest.mark.parametrize("bits,n,k,group_size", CASES)
+def test_dequant_tiled_is_bit_exact(bits, n, k, group_size):
+    ops = _kernels()
+    q, scale, zp = _weights(bits, n, k, group_size)
+    for dtype in (torch.bfloat16, torch.float16):
+        out = ops._dequant_tiled_cuda(pack_tiled(q, bits), scale, zp, bits, group_size, k, dtype)
+        ref = group_dequantize_reference(pack(q, bits), scale, zp, bits, group_size, dtype)
+        assert torch.equal(out, ref)
+
+
+@pytest.mark.parametrize("bits,n,k,group_size", CASES)
+@pytest.mark.parametrize("m", [1, 3, 16, 17, 64, 100, 257])
+@pytest.mark.parametrize("path", ["mixed", "dequant"])
+def test_mixed_gemm_matches_float64(bits, n, k, group_size, m, path):
+    ops = _kernels()
+    q, scale, zp = _weights(bits, n, k, group_size)
+    w_hat = _w_hat(q, scale, zp, bits, group_size)  # (N, K) fp64
+    packed = pack_tiled(q, bits)
+    max_mixed_m = 1 << 30 if path == "mixed" else -1
+    for dtype in (torch.bfloat16, torch.float16):
+        x = torch.randn(m, k, device="cuda").to(dtype)
+        bias = torch.randn(n, device="cuda").to(dtype)
+        y = ops._mixed_gemm_cuda(x, packed, scale, zp, bits, group_size, bias, max_mixed_m)
+        assert y.dtype == dtype and tuple(y.shape) == (m, n)
+        ref = x.double() @ w_hat.t() + bias.double()  # (M, N) fp64
+        same_precision = torch.addmm(bias, x, w_hat.to(dtype).t())  # ŵ rounded to x's dtype, cuBLAS
+        floor = 1e-6 if dtype == torch.float16 else 1e-5
+        assert torch.isfinite(y).all()
+        assert _rel(y, ref) <= 2 * _rel(same_precision, ref) + floor, (dtype, _rel(y, ref), _rel(same_precision, ref))
+
+
+def test_bias_fp32_none_strided_x_and_empty_m():
+    ops = _kernels()
+    bits, n, k, group_size = 4, 104, 256, 128
+    q, scale, zp = _weights(bits, n, k, group_size)
+    w_hat = _w_hat(q, scale, zp, bits, group_size)
+    packed = pack_tiled(q, bits)
+    wide = torch.randn(9, k + 3, device="cuda", dtype=torch.bfloat16)
+    x = wide[:, 1:k + 1]  # row stride k + 3, misaligned base: the binding copies it
+    for bias in (None, torch.randn(n, device="cuda")):
+        y = ops._mixed_gemm_cuda(x, packed, scale, zp, bits, group_size, bias, 64)
+        ref = x.double() @ w_hat.t() + (0 if bias is None else bias.double())
+        assert _rel(y, ref) < 1e-2
+    xt = torch.randn(k, 5, device="cuda", dtype=torch.bfloat16).t()  # column-major view
+    assert _rel(ops._mixed_gemm_cuda(xt, packed, scale, zp, bits, group_size, None, 64), xt.double() @ w_hat.t()) < 1e-2
+    empty = ops._mixed_gemm_cuda(x[:0], packed, scale, zp, bits, group_size, None, 64)
+    assert tuple(empty.shape) == (0, n)
+
+
+def test_nan_in_a_row_stays_in_that_row():
+    ops = _kernels()
+    bits, n, k, group_size = 4, 32, 128, 64
+    q, scale, zp = _weights(bits, n, k, group_size)
+    x = torch.randn(4, k, device="cuda", dtype=torch.bfloat16)
+    x[2, 5] = float("nan")
+    y = ops._mixed_gemm_cuda(x, pack_tiled(q, bits), scale, zp, bits, group_size, None, 64)
+    assert torch.isnan(y[2]).all() and torch.isfinite(y[[0, 1, 3]]).all()
+
+
+def test_no_host_sync_and_graph_capture():
+    ops = _kernels()
+    bits, n, k, group_size = 4, 256, 512, 128
+    q, scale, zp = _weights(bits, n, k, group_size)
+    packed = pack_tiled(q, bits)
+    x = torch.randn(8, k, device="cuda", dtype=torch.bfloat16)
+    eager = ops._mixed_gemm_cuda(x, packed, scale, zp, bits, group_size, None, 64)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        ops._mixed_gemm_cuda(x, packed, scale, zp, bits, group_size, None, 64)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        captured = ops._mixed_gemm_cuda(x, packed, scale, zp, bits, group_size, None, 64)
+    graph.replay()
+    torch.cuda.synchronize()
+    assert torch.equal(captured, eager)  # deterministic: fixed reduction order
