@@ -17,7 +17,7 @@ from qtorch.config import W8A8StaticConfig
 from qtorch.nn.base import check_quantized, has_values
 from qtorch.nn.w8a8 import W8A8Linear, dequantize_int8_per_channel, int8_weight_buffers
 from qtorch.observers import make_observer
-from qtorch.quant.affine import dequantize
+from qtorch.quant.affine import dequantize, round_clamp
 from qtorch.quant.fixed_point import INT32_MAX, quantize_multiplier
 
 
@@ -115,7 +115,7 @@ class W8A8StaticLinear(W8A8Linear):
     # --- forward ----------------------------------------------------------------------------------------------------
     def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
         """q_X = clamp(round(x / S_X) + Z_X, −128, 127) -> int8, same shape as x."""
-        return torch.clamp(torch.round(x.float() / self.x_scale) + self.x_zp, -128, 127).to(torch.int8)
+        return round_clamp(x.float(), self.x_scale, self.x_zp, -128, 127).to(torch.int8)
 
     def linear_2d(self, x):
         if self.observing:
