@@ -46,11 +46,11 @@ def test_int8_padded_route_is_exact(m, n, k):
         padded = int8_matmul.int8_scaled_mm_padded(*args, kernel=kernel)
     assert padded.is_contiguous()
     assert torch.equal(padded, int8_matmul.int8_scaled_mm_reference(*args))
-    args = requant_args(m, n, k)
     kernel = _aligned_only(int8_matmul.int8_linear_requant_reference, 0, 2)
-    with pytest.warns(RuntimeWarning, match=f"N = {n}, K = {k}"):
+    args = requant_args(m, n, k)
+    for args in (args, args[:3] + (None,) + args[4:]):  # with Z_W, and without (None: Z_W = 0)
         padded = int8_matmul.int8_linear_requant_padded(*args, kernel=kernel)
-    assert torch.equal(padded, int8_matmul.int8_linear_requant_reference(*args))
+        assert torch.equal(padded, int8_matmul.int8_linear_requant_reference(*args))
 
 
 @pytest.mark.parametrize("n,k,aligned,expected", [(32, 64, True, "cuda_int8"), (200, 64, True, "cuda_int8_padded"),
@@ -123,6 +123,7 @@ def _case_table():
          TypeError),
         ("int8_linear_requant", requant_args(5, 200, 40), None),
         ("int8_linear_requant", requant_args(0, 16, 16, bias=False), None),
+        ("int8_linear_requant", tuple(None if i == 3 else a for i, a in enumerate(requant_args(3, 24, 40))), None),
         ("int8_linear_requant", requant_args(2, 16, 16)[:8] + (300,), ValueError),
         ("int8_linear_requant", requant_args(2, 16, 16)[:6] + (torch.zeros(15, dtype=torch.int32),)
          + requant_args(2, 16, 16)[7:], ValueError),

@@ -131,7 +131,8 @@ class W8A8StaticLinear(W8A8Linear):
                                    self.w_q, self.w_scale, self.w_colsum, None, self.bias, x.dtype)  # (M, N)
 
     def _requant(self, x_q: torch.Tensor) -> torch.Tensor:
-        return qops.int8_linear_requant(x_q, self.x_zp_int, self.w_q, self.w_zp, self.w_colsum, self.bias_q,
+        # Z_W = 0 (symmetric weights): no w_zp, so no Σ_k q_X terms
+        return qops.int8_linear_requant(x_q, self.x_zp_int, self.w_q, None, self.w_colsum, self.bias_q,
                                         self.multiplier, self.shift, self.y_zp_int)  # (M, N) int8
 
     def forward_int8(self, x_q: torch.Tensor) -> torch.Tensor:

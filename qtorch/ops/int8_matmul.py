@@ -24,14 +24,16 @@ from qtorch.quant.fixed_point import requantize
 
 SCALED_MM_SCHEMA = ("(Tensor x_q, Tensor x_scale, Tensor x_zp, Tensor w_q, Tensor w_scale, Tensor w_colsum, "
                     "Tensor? w_zp, Tensor? bias, ScalarType out_dtype) -> Tensor")
-REQUANT_SCHEMA = ("(Tensor x_q, int x_zp, Tensor w_q, Tensor w_zp, Tensor w_colsum, Tensor? bias_q, "
+# The public op takes w_zp optional (None: Z_W = 0, symmetric weights); the C++ kernel's schema needs the tensor.
+REQUANT_SCHEMA = ("(Tensor x_q, int x_zp, Tensor w_q, Tensor? w_zp, Tensor w_colsum, Tensor? bias_q, "
                   "Tensor multiplier, Tensor shift, int y_zp) -> Tensor")
+REQUANT_CUDA_SCHEMA = REQUANT_SCHEMA.replace("Tensor? w_zp", "Tensor w_zp")
 # The C++ kernels' shape rule: K a positive multiple of KERNEL_MULTIPLE, N a multiple of it, 16-byte aligned operands.
 KERNEL_MULTIPLE = 16
 KERNEL_ALIGN_BYTES = 16
 
 LIB.define("_int8_scaled_mm_cuda" + SCALED_MM_SCHEMA)  # CUDA kernel: qtorch._C (csrc/bindings/int8_gemm_ops.cpp)
-LIB.define("_int8_linear_requant_cuda" + REQUANT_SCHEMA)
+LIB.define("_int8_linear_requant_cuda" + REQUANT_CUDA_SCHEMA)
 
 
 def check_scaled_mm(x_q, x_scale, x_zp, w_q, w_scale, w_colsum, w_zp, bias, out_dtype):
@@ -88,10 +90,10 @@ def check_requant(x_q, x_zp, w_q, w_zp, w_colsum, bias_q, multiplier, shift, y_z
 
 def int8_linear_requant_reference(x_q, x_zp, w_q, w_zp, w_colsum, bias_q, multiplier, shift, y_zp):
     """PyTorch reference of int8_linear_requant on arguments check_requant accepted."""
-    k = x_q.shape[1]
-    acc = int8_accumulate(x_q, w_q)  # (M, N) int32 Σ q_W q_X
-    x_rowsum = x_q.sum(dim=1, dtype=torch.int32)  # (M,) Σ_k q_X
-    acc = acc - w_zp[None, :] * x_rowsum[:, None] - x_zp * w_colsum[None, :] + k * x_zp * w_zp[None, :]
+    acc = int8_accumulate(x_q, w_q) - x_zp * w_colsum[None, :]  # (M, N) int32 Σ q_W q_X − Z_X Σ_k q_W
+    if w_zp is not None:
+        x_rowsum = x_q.sum(dim=1, dtype=torch.int32)  # (M,) Σ_k q_X
+        acc = acc - w_zp[None, :] * x_rowsum[:, None] + x_q.shape[1] * x_zp * w_zp[None, :]
     if bias_q is not None:
         acc = acc + bias_q[None, :]
     return requantize(acc.to(torch.int32), multiplier, shift, y_zp)
@@ -196,6 +198,8 @@ def _(x_q, x_scale, x_zp, w_q, w_scale, w_colsum, w_zp, bias, out_dtype):
 # --- int8_linear_requant -----------------------------------------------------------------------------------------
 def _requant_aligned(x_q, x_zp, w_q, w_zp, w_colsum, bias_q, multiplier, shift, y_zp):
     c = torch.Tensor.contiguous
+    if w_zp is None:  # the kernel's schema takes Z_W as a tensor
+        w_zp = torch.zeros_like(w_colsum)
     return torch.ops.qtorch._int8_linear_requant_cuda(x_q, x_zp, w_q, c(w_zp), c(w_colsum),
                                                       bias_q if bias_q is None else c(bias_q), c(multiplier),
                                                       c(shift), y_zp)
