@@ -59,10 +59,13 @@ def test_int8_padded_route_is_exact(m, n, k):
 def test_int8_cuda_routing(monkeypatch, n, k, aligned, expected):
     """With qtorch._C, aligned shapes take the kernel and every other shape the padded route; without, the reference."""
     monkeypatch.setattr(int8_matmul, "load_extension", lambda: True)
+    routing.clear_cache()  # select remembers its answers per call shape
     for op in ("int8_scaled_mm", "int8_linear_requant"):
         assert routing.select(op, device="cuda", n=n, k=k, aligned=aligned).name == expected
     monkeypatch.setattr(int8_matmul, "load_extension", lambda: False)
+    routing.clear_cache()
     assert routing.select("int8_scaled_mm", device="cuda", n=n, k=k, aligned=aligned).name == "reference_cuda"
+    routing.clear_cache()
 
 
 def test_force_backend_names_the_reason(monkeypatch):

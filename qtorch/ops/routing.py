@@ -6,7 +6,9 @@ metadata only (shapes, dtypes, strides, Python ints), whether it can run a call 
 `select` returns the first backend of the call's device type that can run the call and is preferred for it, else
 the first that can; `force_backend` pins one backend by name for benchmarks and tests (an error naming the reason
 when it cannot run the call). Every backend that can run a call computes the same contract, so preferences are
-speed only: a symbolic size under torch.compile is decided by its size hint (see qtorch.ops.weight_only).
+speed only: a symbolic size under torch.compile is decided by its size hint (see qtorch.ops.weight_only). The
+predicates read metadata and constants only, so `select` remembers its answer per (op, metadata): each call shape
+is decided once.
 
     with qtorch.ops.force_backend("weight_only_linear", "triton_gemv"):
         y = qtorch.ops.weight_only_linear(x, w_q, w_scale, w_zp, 4, 128, None)
@@ -38,10 +40,19 @@ class _Forced(threading.local):
 
 _forced = _Forced()
 _tables: dict[str, list[Backend]] = {}
+# select's answers by (op, meta): the predicates read metadata and constants only, so each distinct call shape is
+# decided once (cleared when a table changes; tests that patch a routing constant call clear_cache).
+_chosen: dict[tuple, Backend] = {}
+CACHE_SIZE = 4096
+
+
+def clear_cache() -> None:
+    _chosen.clear()
 
 
 def register_backends(op_name: str, backends: list[Backend]) -> None:
     """Set the table of `op_name` (best first); backends with the same name replace, new ones are appended."""
+    clear_cache()
     table = _tables.setdefault(op_name, [])
     for backend in backends:
         names = [b.name for b in table]
@@ -53,6 +64,7 @@ def register_backends(op_name: str, backends: list[Backend]) -> None:
 
 def insert_backend(op_name: str, backend: Backend, before: str | None = None) -> None:
     """Add `backend` to `op_name`'s table ahead of the backend named `before` (appended when None)."""
+    clear_cache()
     table = _tables[op_name]
     table[:] = [b for b in table if b.name != backend.name]
     index = [b.name for b in table].index(before) if before is not None else len(table)
@@ -67,16 +79,27 @@ def backends(op_name: str) -> list[Backend]:
 def select(op_name: str, /, **meta) -> Backend:
     """The backend that runs this call: the forced one (or an error saying why it cannot), else the first for the
     device type meta["device"] ("cpu", "cuda") whose can_implement(**meta) holds (and preferred, see above)."""
-    table, device = _tables[op_name], meta["device"]
     forced = _forced.by_op.get(op_name)
-    if forced is not None:
-        backend = next(b for b in table if b.name == forced)
-        if device not in backend.devices:
-            raise ValueError(f"{op_name}: backend {forced!r} runs on {backend.devices}, the inputs are on {device}")
-        ok, reason = backend.can_implement(**meta)
-        if not ok:
-            raise ValueError(f"{op_name}: backend {forced!r} cannot run this call: {reason}")
+    if forced is None:
+        key = (op_name, *meta.items())
+        backend = _chosen.get(key)
+        if backend is None:
+            if len(_chosen) >= CACHE_SIZE:
+                _chosen.clear()
+            backend = _chosen[key] = _pick(op_name, meta)
         return backend
+    table, device = _tables[op_name], meta["device"]
+    backend = next(b for b in table if b.name == forced)
+    if device not in backend.devices:
+        raise ValueError(f"{op_name}: backend {forced!r} runs on {backend.devices}, the inputs are on {device}")
+    ok, reason = backend.can_implement(**meta)
+    if not ok:
+        raise ValueError(f"{op_name}: backend {forced!r} cannot run this call: {reason}")
+    return backend
+
+
+def _pick(op_name: str, meta: dict) -> Backend:
+    table, device = _tables[op_name], meta["device"]
     reasons, fallback = [], None
     for backend in table:
         if device in backend.devices:

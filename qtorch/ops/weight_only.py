@@ -73,10 +73,12 @@ def _size_hint(m) -> int:
 
 
 def linear_meta(x, w_q, w_scale, bits, group_size, layout) -> dict:
-    """What the backends' can_implement and preferred read (metadata only, also on fake tensors)."""
-    return {"device": x.device.type, "m": _size_hint(x.shape[0]), "n": w_scale.shape[0], "k": x.shape[1],
+    """What the backends' can_implement and preferred read (metadata only, also on fake tensors). M, which only
+    orders preferences, is its size hint; N, K and the weight's alignment decide correctness and are read exactly
+    (a guard when symbolic: the weights are static in practice)."""
+    return {"device": x.device.type, "m": _size_hint(x.shape[0]), "n": int(w_scale.shape[0]), "k": int(x.shape[1]),
             "bits": bits, "group_size": group_size, "layout": layout, "dtype": x.dtype,
-            "words_aligned": w_q.storage_offset() % 4 == 0 and w_q.stride(0) % 4 == 0}
+            "words_aligned": bool(w_q.storage_offset() % 4 == 0 and w_q.stride(0) % 4 == 0)}
 
 
 def _triton_kernel_ready(device, m, n, k, layout, **meta):
