@@ -44,6 +44,14 @@ def quick_bench(fn, quantiles=None):
     return triton.testing.do_bench(fn, warmup=5, rep=20, quantiles=quantiles)
 
 
+def autotune(configs, key):
+    """triton.autotune over configs, timed by quick_bench. With QTORCH_AUTOTUNE=0 (set by tests/conftest.py) only the
+    first config: a launch compiles one kernel per specialization instead of one per config, and times nothing."""
+    if os.environ.get("QTORCH_AUTOTUNE", "1") == "0":
+        configs = configs[:1]
+    return triton.autotune(configs, key=key, do_bench=quick_bench)
+
+
 def interpreting() -> bool:
     """True when Triton runs kernels on the CPU through its interpreter (TRITON_INTERPRET=1)."""
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")

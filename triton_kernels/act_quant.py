@@ -14,8 +14,8 @@ import triton
 import triton.language as tl
 
 from triton_kernels._common import (
+    autotune,
     interpreting,
-    quick_bench,
     quantize_rounded,
     round_half_even,
 )
@@ -156,7 +156,7 @@ def _configs():
 
 
 # Keyed on K (the autotuner adds the dtypes of the tensor arguments), not on M: a new batch size tunes nothing.
-_quantize_per_token_tuned = triton.autotune(_configs(), key=["K"], do_bench=quick_bench)(_quantize_per_token_kernel)
+_quantize_per_token_tuned = autotune(_configs(), ["K"])(_quantize_per_token_kernel)
 
 
 def quantize_per_token(x: torch.Tensor):

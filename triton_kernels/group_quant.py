@@ -15,9 +15,9 @@ import triton
 import triton.language as tl
 
 from triton_kernels._common import (
+    autotune,
     cast_rne,
     interpreting,
-    quick_bench,
     quantize_rounded,
     round_half_even,
     small_int_to_float,
@@ -137,10 +137,8 @@ def _dequantize_any_group_kernel(
     tl.store(w_ptr + offs, cast_rne(r, w_ptr.dtype.element_ty), mask=mask)
 
 
-_group_quantize_tuned = triton.autotune(_configs(), key=["GROUP", "BITS", "SYMMETRIC"], do_bench=quick_bench)(
-    _group_quantize_kernel)
-_group_dequantize_tuned = triton.autotune(_configs(), key=["GROUP", "BITS"], do_bench=quick_bench)(
-    _group_dequantize_kernel)
+_group_quantize_tuned = autotune(_configs(), ["GROUP", "BITS", "SYMMETRIC"])(_group_quantize_kernel)
+_group_dequantize_tuned = autotune(_configs(), ["GROUP", "BITS"])(_group_dequantize_kernel)
 
 
 def _launch(kernel, tuned, grid_elems, *args, **meta):

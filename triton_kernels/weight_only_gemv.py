@@ -9,7 +9,7 @@ import torch
 import triton
 import triton.language as tl
 
-from triton_kernels._common import cast_rne, interpreting, quick_bench, small_int_to_float
+from triton_kernels._common import autotune, cast_rne, interpreting, small_int_to_float
 from triton_kernels.splitk_reduce import reduce_splits
 
 ONE_BITS = 0x3F800000  # bits of 1.0f
@@ -146,9 +146,8 @@ def _gemv_configs():
                                          (32, 32, 8), (8, 32, 2))]
 
 
-_wo_gemv_tuned = triton.autotune(
-    _gemv_configs(), key=["N", "K_WORDS", "k_words_per_split", "BITS", "GROUP_WORDS_LOG2", "SPLIT_OUT"],
-    do_bench=quick_bench)(_wo_gemv_kernel)
+_wo_gemv_tuned = autotune(
+    _gemv_configs(), ["N", "K_WORDS", "k_words_per_split", "BITS", "GROUP_WORDS_LOG2", "SPLIT_OUT"])(_wo_gemv_kernel)
 
 # K is split over programs (each writes an fp32 slice, reduce_splits sums them in order) until about this many
 # (BLOCK_N = 64) tiles run: 1024 programs of 1-4 warps keep an H200's 132 SMs streaming.

@@ -10,7 +10,7 @@ import torch
 import triton
 import triton.language as tl
 
-from triton_kernels._common import cast_rne, interpreting, quick_bench, small_int_to_float
+from triton_kernels._common import autotune, cast_rne, interpreting, small_int_to_float
 from triton_kernels.splitk_reduce import reduce_splits
 
 
@@ -96,12 +96,11 @@ MMA_BLOCK_MS = (16, 32, 64, 128)
 # prune_configs_by (torch.library.wrap_triton rebuilds such autotuners, and so re-tunes, on every eager call).
 _MMA_KEY = ["N", "K", "BITS", "BLOCK_K", "SCALE_PER_TILE", "DOT_DTYPE"]
 _wo_mma_tuned = {
-    block_m: triton.autotune(_mma_configs(block_m), key=_MMA_KEY, do_bench=quick_bench)(_wo_mma_kernel)
+    block_m: autotune(_mma_configs(block_m), _MMA_KEY)(_wo_mma_kernel)
     for block_m in MMA_BLOCK_MS
 }
 # A symbolic M (torch.compile with a dynamic batch) must not pick a bucket: that would guard, and recompile, on M.
-_wo_mma_any_m = triton.autotune([c for b in MMA_BLOCK_MS for c in _mma_configs(b)], key=_MMA_KEY,
-                                do_bench=quick_bench)(_wo_mma_kernel)
+_wo_mma_any_m = autotune([c for b in MMA_BLOCK_MS for c in _mma_configs(b)], _MMA_KEY)(_wo_mma_kernel)
 
 
 def _mma_kernel_for(m):
@@ -289,7 +288,7 @@ SWAPPED_BLOCK_MS = (16, 32, 64)
 # Keyed like _wo_mma_tuned: on the layer's shape (and split), never on M, and without prune_configs_by.
 _SWAPPED_KEY = ["N", "K", "BITS", "BLOCK_K", "PER_CHANNEL", "GROUP_TILES_LOG2", "SPLIT_K", "DOT_DTYPE"]
 _wo_mma_swapped_tuned = {
-    block_m: triton.autotune(_swapped_configs(block_m), key=_SWAPPED_KEY, do_bench=quick_bench)(
+    block_m: autotune(_swapped_configs(block_m), _SWAPPED_KEY)(
         _wo_mma_swapped_kernel)
     for block_m in SWAPPED_BLOCK_MS
 }

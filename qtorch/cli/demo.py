@@ -2,10 +2,12 @@
 and print per model: scheme | bits/weight | weight bytes | output error | latency, then its analysis summary.
 
 Every scheme goes through qtorch.quantize_ (GPTQ and the mixed plan build the same QuantLinear layers through
-qtorch.algorithms). On the CPU the quantized layers run the PyTorch reference ops, so their latency shows no gain:
-speed is what `qtorch bench` measures on a GPU.
+qtorch.algorithms). Latency (median of 10 forwards after warm-up) is shown on a GPU only: on the CPU the quantized
+layers run the PyTorch reference ops, so a CPU time would say nothing about qtorch's speed (`qtorch bench` measures
+speed on a GPU). Progress bars are drawn only when stderr is a terminal (never with --no-progress).
 """
 import argparse
+import sys
 
 import torch
 
@@ -36,7 +38,8 @@ def add_parser(sub) -> None:
     p.add_argument("--llama-preset", default="small", choices=DEMO_PRESETS, help="size of the LLaMA-style model")
     p.add_argument("--schemes", type=scheme_list, default=None,
                    help=f"comma-separated, from: {', '.join(SCHEMES)} (default: a set per model)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bars (they are also off when stderr is not a terminal)")
     p.set_defaults(run=run)
 
 
@@ -47,10 +50,13 @@ def _error_columns(results) -> tuple[list[str], list]:
 
 
 def results_table(results) -> str:
+    """The latency column appears only when it was measured (on a GPU)."""
     err_head, err_fmt = _error_columns(results)
+    timed = results[0].latency_ms is not None
     rows = [[r.scheme, f"{r.bits_per_weight:.3f}", human_bytes(r.weight_bytes), *(f(r.errors) for f in err_fmt),
-             f"{r.latency_ms:.1f}", f"{r.quantize_s:.1f}"] for r in results]
-    return format_table(["scheme", "bits/weight", "weight bytes", *err_head, "latency ms", "quantize s"], rows)
+             *([f"{r.latency_ms:.2f}"] if timed else []), f"{r.quantize_s:.1f}"] for r in results]
+    return format_table(["scheme", "bits/weight", "weight bytes", *err_head, *(["latency ms"] if timed else []),
+                         "quantize s"], rows)
 
 
 def layer_sqnr_table(results) -> str:
@@ -107,11 +113,11 @@ def run(args) -> int:
     if args.model == "minilm" and not minilm_available():
         raise MissingDependencyError(f"--model minilm needs the optional models extra: {MODELS_EXTRA_HINT}")
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    progress = not args.no_progress
+    progress = not args.no_progress and sys.stderr.isatty()  # bars in a log leave escape codes
     print(f"qtorch demo: torch {torch.__version__}, device {device}"
           + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
-          + ("; CPU latency runs the reference ops (no speed-up expected; `qtorch bench` measures speed on a GPU)"
-             if device.type == "cpu" else ""))
+          + ("; no latency column on the CPU (the quantized layers run the reference ops; `qtorch bench` measures "
+             "speed on a GPU)" if device.type == "cpu" else ""))
     if args.model in ("all", "llama"):
         _demo_llama(args, device, dtype, progress)
     if args.model in ("all", "minilm"):

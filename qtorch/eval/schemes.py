@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch.nn as nn
 
 import qtorch
+from qtorch.api.quantize import QuantizeSummary
 from qtorch.config import (CodebookConfig, GroupWeightOnlyConfig, Int8WeightOnlyConfig, PerLayerConfig,
                            W8A8DynamicConfig, W8A8StaticConfig)
 
@@ -69,8 +70,8 @@ def _mixed(model, calib):
     from qtorch.algorithms import quantize_gptq_
 
     plan = qtorch.plan_bits(model, calib.plan_inputs, MIXED_BUDGET_BITS, MIXED_CANDIDATES, progress=calib.progress)
-    summary = qtorch.quantize_(model, PerLayerConfig({name: cfg for name, cfg in plan.layers.items()
-                                                      if not isinstance(cfg, GroupWeightOnlyConfig)}))
+    int8 = {name: cfg for name, cfg in plan.layers.items() if not isinstance(cfg, GroupWeightOnlyConfig)}
+    summary = qtorch.quantize_(model, PerLayerConfig(int8)) if int8 else QuantizeSummary()  # no "nothing" warning
     int4 = {name: cfg for name, cfg in plan.layers.items() if isinstance(cfg, GroupWeightOnlyConfig)}
     gptq = quantize_gptq_(model, calib.batches, int4, damp=MIXED_DAMP, progress=calib.progress)
     summary.converted += gptq.converted

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 import qtorch.ops as qops
+from qtorch.ops.autograd import straight_through
 from qtorch.config import W8A8StaticConfig
 from qtorch.nn.base import check_quantized, has_values
 from qtorch.nn.w8a8 import W8A8Linear, dequantize_int8_per_channel, int8_weight_buffers
@@ -125,10 +126,13 @@ class W8A8StaticLinear(W8A8Linear):
                                "run qtorch.calibrate(model, batches) first")
         x_q = self.quantize_input(x)  # (M, K) int8
         if self.config.output == "int8":
-            return dequantize(self._requant(x_q), self.y_scale, self.y_zp).to(x.dtype)
-        m = x.shape[0]
-        return qops.int8_scaled_mm(x_q, self.x_scale.expand(m).contiguous(), self.x_zp.expand(m).contiguous(),
-                                   self.w_q, self.w_scale, self.w_colsum, None, self.bias, x.dtype)  # (M, N)
+            y = dequantize(self._requant(x_q), self.y_scale, self.y_zp).to(x.dtype)  # (M, N)
+        else:
+            m = x.shape[0]
+            y = qops.int8_scaled_mm(x_q, self.x_scale.expand(m).contiguous(), self.x_zp.expand(m).contiguous(),
+                                    self.w_q, self.w_scale, self.w_colsum, None, self.bias, x.dtype)  # (M, N)
+        y = torch.where(torch.isfinite(x).all(dim=1, keepdim=True), y, float("nan"))  # NaN/Inf row -> NaN row
+        return straight_through(x, y, self.w_q, self.w_scale)
 
     def _requant(self, x_q: torch.Tensor) -> torch.Tensor:
         # Z_W = 0 (symmetric weights): no w_zp, so no Σ_k q_X terms

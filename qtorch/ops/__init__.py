@@ -9,6 +9,7 @@ import torch
 
 from qtorch._ext import load_extension
 from qtorch.ops import activation, codebook, group, int8_matmul, mixed_gemm, weight_only  # noqa: F401  (defines the ops)
+from qtorch.ops import autograd  # noqa: F401  (registers the backward of the linear ops)
 from qtorch.ops.routing import force_backend
 
 load_extension()

@@ -18,7 +18,7 @@ from qtorch.quant.affine import qparams_from_minmax, quantize
 def quantize_per_token_reference(x: torch.Tensor):
     """PyTorch reference: (q (M, K) int8, scale (M,) fp32, zero_point (M,) int32)."""
     scale, zero_point = qparams_from_minmax(x.amin(dim=1), x.amax(dim=1), 8)  # (M,), (M,)
-    q = quantize(x, scale[:, None], zero_point[:, None], 8)  # (M, K) int8
+    q = quantize(x, scale[:, None], zero_point[:, None], 8, allow_nonfinite=True)  # (M, K) int8
     return q, scale, zero_point
 
 

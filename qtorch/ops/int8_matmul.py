@@ -52,13 +52,14 @@ def check_scaled_mm(x_q, x_scale, x_zp, w_q, w_scale, w_colsum, w_zp, bias, out_
 
 
 def int8_accumulate(x_q: torch.Tensor, w_q: torch.Tensor) -> torch.Tensor:
-    """Σ_k x_q[m, k] w_q[n, k] exactly, int32 (M, N). CPU: PyTorch's int8 GEMM (torch._int_mm), except K = 1, where
-    it returns wrong sums (torch 2.13) and an outer product is used. CUDA (only without qtorch._C): an fp64 GEMM,
-    exact since |Σ| ≤ K·2^14 < 2^53 (torch._int_mm there needs M > 16 and K, N multiples of 8)."""
+    """Σ_k x_q[m, k] w_q[n, k] exactly, int32 (M, N). CPU: PyTorch's int8 GEMM (torch._int_mm), except K < 8, where
+    it returns wrong sums (torch 2.13, K = 1; fuzzed K ≤ 64) and an int32 matmul is used. CUDA (only without
+    qtorch._C): an fp64 GEMM, exact since |Σ| ≤ K·2^14 < 2^53 (torch._int_mm there needs M > 16 and K, N multiples
+    of 8)."""
     if x_q.device.type != "cpu":
         return (x_q.double() @ w_q.double().t()).to(torch.int32)
-    if x_q.shape[1] == 1:
-        return x_q.to(torch.int32) * w_q.to(torch.int32).t()  # (M, 1) * (1, N)
+    if x_q.shape[1] < 8:
+        return x_q.to(torch.int32) @ w_q.to(torch.int32).t()
     return torch._int_mm(x_q, w_q.t())
 
 

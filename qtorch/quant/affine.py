@@ -32,7 +32,7 @@ def qparams_from_minmax(r_min: torch.Tensor, r_max: torch.Tensor, bits: int, sig
     r_min = torch.clamp(r_min.float(), max=0.0)
     r_max = torch.clamp(r_max.float(), min=0.0)
     scale = _true_div(r_max - r_min, float(q_max - q_min))
-    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    scale = torch.where(scale == 0, torch.ones_like(scale), scale)  # a NaN range keeps a NaN scale (NaN output row)
     zero_point = torch.clamp(torch.round(float(q_min) - r_min / scale), q_min, q_max).to(torch.int32)
     return scale, zero_point
 
@@ -106,10 +106,14 @@ def round_clamp(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, 
 
 
 def quantize(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, bits: int, *, signed: bool = True,
-             axis: int | None = None, group_size: int | None = None) -> torch.Tensor:
-    """q = clamp(round(r / S) + Z, q_min, q_max) -> int8 (signed) or uint8 (unsigned), same shape as x."""
+             axis: int | None = None, group_size: int | None = None, allow_nonfinite: bool = False) -> torch.Tensor:
+    """q = clamp(round(r / S) + Z, q_min, q_max) -> int8 (signed) or uint8 (unsigned), same shape as x.
+
+    NaN/Inf in x raise ValueError (a host synchronisation), unless allow_nonfinite: then their q is unspecified and
+    the caller propagates NaN through its scale (a layer's forward: qtorch::quantize_per_token)."""
     check_float("x", x)
-    check_finite("x", x)
+    if not allow_nonfinite:
+        check_finite("x", x)
     check_tensor("scale", scale)
     check_tensor("zero_point", zero_point)
     q_min, q_max = qrange(bits, signed)
