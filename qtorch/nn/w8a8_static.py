@@ -18,7 +18,7 @@ from qtorch.config import W8A8StaticConfig
 from qtorch.nn.base import check_quantized, has_values
 from qtorch.nn.w8a8 import W8A8Linear, dequantize_int8_per_channel, int8_weight_buffers
 from qtorch.observers import make_observer
-from qtorch.quant.affine import dequantize
+from qtorch.quant.affine import dequantize, round_clamp
 from qtorch.quant.fixed_point import INT32_MAX, quantize_multiplier
 
 
@@ -116,7 +116,7 @@ class W8A8StaticLinear(W8A8Linear):
     # --- forward ----------------------------------------------------------------------------------------------------
     def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
         """q_X = clamp(round(x / S_X) + Z_X, −128, 127) -> int8, same shape as x."""
-        return torch.clamp(torch.round(x.float() / self.x_scale) + self.x_zp, -128, 127).to(torch.int8)
+        return round_clamp(x.float(), self.x_scale, self.x_zp, -128, 127).to(torch.int8)
 
     def linear_2d(self, x):
         if self.observing:
@@ -135,7 +135,8 @@ class W8A8StaticLinear(W8A8Linear):
         return straight_through(x, y, self.w_q, self.w_scale)
 
     def _requant(self, x_q: torch.Tensor) -> torch.Tensor:
-        return qops.int8_linear_requant(x_q, self.x_zp_int, self.w_q, self.w_zp, self.w_colsum, self.bias_q,
+        # Z_W = 0 (symmetric weights): no w_zp, so no Σ_k q_X terms
+        return qops.int8_linear_requant(x_q, self.x_zp_int, self.w_q, None, self.w_colsum, self.bias_q,
                                         self.multiplier, self.shift, self.y_zp_int)  # (M, N) int8
 
     def forward_int8(self, x_q: torch.Tensor) -> torch.Tensor:

@@ -99,6 +99,12 @@ def _expand(p: torch.Tensor, like: torch.Tensor, axis: int | None, group_size: i
     return p.repeat_interleave(group_size, dim=ax)
 
 
+def round_clamp(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, q_min: int, q_max: int) -> torch.Tensor:
+    """clamp(round(x / S) + Z, q_min, q_max) in x's float dtype (round half to even), S and Z broadcast against x:
+    the quantize formula itself, without argument checks (for forwards and inner loops)."""
+    return torch.clamp(torch.round(x / scale) + zero_point, q_min, q_max)
+
+
 def quantize(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, bits: int, *, signed: bool = True,
              axis: int | None = None, group_size: int | None = None, allow_nonfinite: bool = False) -> torch.Tensor:
     """q = clamp(round(r / S) + Z, q_min, q_max) -> int8 (signed) or uint8 (unsigned), same shape as x.
@@ -113,8 +119,7 @@ def quantize(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, bit
     q_min, q_max = qrange(bits, signed)
     s = _expand(scale.float(), x, axis, group_size)
     z = _expand(zero_point, x, axis, group_size)
-    q = torch.clamp(torch.round(x.float() / s) + z, q_min, q_max)
-    return q.to(torch.int8 if signed else torch.uint8)
+    return round_clamp(x.float(), s, z, q_min, q_max).to(torch.int8 if signed else torch.uint8)
 
 
 def dequantize(q: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, *, axis: int | None = None,
