@@ -1,6 +1,11 @@
 """Small models and calibration data with injected activation outliers, shared by the SmoothQuant and AWQ tests."""
+import copy
+
 import torch
 import torch.nn as nn
+
+import qtorch
+from qtorch.config import W8A8StaticConfig
 
 
 class TwoBranch(nn.Module):
@@ -30,3 +35,17 @@ def outlier_inputs(batches: int, rows: int, k: int, seed: int, outliers: int = 4
 
 def relative_error(reference: torch.Tensor, out: torch.Tensor) -> float:
     return float((reference - out).detach().norm() / reference.detach().norm())
+
+
+def errors_without_and_with(prepare, config, calib, x) -> tuple[float, float]:
+    """Relative output error of TwoBranch quantized by `config` (calibrated when static), plain and after
+    prepare(model, calib, config) (SmoothQuant / AWQ)."""
+    model = TwoBranch()
+    ref = model(x)
+    plain, prepared = copy.deepcopy(model), copy.deepcopy(model)
+    prepare(prepared, calib, config)
+    for m in (plain, prepared):
+        qtorch.quantize_(m, config)
+        if isinstance(config, W8A8StaticConfig):
+            qtorch.calibrate(m, calib, progress=False)
+    return relative_error(ref, plain(x)), relative_error(ref, prepared(x))

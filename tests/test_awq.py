@@ -4,7 +4,7 @@ import copy
 
 import pytest
 import torch
-from outlier_models import TwoBranch, outlier_inputs, relative_error
+from outlier_models import TwoBranch, errors_without_and_with, outlier_inputs, relative_error
 
 import qtorch
 from qtorch.algorithms import awq_, awq_scale, quantize_gptq_
@@ -37,14 +37,7 @@ def test_scaling_keeps_the_float_function(data):
 @pytest.mark.parametrize("config, gain", [(W4, 0.8), (W4_CLIP, 0.98)], ids=["rtn", "clip"])
 def test_awq_lowers_4_bit_error_on_salient_channels(data, config, gain):
     """Against the same format without AWQ (the clipping search alone already removes part of the error)."""
-    calib, x = data
-    model = TwoBranch()
-    ref = model(x)
-    rtn, awq = copy.deepcopy(model), copy.deepcopy(model)
-    awq_(awq, calib, config)
-    for m in (rtn, awq):
-        qtorch.quantize_(m, config)
-    err_rtn, err_awq = relative_error(ref, rtn(x)), relative_error(ref, awq(x))
+    err_rtn, err_awq = errors_without_and_with(awq_, config, *data)
     assert err_awq < gain * err_rtn, (err_awq, err_rtn)
 
 

@@ -1,13 +1,10 @@
 """SmoothQuant (qtorch.algorithms.smooth_quant_): the float function is unchanged, scales follow the formula, folds
 and shared inputs are handled, and W8A8 error drops below plain round-to-nearest on activations with outliers."""
-import copy
-
 import pytest
 import torch
 import torch.nn as nn
-from outlier_models import TwoBranch, outlier_inputs, relative_error
+from outlier_models import TwoBranch, errors_without_and_with, outlier_inputs
 
-import qtorch
 from qtorch.algorithms import InputScaledLinear, smooth_quant_, smoothing_scale
 from qtorch.config import GroupWeightOnlyConfig, W8A8DynamicConfig, W8A8StaticConfig
 
@@ -37,16 +34,7 @@ def test_scale_formula():
 
 @pytest.mark.parametrize("config", [W8A8StaticConfig(), W8A8DynamicConfig()], ids=["static", "dynamic"])
 def test_smoothing_lowers_w8a8_error_on_outlier_activations(data, config):
-    calib, x = data
-    model = TwoBranch()
-    ref = model(x)
-    rtn, smooth = copy.deepcopy(model), copy.deepcopy(model)
-    smooth_quant_(smooth, calib, config)
-    for m in (rtn, smooth):
-        qtorch.quantize_(m, config)
-        if isinstance(config, W8A8StaticConfig):
-            qtorch.calibrate(m, calib, progress=False)
-    err_rtn, err_smooth = relative_error(ref, rtn(x)), relative_error(ref, smooth(x))
+    err_rtn, err_smooth = errors_without_and_with(smooth_quant_, config, *data)
     assert err_smooth < 0.5 * err_rtn, (err_smooth, err_rtn)
 
 
