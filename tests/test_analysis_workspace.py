@@ -10,10 +10,10 @@ from qtorch.analysis import from_llama_config, inference_peak
 from qtorch.analysis.peak import linear_workspace, weight_only_workspace
 from qtorch.models import get_config
 from qtorch.nn.weight_only import storage_layout
-from qtorch.ops.group import MIXED_MAX_M
+from qtorch.ops import routing
+from qtorch.ops.weight_only import DEQUANT_MIN_M, MIXED_MAX_M, linear_meta
 from qtorch.quant.layout import LAYOUT_ROWMAJOR, LAYOUT_TILED
 from triton_kernels.group_quant import group_quantize
-from triton_kernels.weight_only import DEQUANT_MIN_M, weight_only_linear
 
 
 class _Allocations(TorchDispatchMode):
@@ -36,8 +36,12 @@ def test_row_major_workspace_is_the_weight_the_launcher_dequantizes(m):
     assert storage_layout(4, k, group_size) == LAYOUT_ROWMAJOR
     w_q, w_scale, w_zp = group_quantize(torch.randn(n, k), 4, group_size, False)
     x = torch.randn(m, k, dtype=torch.bfloat16)
+    # the backend the routing picks for this call on a GPU, run here (Triton through the interpreter); called directly
+    # so that the dispatch mode sees the ops inside it, not only the op's output
+    backend = routing.select("weight_only_linear",
+                             **{**linear_meta(x, w_q, w_scale, 4, group_size, LAYOUT_ROWMAJOR), "device": "cuda"})
     with torch.inference_mode(), _Allocations() as allocations:
-        weight_only_linear(x, w_q, w_scale, w_zp, 4, group_size)
+        backend.run(x, w_q, w_scale, w_zp, 4, group_size, None, LAYOUT_ROWMAJOR)
     dequantized = ((n, k), torch.bfloat16) in allocations.created  # an (N, K) weight in x's dtype
     assert dequantized == (m >= DEQUANT_MIN_M)
     assert weight_only_workspace("int4-g32", m, n, k, 2) == (n * k * 2 if dequantized else 0)

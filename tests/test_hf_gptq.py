@@ -8,7 +8,9 @@ pytest.importorskip("transformers")
 import qtorch  # noqa: E402
 from qtorch.config import GroupWeightOnlyConfig, W8A8DynamicConfig  # noqa: E402
 from qtorch.models import minilm  # noqa: E402
-from qtorch.models.minilm_sentences import CALIBRATION_SENTENCES  # noqa: E402
+from qtorch.data import load_sentences  # noqa: E402
+
+CALIBRATION_SENTENCES = load_sentences("calibration_generic")
 from tests._hf_models import save_float  # noqa: E402
 
 import qtorch.hf  # noqa: E402

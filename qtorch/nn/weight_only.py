@@ -15,7 +15,7 @@ import qtorch.ops as qops
 from qtorch.config import GroupWeightOnlyConfig, Int8WeightOnlyConfig
 from qtorch.nn.base import INT_DTYPES, QuantLinear, check_quantized, has_values
 from qtorch.nn.clip_search import clip_search_qparams
-from qtorch.ops.group import to_rowmajor
+from qtorch.ops.group import dequantize_dtype, to_rowmajor
 from qtorch.quant._validate import check_finite
 from qtorch.quant.affine import quantize
 from qtorch.quant.layout import LAYOUT_ROWMAJOR, LAYOUT_TILED, LAYOUTS, pack_tiled, tiled_supported
@@ -104,8 +104,8 @@ class WeightOnlyLinear(QuantLinear):
                                        self.bias, self.layout)  # (M, N)
 
     def dequantize_weight(self, dtype=torch.float32):
-        return qops.group_dequantize(self.w_q, self.w_scale, self.w_zp, self.bits, self.group_size, dtype,
-                                     self.layout)
+        return qops.group_dequantize(self.w_q, self.w_scale, self.w_zp, self.bits, self.group_size,
+                                     dequantize_dtype(dtype), self.layout).to(dtype)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                               error_msgs):

@@ -12,6 +12,7 @@ as when fine-tuning adapters on a quantized base (QLoRA, Dettmers et al. 2023; L
 import torch
 
 from qtorch.ops.codebook import codebook_weight
+from qtorch.ops.group import dequantize_dtype
 
 
 def _bias_grad(ctx, grad_y: torch.Tensor, bias_index: int):
@@ -29,9 +30,9 @@ def _backward_weight_only(ctx, grad_y):
     w_q, w_scale, w_zp = ctx.saved_tensors
     grad_x = None
     if ctx.needs_input_grad[0]:
-        w = torch.ops.qtorch.group_dequantize(w_q, w_scale, w_zp, ctx.bits, ctx.group_size, grad_y.dtype,
-                                              ctx.layout)  # (N, K)
-        grad_x = grad_y @ w  # (M, K)
+        w = torch.ops.qtorch.group_dequantize(w_q, w_scale, w_zp, ctx.bits, ctx.group_size,
+                                              dequantize_dtype(grad_y.dtype), ctx.layout)  # (N, K)
+        grad_x = grad_y @ w.to(grad_y.dtype)  # (M, K)
     return grad_x, None, None, None, None, None, _bias_grad(ctx, grad_y, 6), None
 
 
@@ -71,8 +72,8 @@ class _StraightThrough(torch.autograd.Function):
         w_q, w_scale = ctx.saved_tensors  # (N, K) int8, (N,) fp32
         n, k = w_q.shape
         zero = torch.zeros(n, 1, dtype=torch.int8, device=w_q.device)  # Z_W = 0: per channel is one group of K
-        w = torch.ops.qtorch.group_dequantize(w_q, w_scale[:, None], zero, 8, k, grad_y.dtype)  # (N, K)
-        return grad_y @ w, None, None, None
+        w = torch.ops.qtorch.group_dequantize(w_q, w_scale[:, None], zero, 8, k, dequantize_dtype(grad_y.dtype))  # (N, K)
+        return grad_y @ w.to(grad_y.dtype), None, None, None
 
 
 def straight_through(x: torch.Tensor, y: torch.Tensor, w_q: torch.Tensor, w_scale: torch.Tensor) -> torch.Tensor:

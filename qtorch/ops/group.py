@@ -41,6 +41,12 @@ def to_rowmajor(q, scale, bits, layout):
     return q if layout == LAYOUT_ROWMAJOR else pack(unpack_layout(q, scale, bits, layout), bits)
 
 
+def dequantize_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype to ask group_dequantize for when Ŵ is wanted in `dtype`: itself, or fp32 for other float dtypes
+    (float64: gradcheck, float references), cast afterwards exactly (S (q − Z) is computed in fp32)."""
+    return dtype if dtype in ACT_DTYPES else torch.float32
+
+
 def group_dequantize_reference(q, scale, zero_point, bits, group_size, dtype, layout=LAYOUT_ROWMAJOR):
     values = unpack_layout(q, scale, bits, layout)  # (N, K) int8
     return dequantize(values, scale, zero_point.to(torch.int32), axis=-1, group_size=group_size).to(dtype)
