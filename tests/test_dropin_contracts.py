@@ -111,12 +111,21 @@ def _nan_layer(config, device="cpu"):
     return model
 
 
-def _check_nan_policy(model, x, compiled):
+def _check_nan_policy(model, x, compiled, no_sync=False):
+    """The forward (under torch.cuda's sync debug mode "error" when no_sync: no host synchronisation allowed), then
+    the checks (which read values, so synchronise)."""
     fn = torch.compile(model, fullgraph=True, backend="aot_eager") if compiled else model
     x = x.clone()
     x[1, 3] = float("nan")
     x[2, 5] = float("inf")
-    y = fn(x)
+    if no_sync:
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+    try:
+        y = fn(x)
+    finally:
+        if no_sync:
+            torch.cuda.set_sync_debug_mode("default")
     assert torch.isnan(y[1]).all()
     assert not torch.isfinite(y[2]).any()
     assert torch.isfinite(y[[0, 3]]).all()
@@ -138,11 +147,7 @@ def test_nan_policy_cuda_eager_compiled_and_graph(config):
     model = _nan_layer(config, "cuda").to(torch.bfloat16)
     x = torch.randn(4, 64, device="cuda", dtype=torch.bfloat16)
     with torch.no_grad():
-        torch.cuda.set_sync_debug_mode("error")
-        try:
-            eager = _check_nan_policy(model, x, compiled=False)
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
+        eager = _check_nan_policy(model, x, compiled=False, no_sync=True)
         _check_nan_policy(model, x, compiled=True)
         static_x = x.clone()
         static_x[1, 3], static_x[2, 5] = float("nan"), float("inf")

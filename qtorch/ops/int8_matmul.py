@@ -125,7 +125,12 @@ def pad_operands(x_q, w_q, w_colsum, w_zp, per_channel: dict) -> tuple:
         w_colsum = w_colsum + (k_pad - k) * w_zp  # (N,) int32
     vectors = dict(per_channel, w_colsum=w_colsum, w_zp=w_zp)
     padded = {name: None if v is None else F.pad(v, (0, n_pad - n)) for name, v in vectors.items()}
-    return F.pad(x_q, (0, k_pad - k)), F.pad(w_q, (0, k_pad - k, 0, n_pad - n)), padded, n
+    return _fresh(F.pad(x_q, (0, k_pad - k))), _fresh(F.pad(w_q, (0, k_pad - k, 0, n_pad - n))), padded, n
+
+
+def _fresh(t: torch.Tensor) -> torch.Tensor:
+    """t as the kernels read it (contiguous, aligned): F.pad by zero can hand back a strided or unaligned input."""
+    return t if _kernel_ready(t) else t.clone(memory_format=torch.contiguous_format)
 
 
 def _cuda_int8_ready(n, k, aligned, **meta):

@@ -40,23 +40,15 @@ def tiled_shape(bits: int, out_features: int, in_features: int) -> tuple[int, in
     return (out_features + 15) // 16, in_features // tiled_chunk(bits) * 128
 
 
-def _local_order(bits: int, device) -> torch.Tensor:
-    """(16·CK,) int64: for each stored field of one (tile, chunk) in storage order, row·CK + k inside the tile
-    (cached in eager mode; built afresh while torch.compile traces, whose fake tensors cannot mix with real ones)."""
-    return _build_local_order(bits, device) if torch.compiler.is_compiling() else _cached_local_order(bits, device)
-
-
-def _inverse_order(bits: int, device) -> torch.Tensor:
-    """(16·CK,) int64: for each (row, k) of a tile, its field's position in storage order (cached like
-    _local_order)."""
-    return _build_inverse_order(bits, device) if torch.compiler.is_compiling() else _cached_inverse_order(bits, device)
-
-
-def _build_local_order(bits: int, device) -> torch.Tensor:
+@functools.lru_cache(maxsize=None)
+def _orders(bits: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(order, inverse) as Python ints: for each stored field of one (tile, chunk) in storage order, row·CK + k
+    inside the tile; and for each (row, k) its field's position. Cached as ints, not tensors: a cached real tensor
+    cannot enter torch.compile's fake-tensor tracing."""
     ck, fields = tiled_chunk(bits), 32 // bits
-    lane = torch.arange(32, device=device).view(32, 1, 1)
-    j = torch.arange(4, device=device).view(1, 4, 1)
-    p = torch.arange(fields, device=device).view(1, 1, fields)
+    lane = torch.arange(32).view(32, 1, 1)
+    j = torch.arange(4).view(1, 4, 1)
+    p = torch.arange(fields).view(1, 1, fields)
     g, t = lane // 4, lane % 4
     if bits == 4:
         s, i, h = j, p % 4, p // 4
@@ -64,7 +56,20 @@ def _build_local_order(bits: int, device) -> torch.Tensor:
         s, i, h = j // 2, 2 * (j % 2) + p // 2, p % 2
     row = g + 8 * (i % 2)
     k = (ck // 4) * t + 4 * s + 2 * (i // 2) + h
-    return (row * ck + k).reshape(-1)
+    order = (row * ck + k).reshape(-1)
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(order.numel())
+    return tuple(order.tolist()), tuple(inverse.tolist())
+
+
+def _local_order(bits: int, device) -> torch.Tensor:
+    """(16·CK,) int64 storage order of one (tile, chunk) (see _orders)."""
+    return torch.tensor(_orders(bits)[0], dtype=torch.int64, device=device)
+
+
+def _inverse_order(bits: int, device) -> torch.Tensor:
+    """(16·CK,) int64 inverse of _local_order."""
+    return torch.tensor(_orders(bits)[1], dtype=torch.int64, device=device)
 
 
 def pack_tiled(q: torch.Tensor, bits: int) -> torch.Tensor:
@@ -78,22 +83,11 @@ def pack_tiled(q: torch.Tensor, bits: int) -> torch.Tensor:
     u[:n] = q.to(torch.int64)
     u = (u + (1 << (bits - 1))) & ((1 << bits) - 1)  # offset binary; padded rows hold q = 0
     u = u.view(tiles, 16, chunks, ck).permute(0, 2, 1, 3).reshape(tiles, chunks, 16 * ck)
-    u = u[:, :, _local_order(bits, torch.device(q.device))].view(tiles, chunks, 32 * 4, fields)  # storage order
+    u = u[:, :, _local_order(bits, q.device)].view(tiles, chunks, 32 * 4, fields)  # storage order
     shifts = torch.arange(0, 32, bits, device=q.device, dtype=torch.int64)
     words = (u << shifts).sum(dim=-1)  # (tiles, chunks, 128) in [0, 2^32)
     words = torch.where(words >= 1 << 31, words - (1 << 32), words)
     return words.to(torch.int32).view(tiles, chunks * 128)
-
-
-def _build_inverse_order(bits: int, device) -> torch.Tensor:
-    order = _build_local_order(bits, device)
-    inverse = torch.empty_like(order)
-    inverse[order] = torch.arange(order.numel(), device=device)
-    return inverse
-
-
-_cached_local_order = functools.lru_cache(maxsize=None)(_build_local_order)
-_cached_inverse_order = functools.lru_cache(maxsize=None)(_build_inverse_order)
 
 
 def unpack_tiled(packed: torch.Tensor, bits: int, out_features: int, in_features: int) -> torch.Tensor:
@@ -102,6 +96,6 @@ def unpack_tiled(packed: torch.Tensor, bits: int, out_features: int, in_features
     tiles, chunks = packed.shape[0], in_features // ck
     shifts = torch.arange(0, 32, bits, device=packed.device, dtype=torch.int32)
     u = ((packed.view(tiles, chunks, 128, 1) >> shifts) & ((1 << bits) - 1)).to(torch.int8)  # arithmetic shift, masked
-    u = u.view(tiles, chunks, 16 * ck)[:, :, _inverse_order(bits, torch.device(packed.device))]
+    u = u.view(tiles, chunks, 16 * ck)[:, :, _inverse_order(bits, packed.device)]
     u = u.view(tiles, chunks, 16, ck).permute(0, 2, 1, 3).reshape(tiles * 16, in_features)
     return u[:out_features] - (1 << (bits - 1))
