@@ -7,7 +7,7 @@ PYTEST_WORKERS ?= 2
 $(VENV)/.installed: pyproject.toml setup.py
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q "setuptools>=64" wheel "$(TORCH)"
-	$(PY) -m pip install -q --no-build-isolation -e ".[dev]"
+	$(PY) -m pip install -q --no-build-isolation -e ".[dev,hf]"
 	touch $@
 
 .PHONY: demo test

@@ -75,7 +75,7 @@ def copies_for(nbytes, smoke):
 
 
 def bench_group_quant(device, smoke):
-    from triton_kernels import group_quant
+    import qtorch.ops as qops
 
     records = []
     for n, k in ([(64, 256)] if smoke else GROUP_SHAPES):
@@ -87,7 +87,7 @@ def bench_group_quant(device, smoke):
         _add(records, {"benchmark": "group_quant", "impl": "copy", "params": params, "median_us": copy_us,
                         "metrics": {"gbps": copy_gbps}})
         for bits in (4, 8):
-            us = graph_time_us([lambda: group_quant.group_quantize(w, bits, 128, False)], smoke)
+            us = graph_time_us([lambda: qops.group_quantize(w, bits, 128, False)], smoke)
             moved = w.numel() * 2 + w.numel() * bits // 8 + (w.numel() // 128) * 5  # read bf16, write q + S + Z
             gbps = moved / us / 1e3
             _add(records, {"benchmark": "group_quant", "impl": f"qtorch_int{bits}",
@@ -97,14 +97,14 @@ def bench_group_quant(device, smoke):
 
 
 def bench_act_quant(device, smoke):
-    from triton_kernels import act_quant
+    import qtorch.ops as qops
 
     records = []
     for m, k in ([(4, 100)] if smoke else ACT_SHAPES):
         xs = [torch.randn(m, k, device=device).to(torch.bfloat16) for _ in range(copies_for(m * k * 2, smoke))]
         dsts = [torch.empty_like(x) for x in xs]
         copy_us = graph_time_us([lambda x=x, d=d: d.copy_(x) for x, d in zip(xs, dsts)], smoke)
-        us = graph_time_us([lambda x=x: act_quant.quantize_per_token(x) for x in xs], smoke)
+        us = graph_time_us([lambda x=x: qops.quantize_per_token(x) for x in xs], smoke)
         moved = m * k * 2 + m * k + m * 8
         params = {"M": m, "K": k, "dtype": "bfloat16"}
         _add(records, {"benchmark": "act_quant", "impl": "copy", "params": params, "median_us": copy_us,
@@ -138,8 +138,18 @@ def _torchao_configs():
     }
 
 
+def _weight_only_on(path, x, q, bits, group_size):
+    """qtorch::weight_only_linear on the backend of `path` ("auto": the routing table's choice)."""
+    import qtorch.ops as qops
+
+    if path == "auto":
+        return qops.weight_only_linear(x, *q, bits, group_size, None)
+    with qops.force_backend("weight_only_linear", PATH_BACKENDS[path]):
+        return qops.weight_only_linear(x, *q, bits, group_size, None)
+
+
 def bench_weight_only(device, smoke, paths):
-    from triton_kernels import group_quant, weight_only
+    import qtorch.ops as qops
 
     records = []
     shapes = [(256, 384)] if smoke else WEIGHT_SHAPES
@@ -149,7 +159,7 @@ def bench_weight_only(device, smoke, paths):
         count = copies_for(n * k // 2, smoke)  # int4 bytes set the copy count (bf16 then streams too)
         ws = [torch.randn(n, k, device=device).to(torch.bfloat16) * 0.02 for _ in range(count)]
         quant = {
-            "qtorch_w4a16": (4, 128, [group_quant.group_quantize(w, 4, 128, False) for w in ws]),
+            "qtorch_w4a16": (4, 128, [qops.group_quantize(w, 4, 128, False) for w in ws]),
             "qtorch_w8a16": (8, k, [_per_channel_int8(w) for w in ws]),
         }
         ao = {}
@@ -167,8 +177,7 @@ def bench_weight_only(device, smoke, paths):
             _add(records, _wo_record("bf16", params, bf16_us, bf16_us, m, n, k, 16))
             for impl, (bits, g, qs) in quant.items():
                 for path in _paths_for(m, paths):
-                    us = graph_time_us([lambda q=q: weight_only.weight_only_linear(x, *q, bits, g, None, path=path)
-                                        for q in qs], smoke)
+                    us = graph_time_us([lambda q=q: _weight_only_on(path, x, q, bits, g) for q in qs], smoke)
                     name = impl if path == "auto" else f"{impl}_{path}"
                     _add(records, _wo_record(name, {**params, "group_size": g, "path": path}, us, bf16_us, m, n, k,
                                               bits, groups=n * (k // g)))
@@ -186,6 +195,9 @@ def bench_weight_only(device, smoke, paths):
 
 
 FORCED_PATH_MS = (1, 4, 16, 64, 128)  # where the kernels the op does not pick are also timed (to place the M limits)
+# Record names of the forced paths -> backends of qtorch::weight_only_linear (qtorch.ops.weight_only).
+PATH_BACKENDS = {"gemv": "triton_gemv", "mma_swapped": "triton_mma_swapped", "mma": "triton_mma",
+                 "dequant": "dequant_cublas"}
 PATH_MAX_M = {"gemv": 16, "mma_swapped": 128, "mma": 1 << 30, "dequant": 1 << 30}  # forced paths timed up to this M
 
 

@@ -3,15 +3,17 @@ time) and write the record that gates resolving an issue: benchmarks/results/<gp
 
 Record: {"commit", "date", "gpu", "torch", "triton", "totals": {passed, failed, errors, skipped, timed_out, files},
 "files": {"tests/test_x.py": {passed, failed, errors, skipped, timed_out, seconds, failures: [test ids]}}}. A file that
-runs past --timeout counts as timed out (and failed). tests/test_gpu_record.py (CPU CI) checks the committed record.
+runs past --timeout, or past the suite's --deadline, or that the deadline leaves no time to start, counts as timed out
+(and failed); the record is always written. tests/test_gpu_record.py (CPU CI) checks the committed record.
 
-    python benchmarks/run_gpu_tests.py [--jobs 4] [--timeout 300] [FILE ...]    # GPU machine, from the repo root
+    python benchmarks/run_gpu_tests.py [--jobs 4] [--timeout 300] [--deadline 450] [FILE ...]   # GPU machine, repo root
 """
 import argparse
 import concurrent.futures
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -44,22 +46,33 @@ def parse_junit(path: Path) -> dict:
             "failures": failures}
 
 
-def run_file(test_file: str, timeout: float, log_dir: Path) -> dict:
-    """One pytest process for one file; its junit xml, log and wall time."""
+MIN_START_S = 10  # a file is started only with at least this many seconds left before the deadline
+
+
+def run_file(test_file: str, timeout: float, log_dir: Path, deadline_at: float = float("inf")) -> dict:
+    """One pytest process (group) for one file, cut at min(timeout, the time left before deadline_at on
+    time.monotonic()); its junit xml, log and wall time."""
     name = Path(test_file).stem
     junit, log = log_dir / f"{name}.xml", log_dir / f"{name}.log"
-    start = time.perf_counter()
-    with open(log, "w") as out:
-        try:
-            subprocess.run([sys.executable, "-m", "pytest", "-m", "cuda", test_file, "-q", "-p", "no:cacheprovider",
-                            f"--junitxml={junit}"], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, timeout=timeout)
-            timed_out = False
-        except subprocess.TimeoutExpired:
-            timed_out = True
-    seconds = round(time.perf_counter() - start, 1)
+    start = time.monotonic()
+    limit = min(timeout, deadline_at - start)
+    timed_out = limit < MIN_START_S
+    if not timed_out:
+        with open(log, "w") as out:
+            proc = subprocess.Popen([sys.executable, "-m", "pytest", "-m", "cuda", test_file, "-q", "-p",
+                                     "no:cacheprovider", f"--junitxml={junit}"], cwd=ROOT, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+            try:
+                proc.wait(timeout=limit)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)  # pytest and the compile workers it started
+                proc.wait()
+                timed_out = True
+    seconds = round(time.monotonic() - start, 1)
     if timed_out or not junit.exists():
+        why = "timed out" if seconds else "not started before the deadline"
         return {"passed": 0, "failed": 1, "errors": 0, "skipped": 0, "timed_out": timed_out, "seconds": seconds,
-                "failures": [f"{test_file}: {'timed out' if timed_out else 'no junit report (crashed)'}"]}
+                "failures": [f"{test_file}: {why if timed_out else 'no junit report (crashed)'}"]}
     return {**parse_junit(junit), "timed_out": False, "seconds": seconds}
 
 
@@ -83,6 +96,7 @@ def main(argv=None) -> int:
     parser.add_argument("files", nargs="*", help="test files (default: every file with cuda tests)")
     parser.add_argument("--jobs", type=int, default=4, help="test files run at once")
     parser.add_argument("--timeout", type=float, default=300, help="seconds per file")
+    parser.add_argument("--deadline", type=float, default=450, help="seconds for the whole suite (default 450)")
     parser.add_argument("--results-dir", default=None, help="where the record goes (default benchmarks/results)")
     parser.add_argument("--log-dir", default=None, help="per-file logs and junit xml (default: a temporary folder)")
     args = parser.parse_args(argv)
@@ -90,8 +104,9 @@ def main(argv=None) -> int:
     log_dir = Path(args.log_dir or tempfile.mkdtemp(prefix="qtorch_gpu_tests_"))
     log_dir.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    deadline_at = time.monotonic() + args.deadline
     with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        futures = {f: pool.submit(run_file, f, args.timeout, log_dir) for f in files}
+        futures = {f: pool.submit(run_file, f, args.timeout, log_dir, deadline_at) for f in files}
         results = {f: fut.result() for f, fut in futures.items()}
     rec = record(results)
     path = record_path(args.results_dir)

@@ -42,8 +42,10 @@ def test_unknown_preset_lists_the_valid_ones():
 def test_hf_config_missing_fields():
     with pytest.raises(ValueError, match=r"missing required fields: n_layers \(one of num_hidden_layers"):
         from_hf_config({"vocab_size": 10, "hidden_size": 64, "num_attention_heads": 4, "intermediate_size": 128})
+    with pytest.raises(FileNotFoundError, match="config: no config.json at 'no/such/config.json'"):
+        from_hf_config("no/such/config.json")
     with pytest.raises(TypeError, match="config: expected a dict"):
-        from_hf_config("config.json")
+        from_hf_config(3)
     with pytest.raises(TypeError, match="cfg: expected a LlamaConfig"):
         from_llama_config(object())
 

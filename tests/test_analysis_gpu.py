@@ -90,3 +90,24 @@ def test_cuda_memory_stats_and_tracking_agree_on_plain_allocations():
 
     m = measure_memory(step, device="cuda")
     assert m.peak_bytes - m.start_bytes == 3 << 20 == m.tracked_peak_bytes
+
+
+def test_cuda_garbage_from_before_the_call_is_not_freed_inside_it():
+    """A reference cycle holding a CUDA tensor (as a failed test's traceback holds its frames) is freed when the cyclic
+    collector runs, which can be inside the measured call: measure_memory collects it before its baseline."""
+    import gc
+
+    class Cycle:
+        pass
+
+    cycle = Cycle()
+    cycle.self, cycle.tensor = cycle, torch.empty(8 << 20, dtype=torch.uint8, device="cuda")
+    del cycle
+
+    def step():
+        gc.collect()  # the collector running inside the call, as it may after any Python allocation
+        a = torch.empty(1 << 20, dtype=torch.uint8, device="cuda")
+        del a
+
+    m = measure_memory(step, device="cuda")
+    assert m.peak_bytes - m.start_bytes == 1 << 20 == m.tracked_peak_bytes

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.cuda
 K, N = 512, 200
 M_SIZES = (1, 17, 4099)
 DTYPES = (torch.bfloat16, torch.float16, torch.float32)
-WEIGHT_ONLY = [Int8WeightOnlyConfig(), GroupWeightOnlyConfig(4, 32), GroupWeightOnlyConfig(4, 128, symmetric=False),
+WEIGHT_ONLY = [Int8WeightOnlyConfig(), GroupWeightOnlyConfig(4, 32, symmetric=True), GroupWeightOnlyConfig(4, 128),
                GroupWeightOnlyConfig(8, 64), CodebookConfig(3), CodebookConfig(4, 64)]
 W8A8 = [W8A8DynamicConfig(), W8A8StaticConfig(), W8A8StaticConfig(output="int8")]
 
@@ -86,7 +86,7 @@ def test_w8a8_on_cuda(config, dtype, m):
         assert_within_2x_of_same_precision(y, ref32.to(dtype), ref32.double())
 
 
-@pytest.mark.parametrize("config", [W8A8DynamicConfig(), Int8WeightOnlyConfig(), GroupWeightOnlyConfig(4, 32),
+@pytest.mark.parametrize("config", [W8A8DynamicConfig(), Int8WeightOnlyConfig(), GroupWeightOnlyConfig(4, 32, True),
                                     GroupWeightOnlyConfig(4, 64, symmetric=False, clip_search=True)], ids=repr)
 def test_conversion_on_cuda_matches_cpu_bit_for_bit(config):
     lin = gaussian_linear()

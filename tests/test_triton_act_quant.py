@@ -1,15 +1,22 @@
-"""triton_kernels.act_quant.quantize_per_token: bit-exact with the reference (interpreter on CPU, H200 on GPU)."""
+"""qtorch::quantize_per_token on its Triton kernel (triton_kernels.act_quant, forced with qtorch.ops.force_backend):
+bit-exact with the reference (interpreter on CPU, H200 on GPU)."""
 import pytest
 import torch
 from test_triton_reference import quantize_per_token_ref
 
+import qtorch.ops as qops
 from triton_kernels import act_quant
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def quantize(x):
+    with qops.force_backend("quantize_per_token", "triton"):
+        return qops.quantize_per_token(x)
+
+
 def _check(x):
-    q, scale, zp = act_quant.quantize_per_token(x)
+    q, scale, zp = quantize(x)
     q_ref, scale_ref, zp_ref = quantize_per_token_ref(x)
     assert q.dtype == torch.int8 and scale.dtype == torch.float32 and zp.dtype == torch.int32
     assert torch.equal(scale, scale_ref)
@@ -46,7 +53,7 @@ def test_two_pass_path_for_long_rows(monkeypatch):
 def test_non_contiguous_rows_and_empty():
     x = torch.randn(6, 80, device=DEVICE)[::2, :50]
     _check(x)
-    q, scale, zp = act_quant.quantize_per_token(torch.empty(0, 8, device=DEVICE))
+    q, scale, zp = quantize(torch.empty(0, 8, device=DEVICE))
     assert q.shape == (0, 8) and scale.shape == (0,) and zp.shape == (0,)
 
 
@@ -60,7 +67,7 @@ def test_non_contiguous_rows_and_empty():
 )
 def test_bad_input(x, error):
     with pytest.raises(error, match="x"):
-        act_quant.quantize_per_token(x.to(DEVICE))
+        quantize(x.to(DEVICE))
 
 
 @pytest.mark.cuda

@@ -1,4 +1,5 @@
-"""triton_kernels.weight_only: y = x · dequant(W_q)ᵀ + bias, all three kernels (GEMV, tl.dot, swapped), int4 and int8.
+"""qtorch::weight_only_linear's backends: y = x · dequant(W_q)ᵀ + bias through each Triton kernel (GEMV, tl.dot,
+swapped) and the dequantize + cuBLAS route, int4 and int8, each forced with qtorch.ops.force_backend.
 
 Error criterion: |y − y64| no larger than twice the error of the same-precision PyTorch computation
 (F.linear in x's dtype on the dequantized weight) against float64, on fresh random data of awkward shapes.
@@ -8,7 +9,9 @@ import torch
 import torch.nn.functional as F
 from test_triton_reference import group_dequantize_ref, group_quantize_ref
 
-from triton_kernels import weight_only, weight_only_gemv, weight_only_mma
+import qtorch.ops as qops
+from qtorch.ops import routing, weight_only
+from triton_kernels import weight_only_gemv, weight_only_mma
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -21,8 +24,16 @@ def _case(m, n, k, bits, group_size, dtype, symmetric=False, bias=True, device=D
     return x, q, scale, zp, b
 
 
-def _check(x, q, scale, zp, bits, group_size, b, path):
-    y = weight_only.weight_only_linear(x, q, scale, zp, bits, group_size, b, path=path)
+def _run(x, q, scale, zp, bits, group_size, b, backend=None):
+    """The op, on the backend named (the routing table's choice when None)."""
+    if backend is None:
+        return qops.weight_only_linear(x, q, scale, zp, bits, group_size, b)
+    with qops.force_backend("weight_only_linear", backend):
+        return qops.weight_only_linear(x, q, scale, zp, bits, group_size, b)
+
+
+def _check(x, q, scale, zp, bits, group_size, b, backend=None):
+    y = _run(x, q, scale, zp, bits, group_size, b, backend)
     assert y.dtype == x.dtype and y.shape == (x.shape[0], q.shape[0])
     w64 = group_dequantize_ref(q, scale, zp, bits, group_size, torch.float64)
     y64 = x.double() @ w64.t() + (b.double() if b is not None else 0.0)
@@ -33,7 +44,7 @@ def _check(x, q, scale, zp, bits, group_size, b, path):
     assert err <= 2 * err_ref + 1e-12, f"error {err:.3g} vs same-precision PyTorch {err_ref:.3g}"
 
 
-@pytest.mark.parametrize("path", ["gemv", "mma"])
+@pytest.mark.parametrize("path", ["triton_gemv", "triton_mma"])
 @pytest.mark.parametrize("bits", [4, 8])
 @pytest.mark.parametrize("m, n, k, group_size", [(1, 40, 256, 128), (3, 33, 512, 64), (2, 17, 256, 32)])
 def test_matches_reference_bf16(path, bits, m, n, k, group_size):
@@ -41,7 +52,7 @@ def test_matches_reference_bf16(path, bits, m, n, k, group_size):
     _check(x, q, scale, zp, bits, group_size, b, path)
 
 
-@pytest.mark.parametrize("path", ["gemv", "mma"])
+@pytest.mark.parametrize("path", ["triton_gemv", "triton_mma"])
 def test_fp16_symmetric_no_bias(path):
     x, q, scale, zp, b = _case(2, 24, 256, 4, 128, torch.float16, symmetric=True, bias=False)
     _check(x, q, scale, zp, 4, 128, b, path)
@@ -49,10 +60,11 @@ def test_fp16_symmetric_no_bias(path):
 
 def test_mma_ragged_m_and_fp32_activations():
     x, q, scale, zp, b = _case(19, 20, 128, 8, 64, torch.float32)
-    _check(x, q, scale, zp, 8, 64, b, "auto")  # fp32 x always takes the tl.dot kernel in IEEE fp32
+    _check(x, q, scale, zp, 8, 64, b, "triton_mma")  # the tl.dot kernel in IEEE fp32
+    assert _select(x, q, scale, 8, 64).name == "triton_mma"  # fp32 x: no word-reading kernel
 
 
-@pytest.mark.parametrize("path", ["gemv", "mma"])
+@pytest.mark.parametrize("path", ["triton_gemv", "triton_mma"])
 def test_per_channel_int8_group_is_k(path):
     x, q, scale, zp, b = _case(2, 12, 136, 8, 136, torch.bfloat16)  # K = 136 is no multiple of the K tile
     _check(x, q, scale, zp, 8, 136, b, path)
@@ -60,16 +72,18 @@ def test_per_channel_int8_group_is_k(path):
 
 def test_group_size_without_a_tile_per_group():
     x, q, scale, zp, b = _case(3, 10, 96, 4, 48, torch.bfloat16)  # g = 48: per-element dequantization in tl.dot
-    _check(x, q, scale, zp, 4, 48, b, "auto")
-    with pytest.raises(ValueError, match="gemv"):
-        weight_only.weight_only_linear(x, q, scale, zp, 4, 48, b, path="gemv")
+    _check(x, q, scale, zp, 4, 48, b, "triton_mma")
+    assert _select(x, q, scale, 4, 48).name == "triton_mma"
+    with pytest.raises(ValueError, match="triton_gemv.*group size"):
+        _run(x, q, scale, zp, 4, 48, b, "triton_gemv")
 
 
 def test_empty_and_strided_inputs():
     x, q, scale, zp, b = _case(4, 16, 128, 4, 64, torch.bfloat16)
-    assert weight_only.weight_only_linear(x[:0], q, scale, zp, 4, 64, b).shape == (0, 16)
+    assert _run(x[:0], q, scale, zp, 4, 64, b).shape == (0, 16)
     wide = torch.randn(2, 256, device=DEVICE).to(torch.bfloat16)[:, ::2]  # (2, 128) with stride 2 along K
-    _check(wide, q, scale, zp, 4, 64, b, "auto")
+    for backend in (None, "triton_gemv", "triton_mma_swapped", "triton_mma"):
+        _check(wide, q, scale, zp, 4, 64, b, backend)
 
 
 @pytest.mark.parametrize("bits", [4, 8])
@@ -83,16 +97,17 @@ def test_empty_and_strided_inputs():
 ])
 def test_mma_swapped(bits, dtype, m, n, k, group_size, bias):
     x, q, scale, zp, b = _case(m, n, k, bits, group_size, dtype, bias=bias)
-    _check(x, q, scale, zp, bits, group_size, b, "mma_swapped")
+    _check(x, q, scale, zp, bits, group_size, b, "triton_mma_swapped")
 
 
 @pytest.mark.parametrize("target, m", [(1, 5), (1 << 20, 40)])
 def test_mma_swapped_split_k_extremes(monkeypatch, target, m):
-    """One program along K (no workspace) and the largest split, picked by "auto" for GEMV_MAX_M < M <= 64."""
+    """One program along K (no workspace) and the largest split; the table's choice for GEMV_MAX_M < M <= 64."""
     monkeypatch.setattr(weight_only_mma, "SWAPPED_TARGET_PROGRAMS", target)
     x, q, scale, zp, b = _case(m, 72, 1024, 4, 128, torch.bfloat16)
     assert weight_only_mma.swapped_split_k(72, 1024, 128) == (1 if target == 1 else weight_only_mma.SWAPPED_MAX_SPLIT_K)
-    _check(x, q, scale, zp, 4, 128, b, "auto")
+    assert _select(x, q, scale, 4, 128).name == "triton_mma_swapped"
+    _check(x, q, scale, zp, 4, 128, b, "triton_mma_swapped")
 
 
 @pytest.mark.parametrize("target, bits, m, k, group_size", [
@@ -108,7 +123,7 @@ def test_gemv_split_k(monkeypatch, target, bits, m, k, group_size):
     split = weight_only_gemv.gemv_split_k(72, k * bits // 32)
     assert split == (1 if target == 1 else weight_only_gemv.GEMV_MAX_SPLIT_K)
     x, q, scale, zp, b = _case(m, 72, k, bits, group_size, torch.bfloat16)
-    _check(x, q, scale, zp, bits, group_size, b, "gemv")
+    _check(x, q, scale, zp, bits, group_size, b, "triton_gemv")
 
 
 @pytest.mark.parametrize("bits, k, group_size, dtype", [
@@ -119,28 +134,32 @@ def test_gemv_split_k(monkeypatch, target, bits, m, k, group_size):
 ])
 def test_dequant_path(bits, k, group_size, dtype):
     x, q, scale, zp, b = _case(9, 40, k, bits, group_size, dtype)
-    _check(x, q, scale, zp, bits, group_size, b, "dequant")
+    _check(x, q, scale, zp, bits, group_size, b, "dequant_cublas")
 
 
-def test_auto_takes_the_dequant_path_from_dequant_min_m(monkeypatch):
+def _select(x, q, scale, bits, group_size):
+    """The backend the table picks for these shapes on CUDA (metadata only: runs on CPU tensors too)."""
+    meta = weight_only.linear_meta(x, q, scale, bits, group_size, 0)
+    return routing.select("weight_only_linear", **dict(meta, device="cuda"))
+
+
+def test_the_table_picks_by_m(monkeypatch):
+    monkeypatch.setattr(weight_only, "SWAPPED_MAX_M", 4)
     monkeypatch.setattr(weight_only, "DEQUANT_MIN_M", 8)
-    calls = []
-    real = weight_only._linear_dequantized
-    monkeypatch.setattr(weight_only, "_linear_dequantized", lambda *a: calls.append(a[0].shape[0]) or real(*a))
-    for m in (7, 8):
-        x, q, scale, zp, b = _case(m, 24, 128, 4, 64, torch.bfloat16)
-        _check(x, q, scale, zp, 4, 64, b, "auto")
-    assert calls == [8]
+    routing.clear_cache()  # select remembers its answers per call shape
+    picks = {m: _select(*_case(m, 24, 128, 4, 64, torch.bfloat16)[:3], 4, 64).name for m in (0, 1, 2, 7, 8)}
+    routing.clear_cache()
+    assert picks == {0: "empty", 1: "triton_gemv", 2: "triton_mma_swapped", 7: "triton_mma", 8: "dequant_cublas"}
 
 
 def test_mma_swapped_unsupported():
     x, q, scale, zp, b = _case(8, 16, 96, 4, 48, torch.bfloat16)  # g = 48: no power-of-2 number of K tiles
-    with pytest.raises(ValueError, match="mma_swapped"):
-        weight_only.weight_only_linear(x, q, scale, zp, 4, 48, b, path="mma_swapped")
-    _check(x, q, scale, zp, 4, 48, b, "auto")  # falls back to the tl.dot kernel with x as the left operand
+    with pytest.raises(ValueError, match="triton_mma_swapped"):
+        _run(x, q, scale, zp, 4, 48, b, "triton_mma_swapped")
+    assert _select(x, q, scale, 4, 48).name == "triton_mma"  # the tl.dot kernel with x as the left operand
     x, q, scale, zp, b = _case(8, 16, 128, 8, 64, torch.float32)
-    with pytest.raises(ValueError, match="mma_swapped"):
-        weight_only.weight_only_linear(x, q, scale, zp, 8, 64, b, path="mma_swapped")
+    with pytest.raises(ValueError, match="triton_mma_swapped.*bf16"):
+        _run(x, q, scale, zp, 8, 64, b, "triton_mma_swapped")
 
 
 @pytest.mark.parametrize(
@@ -148,11 +167,11 @@ def test_mma_swapped_unsupported():
     [
         (dict(bits=3), ValueError, "bits"),
         (dict(group_size=48), ValueError, "group_size"),
-        (dict(x=torch.zeros(2, 100)), ValueError, "w_q has"),
-        (dict(x=torch.zeros(2, 128, dtype=torch.int32)), TypeError, "x must be"),
-        (dict(q=torch.zeros(8, 64, dtype=torch.int8)), TypeError, "w_q must be"),
+        (dict(x=torch.zeros(2, 100)), ValueError, "w_q: expected shape"),
+        (dict(x=torch.zeros(2, 128, dtype=torch.int32)), TypeError, "x: expected dtype"),
+        (dict(q=torch.zeros(8, 64, dtype=torch.int8)), TypeError, "w_q: expected dtype uint8"),
         (dict(scale=torch.zeros(8, 3)), ValueError, "w_scale"),
-        (dict(zp=torch.zeros(8, 2, dtype=torch.int32)), ValueError, "w_zp"),
+        (dict(zp=torch.zeros(8, 2, dtype=torch.int32)), TypeError, "w_zp: expected dtype int8"),
         (dict(b=torch.zeros(7)), ValueError, "bias"),
     ],
 )
@@ -162,17 +181,16 @@ def test_bad_input(change, error, match):
     args.update({key: (v.to(DEVICE) if isinstance(v, torch.Tensor) else v) for key, v in change.items()})
     args = {key: (v.to(DEVICE) if isinstance(v, torch.Tensor) else v) for key, v in args.items()}
     with pytest.raises(error, match=match):
-        weight_only.weight_only_linear(args["x"], args["q"], args["scale"], args["zp"], args["bits"],
-                                       args["group_size"], args["b"])
+        _run(args["x"], args["q"], args["scale"], args["zp"], args["bits"], args["group_size"], args["b"])
 
 
 @pytest.mark.cuda
-@pytest.mark.parametrize("path", ["gemv", "mma", "mma_swapped"])
+@pytest.mark.parametrize("path", ["triton_gemv", "triton_mma", "triton_mma_swapped"])
 @pytest.mark.parametrize("bits, group_size", [(4, 128), (4, 32), (8, 128), (8, None)])
 @pytest.mark.parametrize("k, n", [(4096, 11008), (11008, 4096)])
 @pytest.mark.parametrize("m", [1, 4, 17])
 def test_llama_shapes_gpu(path, bits, group_size, k, n, m):
-    if path == "gemv" and m > weight_only.GEMV_MAX_M:
+    if path == "triton_gemv" and m > weight_only.GEMV_MAX_M:
         pytest.skip("the GEMV kernel is for decode sizes")
     group_size = group_size or k  # None: per-channel int8
     x, q, scale, zp, b = _case(m, n, k, bits, group_size, torch.bfloat16, device="cuda")
@@ -183,7 +201,7 @@ def test_llama_shapes_gpu(path, bits, group_size, k, n, m):
 @pytest.mark.parametrize("m", [64, 256, 4099])
 def test_large_m_gpu(m):
     x, q, scale, zp, b = _case(m, 4096, 4096, 4, 128, torch.float16, device="cuda")
-    _check(x, q, scale, zp, 4, 128, b, "auto")
+    _check(x, q, scale, zp, 4, 128, b)
 
 
 @pytest.mark.cuda

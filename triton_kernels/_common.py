@@ -1,7 +1,6 @@
-"""Helpers shared by the Triton kernels: exact fp32 rounding, launch-mode detection, argument checks."""
+"""Helpers shared by the Triton kernels: exact fp32 rounding, launch-mode detection."""
 import os
 
-import torch
 import triton
 import triton.language as tl
 
@@ -45,25 +44,17 @@ def quick_bench(fn, quantiles=None):
     return triton.testing.do_bench(fn, warmup=5, rep=20, quantiles=quantiles)
 
 
+def autotune(configs, key):
+    """triton.autotune over configs, timed by quick_bench. With QTORCH_AUTOTUNE=0 (set by tests/conftest.py) only the
+    first config: a launch compiles one kernel per specialization instead of one per config, and times nothing."""
+    if os.environ.get("QTORCH_AUTOTUNE", "1") == "0":
+        configs = configs[:1]
+    return triton.autotune(configs, key=key, do_bench=quick_bench)
+
+
 def interpreting() -> bool:
     """True when Triton runs kernels on the CPU through its interpreter (TRITON_INTERPRET=1)."""
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
-
-
-def check_device(name: str, t: torch.Tensor) -> None:
-    """Kernels run on CUDA tensors, or on CPU tensors when interpreting."""
-    if t.device.type != "cuda" and not interpreting():
-        raise ValueError(f"{name} must be a CUDA tensor (or a CPU tensor with TRITON_INTERPRET=1), got {t.device}")
-
-
-def check_float_dtype(name: str, t: torch.Tensor) -> None:
-    if t.dtype not in (torch.bfloat16, torch.float16, torch.float32):
-        raise TypeError(f"{name} must be bfloat16, float16 or float32, got {t.dtype}")
-
-
-def check_2d(name: str, t: torch.Tensor) -> None:
-    if t.dim() != 2:
-        raise ValueError(f"{name} must be 2-D, got shape {tuple(t.shape)}")
 
 
 @triton.jit

@@ -15,19 +15,19 @@ import triton
 import triton.language as tl
 
 from triton_kernels._common import (
+    autotune,
     cast_rne,
-    check_2d,
-    check_device,
-    check_float_dtype,
     interpreting,
-    quick_bench,
     quantize_rounded,
     round_half_even,
     small_int_to_float,
 )
 
-GROUP_SIZES = (32, 64, 128, 256)
-BITS = (4, 8)
+# Group sizes of the tiled kernels (a power of 2: tl.arange over one group); other divisors of K take the flat
+# dequantization kernel, or the PyTorch formula for quantization (qtorch.ops.group routes).
+TILED_GROUP_SIZES = (16, 32, 64, 128, 256)
+
+
 def _configs():
     """Autotune space: elements per program (several 16-byte accesses in flight per thread) x warps."""
     return [
@@ -44,7 +44,7 @@ def _group_quantize_kernel(
     scale_ptr,  # (N, K/GROUP) fp32 out, contiguous
     zero_point_ptr,  # (N, K/GROUP) int8 out, contiguous (zeros when SYMMETRIC)
     num_groups,  # N * K / GROUP
-    GROUP: tl.constexpr,  # group size g along K: 32, 64, 128 or 256
+    GROUP: tl.constexpr,  # group size g along K: one of TILED_GROUP_SIZES
     BITS: tl.constexpr,  # 4 or 8
     SYMMETRIC: tl.constexpr,  # True: Z = 0 and S = max|r| / qmax
     ELEMS: tl.constexpr,  # elements per program (multiple of GROUP): BLOCK_G = ELEMS // GROUP groups
@@ -137,21 +137,8 @@ def _dequantize_any_group_kernel(
     tl.store(w_ptr + offs, cast_rne(r, w_ptr.dtype.element_ty), mask=mask)
 
 
-_group_quantize_tuned = triton.autotune(_configs(), key=["GROUP", "BITS", "SYMMETRIC"], do_bench=quick_bench)(
-    _group_quantize_kernel)
-_group_dequantize_tuned = triton.autotune(_configs(), key=["GROUP", "BITS"], do_bench=quick_bench)(
-    _group_dequantize_kernel)
-
-
-def check_bits_group(bits: int, group_size: int, k: int, any_divisor: bool = False) -> None:
-    """Shared validation of (bits, group_size) against the row length K. Quantization takes GROUP_SIZES;
-    dequantization (any_divisor) also any other positive divisor of K, e.g. per channel (g = K)."""
-    if bits not in BITS:
-        raise ValueError(f"bits must be 4 or 8, got {bits}")
-    if not any_divisor and group_size not in GROUP_SIZES:
-        raise ValueError(f"group_size must be one of {GROUP_SIZES}, got {group_size}")
-    if group_size <= 0 or k % group_size != 0:
-        raise ValueError(f"K ({k}) must be divisible by group_size ({group_size})")
+_group_quantize_tuned = autotune(_configs(), ["GROUP", "BITS", "SYMMETRIC"])(_group_quantize_kernel)
+_group_dequantize_tuned = autotune(_configs(), ["GROUP", "BITS"])(_group_dequantize_kernel)
 
 
 def _launch(kernel, tuned, grid_elems, *args, **meta):
@@ -164,18 +151,13 @@ def _launch(kernel, tuned, grid_elems, *args, **meta):
 
 
 def group_quantize(w: torch.Tensor, bits: int, group_size: int, symmetric: bool):
-    """Quantize w (N, K) per group of group_size along K -> (q, scale, zero_point).
+    """Quantize w (N, K) contiguous per group of group_size (in TILED_GROUP_SIZES) along K -> (q, scale, zero_point).
 
     q: (N, K) int8 (bits 8) or (N, K/2) uint8 two nibbles per byte (bits 4); scale (N, K/g) fp32;
     zero_point (N, K/g) int8 (zeros when symmetric). r ≈ S (q - Z); bit-exact with the PyTorch reference.
     """
-    check_2d("w", w)
-    check_float_dtype("w", w)
-    check_device("w", w)
     n, k = w.shape
-    check_bits_group(bits, group_size, k)
     num_groups = n * k // group_size
-    w = w.contiguous()
     q = torch.empty((n, k // 2) if bits == 4 else (n, k), dtype=torch.uint8 if bits == 4 else torch.int8, device=w.device)
     scale = torch.empty((n, k // group_size), dtype=torch.float32, device=w.device)
     zero_point = torch.empty((n, k // group_size), dtype=torch.int8, device=w.device)
@@ -189,37 +171,28 @@ def group_quantize(w: torch.Tensor, bits: int, group_size: int, symmetric: bool)
     return q, scale, zero_point
 
 
-def group_dequantize(q, scale, zero_point, bits: int, group_size: int, dtype: torch.dtype):
-    """w = S * (q - Z) in fp32 cast to dtype, (N, K), from the outputs of group_quantize (or any group size dividing
-    K, per channel included: the layout of qtorch's int8 per-channel weights)."""
-    check_2d("q", q)
-    check_device("q", q)
-    if dtype not in (torch.bfloat16, torch.float16, torch.float32):
-        raise TypeError(f"dtype must be bfloat16, float16 or float32, got {dtype}")
-    expected_q = torch.uint8 if bits == 4 else torch.int8
-    if bits in BITS and q.dtype != expected_q:
-        raise TypeError(f"q must be {expected_q} for bits={bits}, got {q.dtype}")
-    n = q.shape[0]
-    k = q.shape[1] * 2 if bits == 4 else q.shape[1]
-    check_bits_group(bits, group_size, k, any_divisor=True)
-    if scale.shape != (n, k // group_size) or scale.dtype != torch.float32:
-        raise ValueError(f"scale must be float32 of shape {(n, k // group_size)}, got {scale.dtype} {tuple(scale.shape)}")
-    if zero_point.shape != (n, k // group_size) or zero_point.dtype != torch.int8:
-        raise ValueError(
-            f"zero_point must be int8 of shape {(n, k // group_size)}, got {zero_point.dtype} {tuple(zero_point.shape)}"
-        )
-    q, scale, zero_point = q.contiguous(), scale.contiguous(), zero_point.contiguous()
-    w = torch.empty((n, k), dtype=dtype, device=q.device)
-    num_groups = n * k // group_size
-    if num_groups == 0:
-        return w
-    if group_size in GROUP_SIZES:
-        _launch(
-            _group_dequantize_kernel, _group_dequantize_tuned, n * k,
-            q, scale, zero_point, w, num_groups, GROUP=group_size, BITS=bits,
-        )
-    else:
+def _dequantized_empty(q, bits, dtype):
+    k = q.shape[1] * 8 // bits
+    return torch.empty((q.shape[0], k), dtype=dtype, device=q.device), k
+
+
+def group_dequantize_tiled(q, scale, zero_point, bits: int, group_size: int, dtype: torch.dtype):
+    """w = S * (q - Z) in fp32 cast to dtype, (N, K), for group_size in TILED_GROUP_SIZES; q, scale, zero_point
+    contiguous as group_quantize writes them."""
+    w, k = _dequantized_empty(q, bits, dtype)
+    num_groups = q.shape[0] * k // group_size
+    if num_groups:
+        _launch(_group_dequantize_kernel, _group_dequantize_tuned, q.shape[0] * k,
+                q, scale, zero_point, w, num_groups, GROUP=group_size, BITS=bits)
+    return w
+
+
+def group_dequantize_flat(q, scale, zero_point, bits: int, group_size: int, dtype: torch.dtype):
+    """w = S * (q - Z) like group_dequantize_tiled, for any group size dividing K (per channel: g = K)."""
+    w, k = _dequantized_empty(q, bits, dtype)
+    numel = q.shape[0] * k
+    if numel:
         block = 256 if interpreting() else 1024
-        torch.library.wrap_triton(_dequantize_any_group_kernel)[(triton.cdiv(n * k, block),)](
-            q, scale, zero_point, w, n * k, group_size, BITS=bits, BLOCK=block, num_warps=1 if interpreting() else 4)
+        torch.library.wrap_triton(_dequantize_any_group_kernel)[(triton.cdiv(numel, block),)](
+            q, scale, zero_point, w, numel, group_size, BITS=bits, BLOCK=block, num_warps=1 if interpreting() else 4)
     return w

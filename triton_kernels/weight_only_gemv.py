@@ -9,7 +9,7 @@ import torch
 import triton
 import triton.language as tl
 
-from triton_kernels._common import cast_rne, quick_bench, small_int_to_float
+from triton_kernels._common import autotune, cast_rne, interpreting, small_int_to_float
 from triton_kernels.splitk_reduce import reduce_splits
 
 ONE_BITS = 0x3F800000  # bits of 1.0f
@@ -146,9 +146,8 @@ def _gemv_configs():
                                          (32, 32, 8), (8, 32, 2))]
 
 
-_wo_gemv_tuned = triton.autotune(
-    _gemv_configs(), key=["N", "K_WORDS", "k_words_per_split", "BITS", "GROUP_WORDS_LOG2", "SPLIT_OUT"],
-    do_bench=quick_bench)(_wo_gemv_kernel)
+_wo_gemv_tuned = autotune(
+    _gemv_configs(), ["N", "K_WORDS", "k_words_per_split", "BITS", "GROUP_WORDS_LOG2", "SPLIT_OUT"])(_wo_gemv_kernel)
 
 # K is split over programs (each writes an fp32 slice, reduce_splits sums them in order) until about this many
 # (BLOCK_N = 64) tiles run: 1024 programs of 1-4 warps keep an H200's 132 SMs streaming.
@@ -166,9 +165,11 @@ def gemv_split_k(n: int, k_words: int) -> int:
     return split
 
 
-def gemv(x, words, w_scale, w_zp, bits, group_words_log2, bias, y, interpret):
-    """Launch _wo_gemv_kernel (and the split-K reduction) writing y (M, N); x bf16/fp16 with unit stride along K,
-    words (N, K_WORDS) int32 (the launcher checks the layout)."""
+def gemv(x, w_q, w_scale, w_zp, bits, group_size, bias, y):
+    """Launch _wo_gemv_kernel (and its split-K reduction) writing y (M, N); x bf16/fp16 and w_q with unit stride
+    along K, w_q rows 4-byte aligned, gemv_group_words_log2(K, bits, group_size) not None (qtorch.ops routes)."""
+    words = w_q.view(torch.int32)  # (N, K_WORDS)
+    group_words_log2 = gemv_group_words_log2(x.shape[1], bits, group_size)
     m, n, k_words = x.shape[0], words.shape[0], words.shape[1]
     split_k = gemv_split_k(n, k_words)
     k_words_per_split = triton.cdiv(triton.cdiv(k_words, split_k), 16) * 16  # multiple of 16: 16-byte loads
@@ -178,7 +179,7 @@ def gemv(x, words, w_scale, w_zp, bits, group_words_log2, bias, y, interpret):
             words.stride(0), w_scale.stride(0), w_zp.stride(0), out.stride(-2), out.stride(0) if split_k > 1 else 0,
             ONE_BITS)
     meta = dict(BITS=bits, HAS_BIAS=has_bias, SPLIT_OUT=split_k > 1, GROUP_WORDS_LOG2=group_words_log2)
-    if interpret:
+    if interpreting():
         torch.library.wrap_triton(_wo_gemv_kernel)[(triton.cdiv(n, 8), split_k, m)](
             *args, **meta, BLOCK_N=8, SUBS=4, num_warps=1)
     else:
@@ -188,7 +189,7 @@ def gemv(x, words, w_scale, w_zp, bits, group_words_log2, bias, y, interpret):
         reduce_splits(out, bias, y)
 
 
-def _gemv_group_words_log2(k: int, bits: int, group_size: int):
+def gemv_group_words_log2(k: int, bits: int, group_size: int):
     """GROUP_WORDS_LOG2 for the GEMV kernel (-1: one group per row), or None when its word layout does not fit."""
     per_word = 32 // bits
     if k % per_word:

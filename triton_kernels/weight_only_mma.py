@@ -10,7 +10,7 @@ import torch
 import triton
 import triton.language as tl
 
-from triton_kernels._common import cast_rne, quick_bench, small_int_to_float
+from triton_kernels._common import autotune, cast_rne, interpreting, small_int_to_float
 from triton_kernels.splitk_reduce import reduce_splits
 
 
@@ -96,12 +96,11 @@ MMA_BLOCK_MS = (16, 32, 64, 128)
 # prune_configs_by (torch.library.wrap_triton rebuilds such autotuners, and so re-tunes, on every eager call).
 _MMA_KEY = ["N", "K", "BITS", "BLOCK_K", "SCALE_PER_TILE", "DOT_DTYPE"]
 _wo_mma_tuned = {
-    block_m: triton.autotune(_mma_configs(block_m), key=_MMA_KEY, do_bench=quick_bench)(_wo_mma_kernel)
+    block_m: autotune(_mma_configs(block_m), _MMA_KEY)(_wo_mma_kernel)
     for block_m in MMA_BLOCK_MS
 }
 # A symbolic M (torch.compile with a dynamic batch) must not pick a bucket: that would guard, and recompile, on M.
-_wo_mma_any_m = triton.autotune([c for b in MMA_BLOCK_MS for c in _mma_configs(b)], key=_MMA_KEY,
-                                do_bench=quick_bench)(_wo_mma_kernel)
+_wo_mma_any_m = autotune([c for b in MMA_BLOCK_MS for c in _mma_configs(b)], _MMA_KEY)(_wo_mma_kernel)
 
 
 def _mma_kernel_for(m):
@@ -112,6 +111,40 @@ def _mma_kernel_for(m):
         if m <= block_m:
             return _wo_mma_tuned[block_m]
     return _wo_mma_tuned[MMA_BLOCK_MS[-1]]
+
+
+def mma_tiled(x, w_q, w_scale, w_zp, bits, group_size, bias, y):
+    """Launch _wo_mma_kernel writing y (M, N): x bf16/fp16/fp32 and w_q with unit stride along K, any group size
+    dividing K (qtorch.ops routes)."""
+    m, k = x.shape
+    n = w_q.shape[0]
+    # One group per K tile when BLOCK_K divides g (or g == K); other group sizes dequantize per element.
+    if group_size == k or group_size % 128 == 0:
+        block_k = 128
+    elif group_size in (16, 32, 64):
+        block_k = group_size
+    else:
+        block_k = None
+    scale_per_tile = block_k is not None
+    block_k = block_k or 64
+    # The interpreter's tl.dot multiplies the raw bits of bf16 operands, so there bf16 x is multiplied in fp32
+    # (identical products: bf16 values and |q − Z| <= 255 are exact in fp32; the GPU tests cover the bf16 dot).
+    dot_dtype = {torch.bfloat16: tl.bfloat16, torch.float16: tl.float16, torch.float32: tl.float32}[x.dtype]
+    if interpreting() and x.dtype == torch.bfloat16:
+        dot_dtype = tl.float32
+    precision = "ieee" if dot_dtype == tl.float32 else "tf32"
+    has_bias = bias is not None
+    args = (x, w_q, w_scale, w_zp, bias if has_bias else w_scale, y, m, n, k, group_size, x.stride(0), w_q.stride(0),
+            w_scale.stride(0), w_zp.stride(0), y.stride(0))
+    meta = dict(BITS=bits, HAS_BIAS=has_bias, SCALE_PER_TILE=scale_per_tile, DOT_DTYPE=dot_dtype,
+                DOT_PRECISION=precision, BLOCK_K=block_k)
+    if interpreting():
+        block_m = 16
+        torch.library.wrap_triton(_wo_mma_kernel)[(triton.cdiv(m, block_m) * triton.cdiv(n, 32),)](
+            *args, **meta, BLOCK_M=block_m, BLOCK_N=32, num_warps=1)
+    else:
+        grid = lambda meta_: (triton.cdiv(m, meta_["BLOCK_M"]) * triton.cdiv(n, meta_["BLOCK_N"]),)  # noqa: E731
+        torch.library.wrap_triton(_mma_kernel_for(m))[grid](*args, **meta)
 
 
 # Swapped operands for small M: yᵀ = ŵ · xᵀ, the dequantized weight tile is the left (A) operand of the MMA.
@@ -255,7 +288,7 @@ SWAPPED_BLOCK_MS = (16, 32, 64)
 # Keyed like _wo_mma_tuned: on the layer's shape (and split), never on M, and without prune_configs_by.
 _SWAPPED_KEY = ["N", "K", "BITS", "BLOCK_K", "PER_CHANNEL", "GROUP_TILES_LOG2", "SPLIT_K", "DOT_DTYPE"]
 _wo_mma_swapped_tuned = {
-    block_m: triton.autotune(_swapped_configs(block_m), key=_SWAPPED_KEY, do_bench=quick_bench)(
+    block_m: autotune(_swapped_configs(block_m), _SWAPPED_KEY)(
         _wo_mma_swapped_kernel)
     for block_m in SWAPPED_BLOCK_MS
 }
@@ -281,9 +314,10 @@ def swapped_split_k(n: int, k: int, block_k: int) -> int:
     return max(1, min(SWAPPED_TARGET_PROGRAMS // triton.cdiv(n, 64), SWAPPED_MAX_SPLIT_K, triton.cdiv(k, block_k)))
 
 
-def mma_swapped(x, w_q, w_scale, w_zp, bits, group_size, bias, y, interpret):
-    """Launch _wo_mma_swapped_kernel (and the split-K reduction) writing y (M, N); x bf16/fp16 with unit stride
-    along K, w_q with unit stride along K and 4-byte aligned rows, swapped_block_k(...) not None (launcher checks)."""
+def mma_swapped(x, w_q, w_scale, w_zp, bits, group_size, bias, y):
+    """Launch _wo_mma_swapped_kernel (and its split-K reduction) writing y (M, N); x bf16/fp16 with unit stride
+    along K, w_q with unit stride along K and 4-byte aligned rows, swapped_block_k(...) not None (qtorch.ops routes)."""
+    interpret = interpreting()
     m, k = x.shape
     n = w_q.shape[0]
     block_k = swapped_block_k(k, bits, group_size)

@@ -10,29 +10,30 @@ import torch
 
 sys.path.insert(0, __file__.rsplit("/benchmarks/", 1)[0])
 
-from triton_kernels import act_quant, group_quant, weight_only, weight_only_gemv, weight_only_mma  # noqa: E402
+import qtorch.ops as qops  # noqa: E402
+from triton_kernels import act_quant, weight_only_gemv, weight_only_mma  # noqa: E402
 
 
 def _layer(k=4096, n=11008, bits=4, group_size=128):
     w = torch.randn(n, k, device="cuda").to(torch.bfloat16) * 0.02  # (N, K) bf16
-    return group_quant.group_quantize(w, bits, group_size, False)
+    return qops.group_quantize(w, bits, group_size, False)
 
 
 def case_gemv_m1():
     q = _layer()
     x = torch.randn(1, 4096, device="cuda").to(torch.bfloat16)  # (1, K)
-    return lambda: weight_only.weight_only_linear(x, *q, 4, 128)
+    return lambda: qops.weight_only_linear(x, *q, 4, 128, None)
 
 
 def case_wo_m16():
     q = _layer()
     x = torch.randn(16, 4096, device="cuda").to(torch.bfloat16)  # (16, K)
-    return lambda: weight_only.weight_only_linear(x, *q, 4, 128)
+    return lambda: qops.weight_only_linear(x, *q, 4, 128, None)
 
 
 def case_act_2048():
     x = torch.randn(2048, 4096, device="cuda").to(torch.bfloat16)  # (M, K)
-    return lambda: act_quant.quantize_per_token(x)
+    return lambda: qops.quantize_per_token(x)
 
 
 def main():

@@ -1,4 +1,6 @@
-// CUDA implementations of qtorch::int8_scaled_mm and qtorch::int8_linear_requant (schemas: qtorch/ops/int8_matmul.py).
+// CUDA kernels of the private ops qtorch::_int8_scaled_mm_cuda and qtorch::_int8_linear_requant_cuda (schemas and the
+// routing of the public ops qtorch::int8_scaled_mm / int8_linear_requant to them: qtorch/ops/int8_matmul.py, which
+// zero-pads shapes these kernels do not tile).
 // Validates every argument (a clear TypeError / RuntimeError naming it; see below), allocates the output, picks the kernel plan by
 // shape and device and launches on the current stream: no host synchronisation, no int32 intermediates in global
 // memory, capturable in CUDA graphs.
@@ -10,8 +12,6 @@
 #include <cstdint>
 #include <optional>
 #include <string>
-#include <utility>
-#include <vector>
 
 #include "int8_gemm/int8_gemm.h"
 
@@ -54,53 +54,6 @@ void check_vector(const char* name, const at::Tensor& t, int64_t length, at::Sca
   TORCH_CHECK(t.dim() == 1 && t.size(0) == length, name, ": expected shape (", num(length), ",), got ", dims(t.sizes()));
   check_on_device(name, t, like);
   TORCH_CHECK(t.is_contiguous(), name, ": expected a contiguous tensor, got strides ", dims(t.strides()));
-}
-
-// dtype, rank and device of an int8 operand (what the padded route below needs before it copies).
-void check_int8_2d(const char* name, const at::Tensor& t, const at::Tensor& like) {
-  TORCH_CHECK_TYPE(t.scalar_type() == at::kChar, name, ": expected dtype int8, got ", t.scalar_type());
-  TORCH_CHECK(t.dim() == 2, name, ": expected a 2-D tensor, got shape ", dims(t.sizes()));
-  check_on_device(name, t, like);
-}
-
-// The kernels tile K and N by 16 and load 16-byte vectors of contiguous operands. Any other shape (or a strided or
-// unaligned operand) runs on zero-padded copies: x_q's K padded with its zero point, w_q's rows and columns and the
-// N-long vectors with zeros. Every epilogue term stays exact: an extra k adds Z_X·0 to Σ q_X q_W and Z_X to Σ_k q_X,
-// which the K·Z_X·Z_W term cancels; Σ_k q_W (given) is unchanged; extra rows are sliced off.
-bool kernel_ready(const at::Tensor& x_q, const at::Tensor& w_q) {
-  auto aligned = [](const at::Tensor& t) {
-    return t.is_contiguous() && reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0;
-  };
-  const int64_t K = x_q.size(1), N = w_q.size(0);
-  return K >= 16 && K % 16 == 0 && N % 16 == 0 && aligned(x_q) && aligned(w_q);
-}
-
-int64_t round16(int64_t v) { return v < 16 ? 16 : (v + 15) / 16 * 16; }
-
-// x_q (M, K) -> (M, Kp), the new columns holding fill (M,) (each row's zero point).
-at::Tensor pad_k(const at::Tensor& x_q, const at::Tensor& fill, int64_t Kp) {
-  at::Tensor out = at::empty({x_q.size(0), Kp}, x_q.options());
-  out.narrow(1, 0, x_q.size(1)).copy_(x_q);
-  out.narrow(1, x_q.size(1), Kp - x_q.size(1)).copy_(fill.view({-1, 1}).expand({x_q.size(0), Kp - x_q.size(1)}));
-  return out;
-}
-
-// (rows, cols) -> (Np, Kp) with zeros (vectors: (N,) -> (Np,)).
-at::Tensor pad_zeros(const at::Tensor& t, int64_t Np, int64_t Kp = -1) {
-  at::Tensor out = at::zeros(Kp < 0 ? std::vector<int64_t>{Np} : std::vector<int64_t>{Np, Kp}, t.options());
-  at::Tensor view = out.narrow(0, 0, t.size(0));
-  (Kp < 0 ? view : view.narrow(1, 0, t.size(1))).copy_(t);
-  return out;
-}
-
-std::optional<at::Tensor> pad_opt(const std::optional<at::Tensor>& t, int64_t Np) {
-  return t.has_value() ? std::optional<at::Tensor>(pad_zeros(*t, Np)) : std::nullopt;
-}
-
-void warn_padded(const char* op, int64_t N, int64_t K) {
-  TORCH_WARN_ONCE(op, ": N = ", num(N), ", K = ", num(K), " (or a strided / unaligned operand): the int8 kernels "
-                  "tile N and K by 16, so this call runs on zero-padded copies of its operands (one copy per call; "
-                  "layers with N and K multiples of 16 avoid it)");
 }
 
 // Shared checks of both ops; returns (M, N, K).
@@ -150,21 +103,6 @@ at::Tensor int8_scaled_mm_cuda(const at::Tensor& x_q, const at::Tensor& x_scale,
                                const at::Tensor& w_q, const at::Tensor& w_scale, const at::Tensor& w_colsum,
                                const std::optional<at::Tensor>& w_zp, const std::optional<at::Tensor>& bias,
                                at::ScalarType out_dtype) {
-  check_int8_2d("x_q", x_q, x_q);
-  check_int8_2d("w_q", w_q, x_q);
-  if (w_q.size(1) == x_q.size(1) && !kernel_ready(x_q, w_q)) {
-    const int64_t Mx = x_q.size(0), Nw = w_q.size(0), Kx = x_q.size(1), Np = round16(Nw), Kp = round16(Kx);
-    check_vector("x_zp", x_zp, Mx, at::kInt, x_q);
-    check_vector("w_scale", w_scale, Nw, at::kFloat, x_q);
-    check_vector("w_colsum", w_colsum, Nw, at::kInt, x_q);
-    if (w_zp.has_value()) check_vector("w_zp", *w_zp, Nw, at::kInt, x_q);
-    if (bias.has_value()) check_vector("bias", *bias, Nw, bias->scalar_type(), x_q);
-    warn_padded("qtorch::int8_scaled_mm", Nw, Kx);
-    return int8_scaled_mm_cuda(pad_k(x_q, x_zp, Kp), x_scale, x_zp, pad_zeros(w_q, Np, Kp), pad_zeros(w_scale, Np),
-                               pad_zeros(w_colsum, Np), pad_opt(w_zp, Np), pad_opt(bias, Np), out_dtype)
-        .narrow(1, 0, Nw)
-        .contiguous();
-  }
   int64_t M, N, K;
   check_operands(x_q, w_q, M, N, K);
   check_vector("x_scale", x_scale, M, at::kFloat, x_q);
@@ -209,23 +147,6 @@ at::Tensor int8_scaled_mm_cuda(const at::Tensor& x_q, const at::Tensor& x_scale,
 at::Tensor int8_linear_requant_cuda(const at::Tensor& x_q, int64_t x_zp, const at::Tensor& w_q, const at::Tensor& w_zp,
                                     const at::Tensor& w_colsum, const std::optional<at::Tensor>& bias_q,
                                     const at::Tensor& multiplier, const at::Tensor& shift, int64_t y_zp) {
-  check_int8_2d("x_q", x_q, x_q);
-  check_int8_2d("w_q", w_q, x_q);
-  if (w_q.size(1) == x_q.size(1) && !kernel_ready(x_q, w_q)) {
-    const int64_t Mx = x_q.size(0), Nw = w_q.size(0), Kx = x_q.size(1), Np = round16(Nw), Kp = round16(Kx);
-    TORCH_CHECK(-128 <= x_zp && x_zp <= 127, "x_zp: expected an int8 zero point in [-128, 127], got ", num(x_zp));
-    for (const auto& [name, t] : {std::pair<const char*, const at::Tensor*>{"w_zp", &w_zp}, {"w_colsum", &w_colsum},
-                                  {"multiplier", &multiplier}, {"shift", &shift}})
-      check_vector(name, *t, Nw, at::kInt, x_q);
-    if (bias_q.has_value()) check_vector("bias_q", *bias_q, Nw, at::kInt, x_q);
-    warn_padded("qtorch::int8_linear_requant", Nw, Kx);
-    const at::Tensor fill = at::full({Mx}, x_zp, x_q.options());
-    return int8_linear_requant_cuda(pad_k(x_q, fill, Kp), x_zp, pad_zeros(w_q, Np, Kp), pad_zeros(w_zp, Np),
-                                    pad_zeros(w_colsum, Np), pad_opt(bias_q, Np), pad_zeros(multiplier, Np),
-                                    pad_zeros(shift, Np), y_zp)
-        .narrow(1, 0, Nw)
-        .contiguous();
-  }
   int64_t M, N, K;
   check_operands(x_q, w_q, M, N, K);
   check_vector("w_zp", w_zp, N, at::kInt, x_q);
@@ -258,6 +179,6 @@ at::Tensor int8_linear_requant_cuda(const at::Tensor& x_q, int64_t x_zp, const a
 }  // namespace
 
 TORCH_LIBRARY_IMPL(qtorch, CUDA, m) {
-  m.impl("int8_scaled_mm", &int8_scaled_mm_cuda);
-  m.impl("int8_linear_requant", &int8_linear_requant_cuda);
+  m.impl("_int8_scaled_mm_cuda", &int8_scaled_mm_cuda);
+  m.impl("_int8_linear_requant_cuda", &int8_linear_requant_cuda);
 }

@@ -5,6 +5,8 @@
 #pragma once
 #include <cstdint>
 
+#include "common/global_loads.cuh"
+
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define QTORCH_SM90_ENABLED 1
 #endif
@@ -45,22 +47,8 @@ __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
 
-// 16-byte read-only global loads; volatile so the compiler keeps a batch of them ahead of the mmas that use them
-// (the small-M kernel relies on many loads in flight). ld_stream_16 does not allocate in L1 (weights are read once).
-__device__ __forceinline__ uint4 ld_stream_16(const void* p) {
-  uint4 v;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(p));
-  return v;
-}
-__device__ __forceinline__ uint4 ld_readonly_16(const void* p) {
-  uint4 v;
-  asm volatile("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(p));
-  return v;
-}
+using qtorch_ptx::ld_readonly_16;
+using qtorch_ptx::ld_stream_16;
 
 // Sum of the four signed bytes of v (exact, int32).
 __device__ __forceinline__ int32_t byte_sum(uint32_t v, int32_t acc) { return __dp4a(static_cast<int>(v), 0x01010101, acc); }

@@ -116,7 +116,7 @@ __global__ void __launch_bounds__(TL::kThreads, TL::kMinBlocks) mixed_gemm_kerne
         for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
           for (int v = 0; v < TL::kXV; ++v)
-            xv[u][mt][v] = (cin && xvalid[mt]) ? ld_16(xptr[mt] + c * CK + v * 8) : make_uint4(0, 0, 0, 0);
+            xv[u][mt][v] = (cin && xvalid[mt]) ? ld_readonly_16(xptr[mt] + c * CK + v * 8) : make_uint4(0, 0, 0, 0);
         if constexpr (TL::GROUPED) {  // the chunk's group: S and Z of rows g, g + 8
           const int grp = min(c, chunks - 1) * CK / p.group_size;
 #pragma unroll

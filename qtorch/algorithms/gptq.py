@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from qtorch.quant._validate import check_bits, check_finite, check_float, check_group_size
-from qtorch.quant.affine import qparams_from_absmax, qparams_from_minmax
+from qtorch.quant.affine import qparams_from_absmax, qparams_from_minmax, round_clamp
 from qtorch.quant.packing import pack
 from qtorch.quant.ranges import qrange
 
@@ -74,7 +74,7 @@ def _fake_quantize(w: torch.Tensor, scale: torch.Tensor, zp: torch.Tensor, bits:
     q_min, q_max = qrange(bits, True)
     shape = (-1,) + (1,) * (w.dim() - 1)
     s, z = scale.view(shape), zp.view(shape)
-    q = torch.clamp(torch.round(w / s) + z, q_min, q_max)
+    q = round_clamp(w, s, z, q_min, q_max)
     return q.to(torch.int32), s * (q - z)
 
 

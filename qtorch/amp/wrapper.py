@@ -10,10 +10,13 @@ Precision-sensitive modules (normalization, softmax, losses) keep fp32 parameter
 import math
 import warnings
 import weakref
+from functools import partial
 
 import torch
 import torch.nn as nn
+from torch.utils._pytree import tree_map
 
+from qtorch.amp.distributed import check_fsdp_not_started, local_tensor, local_tensors, max_over_ranks, set_param_data
 from qtorch.amp.fp32_modules import DEFAULT_FP32_MODULES, find_fp32_modules, install_fp32_hooks
 from qtorch.amp.loss_scaler import LossScaler
 from qtorch.amp.memory import training_memory_breakdown
@@ -48,11 +51,13 @@ def _overflow_threshold(dtype: torch.dtype) -> float:
 
 
 def _check_castable(named: list[tuple[str, torch.Tensor]], dtype: torch.dtype) -> None:
-    """ValueError naming the first tensor holding NaN/inf or a value that overflows ``dtype`` (one host sync)."""
+    """ValueError naming the first tensor holding NaN/inf or a value that overflows ``dtype`` (one host sync;
+    DTensor shards are checked locally and the maxima combined over ranks)."""
     named = [(n, t) for n, t in named if t.numel() > 0]
     if not named:
         return
-    max_abs = torch.stack([m.float() for m in torch._foreach_norm([t for _, t in named], math.inf)]).tolist()
+    local_max = torch._foreach_norm(local_tensors(t for _, t in named), math.inf)
+    max_abs = max_over_ranks(torch.stack([m.float() for m in local_max])).tolist()
     limit = _overflow_threshold(dtype)
     for (name, _), m in zip(named, max_abs):
         if not math.isfinite(m):
@@ -63,12 +68,23 @@ def _check_castable(named: list[tuple[str, torch.Tensor]], dtype: torch.dtype) -
                              f"(fp32_modules=...)")
 
 
+def _cast_forward_inputs(dtype: torch.dtype, module: nn.Module, args: tuple, kwargs: dict):
+    """Forward pre-hook of the root module: floating tensors among its inputs -> dtype (as FSDP2's
+    cast_forward_inputs); integer tensors (token ids, labels) and everything else pass unchanged."""
+    def cast(t):
+        return t.to(dtype) if isinstance(t, torch.Tensor) and t.is_floating_point() else t
+
+    return tree_map(cast, args), tree_map(cast, kwargs)
+
+
 class MixedPrecision:
     """Train ``model`` in half precision with fp32 master weights updated by ``optimizer``.
 
     Converts ``model`` in place: its parameters and floating buffers become ``dtype`` (``Module.half()`` /
     ``bfloat16()`` semantics), except inside the modules matched by ``fp32_modules``, which keep fp32 parameters
-    (their own masters) and run in fp32. The optimizer's parameter groups are repointed at fp32 master copies
+    (their own masters) and run in fp32. Floating tensors passed to ``model(...)`` (positional or keyword, nested in
+    lists / tuples / dicts) are cast to ``dtype`` at the model boundary by a forward pre-hook, so fp32 batches work
+    as they are; integer inputs are left alone. The optimizer's parameter groups are repointed at fp32 master copies
     (hyper-parameters kept), so any ``torch.optim`` optimizer updates fp32 weights.
 
     Loop::
@@ -103,6 +119,7 @@ class MixedPrecision:
             raise ValueError(f"dtype: expected torch.float16 or torch.bfloat16, got {dtype!r}")
         if any(m in _WRAPPED_MODULES for m in model.modules()):
             raise ValueError("model: already converted by a MixedPrecision wrapper")
+        check_fsdp_not_started(model)
         self.model, self.optimizer, self.dtype = model, optimizer, dtype
         self.master_weights = bool(master_weights)
         self.scaler = _make_scaler(loss_scale, dtype)
@@ -134,6 +151,7 @@ class MixedPrecision:
         self._convert_model(fp32_roots)
         self._repoint_optimizer(master_of)
         self._named_masters = {names[id(p)]: master_of.get(id(p), p) for p in trainable}
+        model.register_forward_pre_hook(partial(_cast_forward_inputs, dtype), with_kwargs=True)
         for root in fp32_roots.values():
             install_fp32_hooks(root, dtype)
         _WRAPPED_MODULES.add(model)
@@ -196,7 +214,7 @@ class MixedPrecision:
         self.zero_grad()  # gradients from before wrapping mean nothing to the masters
         self.model.half() if self.dtype == torch.float16 else self.model.bfloat16()
         for p, data in params:
-            p.data = data.float() if data.is_floating_point() else data
+            set_param_data(p, data.float() if data.is_floating_point() else data)
         for m, name, b in buffers:
             m._buffers[name] = b.float() if b.is_floating_point() else b
 
@@ -260,24 +278,25 @@ class MixedPrecision:
             return
         with torch.no_grad():
             if fresh:
-                torch._foreach_copy_(fresh, fresh_src)
+                torch._foreach_copy_(local_tensors(fresh), local_tensors(fresh_src))
             if acc:
-                torch._foreach_add_(acc, acc_src)
+                torch._foreach_add_(local_tensors(acc), local_tensors(acc_src))
         for h in moved:
             h.grad = None
 
     def _unscale_and_check(self, grads: list[torch.Tensor]) -> bool:
-        """g ← g / S in place, fused with the inf/NaN check; True if any gradient is non-finite (one host sync)."""
+        """g ← g / S in place, fused with the inf/NaN check; True if any gradient is non-finite on any rank (one
+        host sync; the flag is all-reduced with MAX over the default process group when one is initialized)."""
         scale = self.scaler.scale
         if self._inv_scale is None or self._inv_scale[0] != scale:
             self._inv_scale = (scale, torch.full((1,), 1.0 / scale, dtype=torch.float32, device=self._device))
         found_inf = torch.zeros(1, dtype=torch.float32, device=self._device)
         by_dtype = {}
         for g in grads:
-            by_dtype.setdefault(g.dtype, []).append(g)
+            by_dtype.setdefault(g.dtype, []).append(local_tensor(g))
         for same_dtype in by_dtype.values():
             torch._amp_foreach_non_finite_check_and_unscale_(same_dtype, found_inf, self._inv_scale[1])
-        return bool(found_inf.item())
+        return bool(max_over_ranks(found_inf).item())
 
     def step(self, max_grad_norm: float | None = None) -> bool:
         """Unscale, check, clip, update the fp32 masters, refresh the half weights; consume the gradients.
@@ -310,7 +329,8 @@ class MixedPrecision:
         self.optimizer.step()
         if stepped:
             with torch.no_grad():
-                torch._foreach_copy_([self._halves[i] for i in stepped], [self._masters[i] for i in stepped])
+                torch._foreach_copy_(local_tensors(self._halves[i] for i in stepped),
+                                     local_tensors(self._masters[i] for i in stepped))
         self.zero_grad()
         self.updates += 1
         return True
@@ -353,7 +373,7 @@ class MixedPrecision:
             for name, t in state["masters"].items():
                 self._named_masters[name].copy_(t)
             if self._halves:
-                torch._foreach_copy_(self._halves, self._masters)
+                torch._foreach_copy_(local_tensors(self._halves), local_tensors(self._masters))
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scaler is not None:
             self.scaler.load_state_dict(state["loss_scaler"])

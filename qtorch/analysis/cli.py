@@ -10,7 +10,8 @@ from qtorch.analysis.flops import GPU_PEAK_TFLOPS, forward_flops, mfu, peak_flop
 from qtorch.analysis.memory import (OPTIMIZERS, RECIPES, WEIGHT_FORMATS, activation_memory, kv_cache_bytes,
                                     model_state_memory, model_weight_bytes)
 from qtorch.analysis.params import count_params, param_counts
-from qtorch.analysis.peak import OPTIMIZER_IMPLS, inference_peak, training_step_peak
+from qtorch.analysis.peak import OPTIMIZER_IMPLS, inference_peak
+from qtorch.analysis.sharding import sharded_training_peak
 from qtorch.analysis.presets import PRESETS, get_preset
 from qtorch.analysis.report import category_table, flop_table, format_table, gb, human, memory_table, peak_table
 
@@ -119,9 +120,10 @@ def run(args) -> dict:
         if acts.checkpoints:
             print(f"  activations = layer-boundary checkpoints {gb(acts.checkpoints)} + one layer rebuilt "
                   f"{gb(acts.per_layer)} + outside the layers {gb(acts.outside_layers)}")
-        if args.zero == 0 and args.params is None:
-            peak = training_step_peak(cfg, args.batch, seq, args.recipe, args.optimizer, args.optimizer_impl,
-                                      args.checkpointing)
+        if args.params is None:  # per-rank peak: qtorch/analysis/sharding.py states the assumptions
+            peak = sharded_training_peak(cfg, args.batch, seq, args.recipe, args.optimizer, args.optimizer_impl,
+                                         args.checkpointing, args.zero, args.gpus)
+            print(f"\nPer-rank peak, ZeRO-{args.zero} over {args.gpus} GPU(s):")
             print(peak_table(peak))
         flops_by_category = train.by_category()
     else:
@@ -147,6 +149,9 @@ def main(argv=None) -> int:
             require_matplotlib()
         except ImportError as exc:
             print(f"error: {exc}", file=sys.stderr)
+            return 2
+        if not os.path.isdir(os.path.dirname(os.path.abspath(args.plot))):
+            print(f"error: --plot: the folder of {args.plot} does not exist; create it first", file=sys.stderr)
             return 2
     try:
         result = run(args)

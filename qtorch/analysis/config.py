@@ -2,6 +2,8 @@
 (from a qtorch LlamaConfig, from a Hugging Face-style config dict)."""
 from dataclasses import dataclass, field, fields, replace
 
+from qtorch.analysis.hf_config import architecture_notes, check_architecture, hf_config_dict
+
 _MLP_KINDS = ("swiglu", "gelu")
 _NORM_KINDS = ("rmsnorm", "layernorm")
 _POSITION_KINDS = ("rope", "learned")
@@ -117,15 +119,18 @@ _HF_ALIASES = {
 _GPT2_STYLE = ("gpt2", "gpt_neo", "opt")
 
 
-def from_hf_config(config: dict, name: str | None = None) -> ModelConfig:
-    """A ModelConfig from a Hugging Face-style config dict (config.json contents).
+def from_hf_config(config, name: str | None = None) -> ModelConfig:
+    """A ModelConfig from a Hugging Face config: its dict (config.json contents), a transformers PretrainedConfig,
+    or the path of a config.json or of its folder; an architecture ModelConfig does not describe is a ValueError
+    (qtorch.analysis.hf_config).
 
     LLaMA-family keys (hidden_size, num_hidden_layers, num_attention_heads, num_key_value_heads, intermediate_size,
     max_position_embeddings, tie_word_embeddings, attention_bias, hidden_act) and GPT-2-style keys (n_embd, n_layer,
     n_head, n_inner (default 4h), n_positions; learned positions, LayerNorm, biases, tied head) are understood.
     """
-    if not isinstance(config, dict):
-        raise TypeError(f"config: expected a dict (a config.json), got {type(config).__name__}")
+    config, found_name = hf_config_dict(config)
+    check_architecture(config)
+    name = name or found_name
     model_type = config.get("model_type", "")
     gpt2_style = model_type in _GPT2_STYLE or "n_embd" in config
     values = {}
@@ -150,5 +155,6 @@ def from_hf_config(config: dict, name: str | None = None) -> ModelConfig:
         position="learned" if gpt2_style else "rope",
         tie_embeddings=bool(config.get("tie_word_embeddings", gpt2_style)),
         bias=bool(config.get("attention_bias", gpt2_style)),
+        notes=architecture_notes(config),
         **values,
     )

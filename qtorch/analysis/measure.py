@@ -1,5 +1,6 @@
 """measure_memory(step_fn): peak memory of one call, on CUDA from torch.cuda.memory_stats, everywhere from a
 tensor-tracking estimate (every storage an op creates, alive until freed), split by role at the peak."""
+import gc
 import weakref
 from dataclasses import dataclass
 
@@ -129,6 +130,9 @@ def measure_memory(step_fn, *, model: torch.nn.Module | None = None, optimizer: 
     it is freed. by_category splits the tracked peak by role (model's parameters and buffers = weights, optimizer
     parameters that are not the model's = masters, their .grad = gradients, optimizer.state = optimizer_states,
     the rest = activations_and_temporaries). Run warm-up steps before: the first step allocates optimizer state.
+    Garbage left by earlier code is collected before the baseline: a reference cycle holding CUDA tensors (say the
+    frames of a failed test's traceback) would otherwise be freed whenever the cyclic collector runs, possibly inside
+    the call, and the peak would read the call's allocations less that garbage.
     """
     if not callable(step_fn):
         raise TypeError(f"step_fn: expected a callable taking no arguments, got {type(step_fn).__name__}")
@@ -137,6 +141,7 @@ def measure_memory(step_fn, *, model: torch.nn.Module | None = None, optimizer: 
     if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError(f"optimizer: expected a torch.optim.Optimizer or None, got {type(optimizer).__name__}")
     cuda = _cuda_device(device)
+    gc.collect()
     tracker = _StorageTracker(lambda: _role_map(model, optimizer))
     for t in _start_tensors(model, optimizer):  # storages alive before the call
         tracker.track(t)

@@ -109,7 +109,7 @@ def training_step_peak(cfg: ModelConfig, batch: int, seq: int, recipe="amp-bf16"
 
 def weight_only_workspace(weight_format: str, tokens: int, n_out: int, k_in: int, act_bytes: int = 2) -> int:
     """Bytes a weight-only quantized linear allocates while it runs on `tokens` rows: from the routing's dequantize
-    threshold on (qtorch.ops.group.MIXED_MAX_M for the tiled layout, triton_kernels.weight_only.DEQUANT_MIN_M for the
+    threshold on (qtorch.ops.weight_only.MIXED_MAX_M for the tiled layout, qtorch.ops.weight_only.DEQUANT_MIN_M for the
     row-major one), the whole weight dequantized to the activation dtype (N·K·a) before cuBLAS; 0 below it and for
     the other formats."""
     if weight_format == "int8-weight-only":
@@ -119,38 +119,54 @@ def weight_only_workspace(weight_format: str, tokens: int, n_out: int, k_in: int
     else:
         return 0
     from qtorch.nn.weight_only import storage_layout
-    from qtorch.ops.group import MIXED_MAX_M
+    from qtorch.ops.weight_only import DEQUANT_MIN_M, MIXED_MAX_M
     from qtorch.quant.layout import LAYOUT_TILED
 
     if storage_layout(bits, k_in, group) == LAYOUT_TILED:
         dequantizes = tokens > MIXED_MAX_M
     else:
-        from triton_kernels.weight_only import DEQUANT_MIN_M
-
         dequantizes = tokens >= DEQUANT_MIN_M
     return n_out * k_in * act_bytes if dequantizes else 0
 
 
+def linear_workspace(weight_format: str, tokens: int, n_out: int, k_in: int, act_bytes: int = 2) -> int:
+    """Bytes a quantized linear allocates besides its output while it runs on `tokens` rows: W8A8 quantizes x per
+    token first (qtorch::quantize_per_token: x_q (T, K) int8, scale (T,) fp32, zero point (T,) int32: T(K + 8)),
+    alive while the int8 GEMM writes y; the weight-only formats as weight_only_workspace; float weights none."""
+    if weight_format == "w8a8":
+        return tokens * (k_in + 8)
+    return weight_only_workspace(weight_format, tokens, n_out, k_in, act_bytes)
+
+
 def inference_peak(cfg: ModelConfig, batch: int, seq: int, weight_format: str = "bf16", quantize_head: bool = False,
                    act_bytes: int = 2, kv_cache_len: int = 0) -> PeakMemory:
-    """Peak bytes of one no-grad forward (prefill) over b × s tokens: weights (in weight_format) + KV cache of
-    kv_cache_len positions (if set up) + the largest transient: the head (x, normed x, logits: T(2ha + va)) or the
-    SwiGLU MLP (x, h, normed h, silu(w1 x), w3 x, their product: T(3ha + 3ia)) or the fp32 RMSNorm (x, fp32 copy,
-    x², normalized: T(ha + 12h)); weight-only formats add the dequantized weight of the stage's largest linear where
-    the routing dequantizes at this T (weight_only_workspace)."""
+    """Peak bytes of one no-grad forward (prefill) over T = b × s tokens: weights (in weight_format) + KV cache of
+    kv_cache_len positions (if set up) + the largest transient, with the workspace W(N, K) of the quantized linear
+    running in it (linear_workspace: W8A8's per-token quantized x; the weight-only weight dequantized where the
+    routing does so at this T; 0 for float weights):
+      fp32 RMSNorm: x, fp32 copy, x², normalized: T(ha + 12h);
+      SwiGLU MLP on x, h, normed h (T·3ha): w3 beside silu(w1 x) T(2ia) + W(i, h); silu(w1 x) ⊙ w3 x T(3ia);
+        w2 on the product T(ia + ha) + W(h, i)  (GELU: w1 T(ia) + W(i, h); gelu T(2ia); w2 as SwiGLU's);
+      head: x, normed x, logits T(2ha + va) + W(v, h) when the head is quantized."""
     weights = model_weight_bytes(cfg, weight_format, quantize_head, other_bytes=act_bytes)
     static = {"weights": sum(weights.values()), "buffers": rope_table_bytes(cfg)}
     if kv_cache_len:
         static["kv_cache"] = kv_cache_bytes(cfg, batch, kv_cache_len, act_bytes)
     replay = _Replay(static)
     t, a, h, i, v = batch * seq, act_bytes, cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size
-    mlp = t * (3 * h * a + (3 * i * a if cfg.mlp == "swiglu" else 2 * i * a))
-    mlp += max(weight_only_workspace(weight_format, t, i, h, a), weight_only_workspace(weight_format, t, h, i, a))
-    norm = t * (h * a + 12 * h)
-    head = t * (2 * h * a + v * a)
-    if quantize_head:
-        head += weight_only_workspace(weight_format, t, v, h, a)
-    for name, transient in (("norm (fp32)", norm), ("mlp", mlp), ("head", head)):
+
+    def workspace(n, k):
+        return linear_workspace(weight_format, t, n, k, a)
+
+    blocks = 3 * t * h * a  # x, h, normed h
+    if cfg.mlp == "swiglu":
+        mlp = [("mlp w3", blocks + 2 * t * i * a + workspace(i, h)),
+               ("mlp silu(w1 x) * w3 x", blocks + 3 * t * i * a)]
+    else:
+        mlp = [("mlp w1", blocks + t * i * a + workspace(i, h)), ("mlp gelu", blocks + 2 * t * i * a)]
+    mlp.append(("mlp w2", blocks + t * (i + h) * a + workspace(h, i)))
+    head = t * (2 * h * a + v * a) + (workspace(v, h) if quantize_head else 0)
+    for name, transient in (("norm (fp32)", t * (h * a + 12 * h)), *mlp, ("head", head)):
         replay(f"forward: {name}", transient)
         replay(f"forward: {name} done", -transient)
     return replay.result()

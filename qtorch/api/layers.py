@@ -1,5 +1,6 @@
 """Finding the nn.Linear layers of a model and deciding which ones to quantize (shared by quantize_ and plan_bits)."""
 import fnmatch
+import sys
 from dataclasses import dataclass
 
 import torch.nn as nn
@@ -19,10 +20,34 @@ class LinearSite:
         setattr(self.parent, self.attr, new)
 
 
+COMPILED_PREFIX = "_orig_mod"  # the attribute torch.compile's OptimizedModule keeps the model under
+
+
+def check_model(model) -> None:
+    if not isinstance(model, nn.Module):
+        hint = " (a tensor: pass the model whose nn.Linear layers hold the weights)" \
+            if type(model).__name__ in ("Tensor", "Parameter") else ""
+        raise TypeError(f"model: expected an nn.Module, got {type(model).__name__}{hint}")
+
+
+def unwrap_compiled(model: nn.Module) -> nn.Module:
+    """The module a torch.compile wrapper (OptimizedModule) runs, else `model` itself. Changing the inner module
+    in place makes the wrapper recompile on its next call (its guards see the new submodules)."""
+    eval_frame = sys.modules.get("torch._dynamo.eval_frame")  # imported by torch.compile; absent: nothing compiled
+    while eval_frame is not None and isinstance(model, eval_frame.OptimizedModule):
+        model = getattr(model, COMPILED_PREFIX)
+    return model
+
+
+def canonical_name(name: str) -> str:
+    """A module or tensor name with torch.compile's `_orig_mod.` components removed: the same name whether the model
+    (or a submodule of it) was compiled or not."""
+    return ".".join(part for part in name.split(".") if part != COMPILED_PREFIX)
+
+
 def linear_sites(model: nn.Module) -> list[LinearSite]:
     """Every occurrence of an nn.Linear (a module placed twice appears twice), in named_modules order."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model: expected an nn.Module, got {type(model).__name__}")
+    check_model(model)
     sites = []
     if isinstance(model, nn.Linear):
         raise TypeError("model: got a bare nn.Linear; wrap it in a container or use QuantLinear.from_float")
@@ -58,14 +83,19 @@ def check_selection_args(filter_fn, skip, min_features) -> tuple[str, ...]:
     return skip
 
 
+def matching_pattern(name: str, skip: tuple) -> str | None:
+    """The first `skip` pattern (fnmatch) that matches the qualified name, or None."""
+    return next((pattern for pattern in skip if fnmatch.fnmatchcase(name, pattern)), None)
+
+
 def skip_reason(site: LinearSite, owners: dict, filter_fn, skip: tuple, min_features: int) -> str | None:
     """Why this layer is left float, or None to quantize it."""
     m = site.module
     if isinstance(m, NonDynamicallyQuantizableLinear):
         return "read directly by its parent's functional forward (nn.MultiheadAttention)"
-    for pattern in skip:
-        if fnmatch.fnmatchcase(site.name, pattern):
-            return f"matches skip pattern {pattern!r}"
+    pattern = matching_pattern(site.name, skip)
+    if pattern is not None:
+        return f"matches skip pattern {pattern!r}"
     if min(m.in_features, m.out_features) < min_features:
         return f"smaller than min_features={min_features}"
     if filter_fn is not None and not filter_fn(m, site.name):

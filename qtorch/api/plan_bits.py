@@ -18,7 +18,8 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from qtorch.api._batches import ErrorSum, float_leaves, run_model
-from qtorch.api.layers import check_selection_args, linear_sites, skip_reason, tied_owners
+from qtorch.api.layers import (check_model, check_selection_args, linear_sites, skip_reason, tied_owners,
+                               unwrap_compiled)
 from qtorch.config import GroupWeightOnlyConfig, Int8WeightOnlyConfig, PerLayerConfig, W8A8StaticConfig, check_config
 from qtorch.nn.base import QuantLinear
 
@@ -117,6 +118,36 @@ def _knapsack(errors: list[list[float]], costs: list[list[float]], capacity: flo
     return picks
 
 
+def _infeasible_message(budget, layer_sites, options, costs, candidates) -> str:
+    """Why no plan fits: the least achievable average, and the layers whose cheapest usable candidate is above the
+    budget (largest excess weight count × bits first), with the candidates that could not hold them."""
+    total_weights = sum(s[0].module.weight.numel() for s in layer_sites)
+    least = sum(min(row) for row in costs) / total_weights
+    over = []
+    for sites, row, cost in zip(layer_sites, options, costs):
+        n = sites[0].module.weight.numel()
+        cheapest = min(cost) / n
+        if cheapest > budget:
+            usable = [c for c, _, _ in row]
+            unusable = [c for c in candidates if c not in usable]
+            why = f"; cannot take {', '.join(map(repr, unusable))}" if unusable else ""
+            over.append(((cheapest - budget) * n, sites[0].name, f"{sites[0].name} (in_features="
+                         f"{sites[0].module.in_features}: at least {cheapest:.2f} bits/weight{why})"))
+    over.sort(key=lambda item: -item[0])
+    forced = "; ".join(text for _, _, text in over[:3]) + (f" and {len(over) - 3} more" if len(over) > 3 else "")
+    if len(over) == len(layer_sites) and len({min(c) / s[0].module.weight.numel() for s, c in
+                                                zip(layer_sites, costs)}) == 1:
+        hint = " Every layer needs at least that much: raise the budget or add a cheaper candidate."
+    elif over:
+        names = [name for _, name, _ in over]
+        hint = (f" Layers above the budget: {forced}. Leave them float with skip={names!r} or add a cheaper "
+                "candidate that fits them.")
+    else:
+        hint = ""
+    return (f"budget_bits_per_weight: {budget} is below the least achievable {least:.3f} bits per weight with these "
+            f"candidates.{hint}")
+
+
 @torch.no_grad()
 def plan_bits(model: nn.Module, inputs, budget_bits_per_weight: float, candidates=DEFAULT_CANDIDATES, *,
               filter_fn=None, skip=(), min_features: int = 0, progress: bool = True) -> BitPlan:
@@ -133,6 +164,8 @@ def plan_bits(model: nn.Module, inputs, budget_bits_per_weight: float, candidate
     for i, c in enumerate(candidates):
         check_config(f"candidates[{i}]", c, allow_none=True)
     skip = check_selection_args(filter_fn, skip, min_features)
+    check_model(model)
+    model = unwrap_compiled(model)  # the trials run the uncompiled model (no recompilation per trial)
     owners = tied_owners(model)
     groups: dict[int, list] = {}  # id(nn.Linear) -> its sites (a module placed twice is planned once)
     for site in linear_sites(model):
@@ -165,9 +198,7 @@ def plan_bits(model: nn.Module, inputs, budget_bits_per_weight: float, candidate
     total_weights = sum(s[0].module.weight.numel() for s in layer_sites)
     picks = _knapsack(errors, costs, budget_bits_per_weight * total_weights)
     if picks is None:
-        least = sum(min(row) for row in costs) / total_weights
-        raise ValueError(f"budget_bits_per_weight: {budget_bits_per_weight} is below the least achievable "
-                         f"{least:.3f} bits per weight with these candidates")
+        raise ValueError(_infeasible_message(budget_bits_per_weight, layer_sites, options, costs, candidates))
     layers, plan = {}, []
     for sites, row, pick in zip(layer_sites, options, picks):
         for s in sites:

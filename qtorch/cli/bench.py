@@ -10,6 +10,7 @@ import argparse
 
 from qtorch.cli.device import DEVICES, resolve_device
 from qtorch.cli.errors import ENVIRONMENT_EXIT, CLIError
+from qtorch.cli.progress import show_progress
 from qtorch.cli.table import format_table
 from qtorch.models.llama import LLAMA_CONFIGS
 
@@ -49,7 +50,8 @@ def add_parser(sub) -> None:
     p.add_argument("--decode-batches", type=_batches, default=(1, 16))
     p.add_argument("--no-torchao", action="store_true", help="skip the torchao baselines")
     p.add_argument("--device", default="cuda", choices=DEVICES)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bars (they are also off when stderr is not a terminal)")
     p.set_defaults(run=run)
 
 
@@ -105,7 +107,7 @@ def run(args) -> int:
     measurements, failures = run_speed(args.scheme, args.model, args.layers, device=device,
                                        prefill_len=args.prefill_len, decode_batches=args.decode_batches,
                                        compile_model=args.compile, with_torchao=with_torchao,
-                                       progress=not args.no_progress)
+                                       progress=show_progress(args))
     if measurements:
         print(detail_table(measurements))
         print(speed_table(measurements))

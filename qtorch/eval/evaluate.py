@@ -1,5 +1,5 @@
 """Quantize a copy of a model with each named scheme and measure it against the float model on the same inputs:
-stored weight bits, output error, per-layer SQNR (qtorch.compare) and latency."""
+stored weight bits, output error, per-layer SQNR (qtorch.compare) and, on a GPU, latency."""
 import copy
 import math
 import time
@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 import qtorch
 from qtorch.eval.measure import linear_weight_storage, median_ms
 from qtorch.eval.schemes import Calibration, get_scheme
+from qtorch.nn.base import QuantLinear
 
 
 @dataclass
@@ -22,7 +23,7 @@ class SchemeResult:
     bits_per_weight: float  # stored bits per linear weight, metadata included
     weight_bytes: int  # bytes of all linear weights as stored
     errors: dict[str, float]  # from the model's error_fn, e.g. {"sqnr_db": ...} or {"cosine_mean": ..., ...}
-    latency_ms: float  # median forward time on the evaluation inputs
+    latency_ms: float | None  # GPU: median forward time on the evaluation inputs after warm-up; CPU: None
     quantize_s: float  # time to quantize (and calibrate)
     layer_sqnr_db: dict[str, float] = field(default_factory=dict)  # layer -> its own (local) output SQNR
 
@@ -45,16 +46,23 @@ def _run(model, inputs):
 
 
 @torch.no_grad()
-def evaluate_schemes(task: EvalTask, schemes: Sequence[str], *, repeats: int = 3, progress: bool = True,
+def evaluate_schemes(task: EvalTask, schemes: Sequence[str], *, repeats: int = 10, progress: bool = True,
                      label: str = "schemes") -> list[SchemeResult]:
-    """The float model's row, then one row per scheme (each on a deepcopy of the float model)."""
+    """The float model's row, then one row per scheme (each on a deepcopy of the float model).
+
+    Latency (median of `repeats` forwards after warm-up, qtorch.eval.measure.median_ms) only on a GPU: on the CPU the
+    quantized layers run the reference ops, and a shared CPU made the same row vary 10x between runs."""
     device = next(task.model.parameters()).device
+
+    def latency(model):
+        return median_ms(lambda: _run(model, task.inputs), device, repeats) if device.type == "cuda" else None
+
     results = []
     stored, count = linear_weight_storage(task.model)
     float_out = _run(task.model, task.inputs)
     results.append(SchemeResult("float", f"unquantized ({next(task.model.parameters()).dtype})".replace("torch.", ""),
                                 8.0 * stored / count, stored, task.error_fn(task.reference, float_out),
-                                median_ms(lambda: _run(task.model, task.inputs), device, repeats), 0.0))
+                                latency(task.model), 0.0))
     for name in tqdm(schemes, desc=label, unit="scheme", disable=not progress):
         scheme = get_scheme(name)
         quant = copy.deepcopy(task.model)
@@ -63,11 +71,14 @@ def evaluate_schemes(task: EvalTask, schemes: Sequence[str], *, repeats: int = 3
         quantize_s = time.perf_counter() - t0
         stored, count = linear_weight_storage(quant)
         out = _run(quant, task.inputs)
-        report = qtorch.compare(task.model, quant, task.inputs)
+        # per-layer SQNR needs the same layer names: not for schemes that wrap layers (InputScaledLinear)
+        float_names = {n for n, _ in task.model.named_modules()}
+        same_names = all(n in float_names for n, m in quant.named_modules() if isinstance(m, QuantLinear))
+        layer_sqnr = ({r.name: r.local_sqnr_db for r in qtorch.compare(task.model, quant, task.inputs).layers}
+                      if same_names else {})
         results.append(SchemeResult(name, scheme.description, 8.0 * stored / count, stored,
                                     task.error_fn(task.reference, out),
-                                    median_ms(lambda: _run(quant, task.inputs), device, repeats), quantize_s,
-                                    {r.name: r.local_sqnr_db for r in report.layers}))
+                                    latency(quant), quantize_s, layer_sqnr))
     return results
 
 

@@ -1,5 +1,5 @@
 """The two demo models as evaluation tasks: the seeded LLaMA-style decoder (logits SQNR) and all-MiniLM-L6-v2
-(sentence-embedding cosine similarity on the built-in sentences; calibration on a disjoint sentence set)."""
+(sentence-embedding cosine similarity on two shipped evaluation sets; calibration on a third, generic set)."""
 import torch
 
 from qtorch.eval.evaluate import EvalTask, logits_errors
@@ -39,17 +39,34 @@ def embedding_errors(reference: torch.Tensor, out: torch.Tensor) -> dict[str, fl
     return {"cosine_mean": mean, "cosine_min": worst}
 
 
+def per_set_embedding_errors(set_sizes: dict[str, int]):
+    """error_fn over consecutive evaluation sets of the given sizes: cosine_mean_<set> per set, cosine_mean = the
+    worse set's mean (the headline), cosine_min over all sentences."""
+    def errors(reference: torch.Tensor, out: torch.Tensor) -> dict[str, float]:
+        out = out.float()
+        per_set, start = {}, 0
+        for name, size in set_sizes.items():
+            per_set[f"cosine_mean_{name}"], _ = cosine_stats(reference[start:start + size], out[start:start + size])
+            start += size
+        return {"cosine_mean": min(per_set.values()), "cosine_min": cosine_stats(reference, out)[1], **per_set}
+    return errors
+
+
 @torch.no_grad()
 def minilm_task(device="cpu", dtype=torch.float32, progress: bool = True) -> EvalTask:
-    """all-MiniLM-L6-v2; cosine of each evaluation sentence's embedding vs the float32 model's."""
+    """all-MiniLM-L6-v2; cosine of each evaluation sentence's embedding vs the float32 model's, on both shipped
+    evaluation sets (qtorch/data: eval_everyday, eval_longform), calibrated on calibration_generic only."""
+    from qtorch.data import EVAL_SETS, load_sentences
     from qtorch.models.minilm import load_minilm
-    from qtorch.models.minilm_sentences import CALIBRATION_SENTENCES, EVAL_SENTENCES
 
     encoder = load_minilm(device=device)
-    inputs = encoder.tokenize(EVAL_SENTENCES)
+    sets = {name.removeprefix("eval_"): load_sentences(name) for name in EVAL_SETS}
+    inputs = encoder.tokenize([s for sentences in sets.values() for s in sentences])
     reference = encoder(**inputs)  # (B, 384) float32
-    calibration = Calibration(batches=encoder.unpadded_batches(CALIBRATION_SENTENCES),
-                              plan_inputs=encoder.tokenize(CALIBRATION_SENTENCES[:PLAN_SENTENCES]), progress=progress)
+    calibration_sentences = load_sentences("calibration_generic")
+    calibration = Calibration(batches=encoder.unpadded_batches(calibration_sentences),
+                              plan_inputs=encoder.tokenize(calibration_sentences[:PLAN_SENTENCES]), progress=progress)
     if dtype != torch.float32:
         encoder = encoder.to(dtype)
-    return EvalTask(encoder, inputs, calibration, embedding_errors, reference)
+    return EvalTask(encoder, inputs, calibration, per_set_embedding_errors({k: len(v) for k, v in sets.items()}),
+                    reference)

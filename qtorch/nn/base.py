@@ -9,7 +9,10 @@ for the 2-D qtorch:: ops, and returns (..., out_features) in the input's dtype.
 Build with `QuantLinear.from_float(linear, config)` (quantizes the float weight) or
 `QuantLinear.from_quantized(config, ...)` (takes integer weights made elsewhere, e.g. by GPTQ in qtorch.algorithms).
 Moving a layer (`.to(device)`, `.cuda()`) moves every buffer; casting (`.to(torch.bfloat16)`, `.half()`) casts only
-the bias: scales and codebooks stay float32, integers stay integers.
+the bias (and sets weight_dtype): scales and codebooks stay float32, integers stay integers.
+
+`layer.weight` is the float layer's weight, (N, K) in weight_dtype on the layer's device, dequantized only when an op
+reads its values (qtorch.nn.dequantized_weight); it is not a parameter and not in state_dict.
 """
 from typing import ClassVar
 
@@ -17,6 +20,7 @@ import torch
 import torch.nn as nn
 
 from qtorch.config import QuantConfig, check_config
+from qtorch.nn.dequantized_weight import DequantizedWeight
 from qtorch.nn.scheme_state import decode_scheme, encode_scheme
 
 ACT_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
@@ -56,6 +60,12 @@ def has_values(t: torch.Tensor) -> bool:
     return t.device.type != "meta"
 
 
+def _keep_fused_paths_away(module, args):
+    """A no-op forward pre-hook. PyTorch's fused nn.TransformerEncoderLayer path (torch._transformer_encoder_layer_fwd)
+    steps aside for modules with hooks; without one it would, under torch.compile where `.weight` is a plain
+    dequantized tensor, run linear1 / linear2 as float matmuls instead of calling the quantized layers."""
+
+
 class QuantLinear(nn.Module):
     """y = x · Ŵᵀ + b with Ŵ the dequantized weight of the layer's scheme (see the subclasses)."""
 
@@ -83,6 +93,8 @@ class QuantLinear(nn.Module):
         self.register_buffer("bias", bias)  # (N,) float or None
         device = next(iter(buffers.values())).device
         self.register_buffer("qscheme", encode_scheme(config).to(device))
+        self.register_forward_pre_hook(_keep_fused_paths_away)
+
 
     # --- construction -------------------------------------------------------------------------------------------
     @staticmethod
@@ -149,6 +161,14 @@ class QuantLinear(nn.Module):
         """Ŵ (N, K): the weight this layer computes with."""
         raise NotImplementedError
 
+    @property
+    def weight(self) -> torch.Tensor:
+        """Ŵ (N, K) in weight_dtype: a DequantizedWeight (values computed when read, warned once) in eager, the
+        dequantized tensor under torch.compile (dropped by the compiler when unused)."""
+        if torch.compiler.is_compiling():
+            return self.dequantize_weight(self.weight_dtype)
+        return DequantizedWeight(self)
+
     # --- accounting -----------------------------------------------------------------------------------------------
     @property
     def weight_bytes(self) -> int:
@@ -177,6 +197,7 @@ class QuantLinear(nn.Module):
             if moved.dtype != t.dtype and name != "bias":
                 moved = t.to(device=moved.device)
             self._buffers[name] = moved
+        self.weight_dtype = fn(torch.empty(0, dtype=self.weight_dtype, device=self.qscheme.device)).dtype
         return self
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,

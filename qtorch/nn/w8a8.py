@@ -8,6 +8,7 @@ The course's Z_W = 0 form: the weight-side term Σ_k q_W[n, k] (w_colsum) is pre
 import torch
 
 import qtorch.ops as qops
+from qtorch.ops.autograd import straight_through
 from qtorch.config import W8A8DynamicConfig
 from qtorch.nn.base import INT_DTYPES, QuantLinear, check_quantized, has_values
 from qtorch.quant.affine import compute_qparams, dequantize, quantize
@@ -70,9 +71,11 @@ class W8A8Linear(QuantLinear):
         return cls(config, q.shape[1], q.shape[0], buffers, bias, weight_dtype)
 
     def linear_2d(self, x):
-        x_q, x_scale, x_zp = qops.quantize_per_token(x)  # (M, K) int8, (M,) fp32, (M,) int32
-        return qops.int8_scaled_mm(x_q, x_scale, x_zp, self.w_q, self.w_scale, self.w_colsum, None, self.bias,
-                                   x.dtype)  # (M, N)
+        # (M, K) int8, (M,) fp32, (M,) int32; x's gradient is straight_through's, not the rounding's
+        x_q, x_scale, x_zp = qops.quantize_per_token(x.detach())
+        y = qops.int8_scaled_mm(x_q, x_scale, x_zp, self.w_q, self.w_scale, self.w_colsum, None, self.bias,
+                                x.dtype)  # (M, N)
+        return straight_through(x, y, self.w_q, self.w_scale)
 
     def dequantize_weight(self, dtype=torch.float32):
         return dequantize_int8_per_channel(self.w_q, self.w_scale, dtype)

@@ -13,11 +13,12 @@ import torch
 import torch.nn.functional as F
 
 import qtorch.ops as qops
+from qtorch.ops.autograd import straight_through
 from qtorch.config import W8A8StaticConfig
 from qtorch.nn.base import check_quantized, has_values
 from qtorch.nn.w8a8 import W8A8Linear, dequantize_int8_per_channel, int8_weight_buffers
 from qtorch.observers import make_observer
-from qtorch.quant.affine import dequantize
+from qtorch.quant.affine import dequantize, round_clamp
 from qtorch.quant.fixed_point import INT32_MAX, quantize_multiplier
 
 
@@ -115,7 +116,7 @@ class W8A8StaticLinear(W8A8Linear):
     # --- forward ----------------------------------------------------------------------------------------------------
     def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
         """q_X = clamp(round(x / S_X) + Z_X, −128, 127) -> int8, same shape as x."""
-        return torch.clamp(torch.round(x.float() / self.x_scale) + self.x_zp, -128, 127).to(torch.int8)
+        return round_clamp(x.float(), self.x_scale, self.x_zp, -128, 127).to(torch.int8)
 
     def linear_2d(self, x):
         if self.observing:
@@ -125,13 +126,17 @@ class W8A8StaticLinear(W8A8Linear):
                                "run qtorch.calibrate(model, batches) first")
         x_q = self.quantize_input(x)  # (M, K) int8
         if self.config.output == "int8":
-            return dequantize(self._requant(x_q), self.y_scale, self.y_zp).to(x.dtype)
-        m = x.shape[0]
-        return qops.int8_scaled_mm(x_q, self.x_scale.expand(m).contiguous(), self.x_zp.expand(m).contiguous(),
-                                   self.w_q, self.w_scale, self.w_colsum, None, self.bias, x.dtype)  # (M, N)
+            y = dequantize(self._requant(x_q), self.y_scale, self.y_zp).to(x.dtype)  # (M, N)
+        else:
+            m = x.shape[0]
+            y = qops.int8_scaled_mm(x_q, self.x_scale.expand(m).contiguous(), self.x_zp.expand(m).contiguous(),
+                                    self.w_q, self.w_scale, self.w_colsum, None, self.bias, x.dtype)  # (M, N)
+        y = torch.where(torch.isfinite(x).all(dim=1, keepdim=True), y, float("nan"))  # NaN/Inf row -> NaN row
+        return straight_through(x, y, self.w_q, self.w_scale)
 
     def _requant(self, x_q: torch.Tensor) -> torch.Tensor:
-        return qops.int8_linear_requant(x_q, self.x_zp_int, self.w_q, self.w_zp, self.w_colsum, self.bias_q,
+        # Z_W = 0 (symmetric weights): no w_zp, so no Σ_k q_X terms
+        return qops.int8_linear_requant(x_q, self.x_zp_int, self.w_q, None, self.w_colsum, self.bias_q,
                                         self.multiplier, self.shift, self.y_zp_int)  # (M, N) int8
 
     def forward_int8(self, x_q: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
   ŵ[n, k] = S[n, k // g] (q[n, k] − Z[n, k // g]),   y = x ŵᵀ + b   (qtorch::weight_only_linear, output in x's dtype)
 Per channel is the group size g = K. q is signed (int4 in [−8, 7], int8); S fp32, Z int8 (zeros when symmetric).
-Scales from the group's range (qtorch.quant.compute_qparams), or, with GroupWeightOnlyConfig(clip_search=True), from a
+Scales from the group's range (qtorch::group_quantize), or, with GroupWeightOnlyConfig(clip_search=True), from a
 per-group clipping search (qtorch.nn.clip_search).
 q is stored in the layout of the kernel that serves it (qtorch.quant.layout), chosen once at conversion from the
 shape alone: LAYOUT_TILED (the mixed-input GEMM of qtorch._C) when K and g allow it, LAYOUT_ROWMAJOR otherwise
@@ -15,8 +15,9 @@ import qtorch.ops as qops
 from qtorch.config import GroupWeightOnlyConfig, Int8WeightOnlyConfig
 from qtorch.nn.base import INT_DTYPES, QuantLinear, check_quantized, has_values
 from qtorch.nn.clip_search import clip_search_qparams
-from qtorch.ops.group import to_rowmajor
-from qtorch.quant.affine import compute_qparams, quantize
+from qtorch.ops.group import dequantize_dtype, to_rowmajor
+from qtorch.quant._validate import check_finite
+from qtorch.quant.affine import quantize
 from qtorch.quant.layout import LAYOUT_ROWMAJOR, LAYOUT_TILED, LAYOUTS, pack_tiled, tiled_supported
 from qtorch.quant.packing import pack, unpack
 from qtorch.quant.ranges import qrange
@@ -59,12 +60,12 @@ class WeightOnlyLinear(QuantLinear):
     def quantize_weight(cls, weight, config):
         bits, group_size, symmetric = layout(config, weight.shape[1])
         if getattr(config, "clip_search", False) and has_values(weight):
-            scale, zero_point = clip_search_qparams(weight, bits, group_size, symmetric)
-        else:
-            scale, zero_point = compute_qparams(weight, bits, symmetric=symmetric, granularity="group", axis=-1,
-                                                group_size=group_size)  # (N, K/g) each
-        q = quantize(weight, scale, zero_point, bits, axis=-1, group_size=group_size)  # (N, K) int8
-        return {"q": q, "scale": scale, "zero_point": zero_point}
+            scale, zero_point = clip_search_qparams(weight, bits, group_size, symmetric)  # (N, K/g) each
+            q = quantize(weight, scale, zero_point, bits, axis=-1, group_size=group_size)  # (N, K) int8
+            return {"q": q, "scale": scale, "zero_point": zero_point}
+        check_finite("weight", weight)
+        packed, scale, zero_point = qops.group_quantize(weight, bits, group_size, symmetric)  # row-major, (N, K/g)
+        return {"q": unpack(packed, bits), "scale": scale, "zero_point": zero_point}  # q (N, K) int8
 
     @classmethod
     def build(cls, config, bias, weight_dtype, *, q, scale, zero_point=None):
@@ -103,8 +104,8 @@ class WeightOnlyLinear(QuantLinear):
                                        self.bias, self.layout)  # (M, N)
 
     def dequantize_weight(self, dtype=torch.float32):
-        return qops.group_dequantize(self.w_q, self.w_scale, self.w_zp, self.bits, self.group_size, dtype,
-                                     self.layout)
+        return qops.group_dequantize(self.w_q, self.w_scale, self.w_zp, self.bits, self.group_size,
+                                     dequantize_dtype(dtype), self.layout).to(dtype)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                               error_msgs):

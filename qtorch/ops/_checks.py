@@ -1,5 +1,10 @@
 """Shape / dtype / device checks of op arguments; they read metadata only, so they also run on fake tensors."""
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
+
+from qtorch.quant.layout import LAYOUT_ROWMAJOR, LAYOUT_TILED, tiled_chunk, tiled_shape, tiled_supported
 
 ACT_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
 
@@ -46,3 +51,64 @@ def check_bits_group(bits: int, group_size: int, k: int, allowed_bits=(4, 8)) ->
 def packed_cols(k: int, bits: int) -> int:
     """Bytes per row of a packed weight: K·bits/8."""
     return k * bits // 8
+
+
+@dataclass(frozen=True)
+class PackedLayout:
+    """How a packed weight of N rows, K columns and `bits` is stored: w_q's shape and dtype, K from w_q's columns, and
+    whether (bits, K, g) can be stored this way (None: yes; else the reason)."""
+
+    packing: Callable[[int, int, int], tuple[tuple[int, int], torch.dtype]]  # (N, K, bits) -> (shape, dtype)
+    columns: Callable[[int, int], int]  # (w_q columns, bits) -> K
+    refuses: Callable[[int, int, int], str | None]  # (bits, K, g) -> reason or None
+
+
+def _rowmajor_packing(n, k, bits):
+    return (n, packed_cols(k, bits)), torch.uint8 if bits == 4 else torch.int8
+
+
+def _tiled_refuses(bits, k, group_size):
+    if tiled_supported(bits, k, group_size):
+        return None
+    return f"the tiled layout needs K and the group size multiples of {tiled_chunk(bits)} (or g = K)"
+
+
+# qtorch.quant.layout's layouts: 0 row-major along K (int4 two per byte, low nibble first; int8 as is), 1 tiled for
+# the mixed-input GEMM (int32 (ceil(N/16), K/CK·128)).
+PACKED_LAYOUTS = {
+    LAYOUT_ROWMAJOR: PackedLayout(_rowmajor_packing, lambda cols, bits: cols * 8 // bits, lambda *_: None),
+    LAYOUT_TILED: PackedLayout(lambda n, k, bits: (tiled_shape(bits, n, k), torch.int32),
+                               lambda cols, bits: cols // 128 * tiled_chunk(bits), _tiled_refuses),
+}
+
+
+def check_layout(layout: int) -> PackedLayout:
+    if layout not in PACKED_LAYOUTS:
+        raise ValueError(f"layout: expected one of {sorted(PACKED_LAYOUTS)} (qtorch.quant.layout), got {layout}")
+    return PACKED_LAYOUTS[layout]
+
+
+def check_packed_weight(q, scale, zero_point, bits: int, group_size: int, n: int, k: int, layout: int, like,
+                        names=("w_q", "w_scale", "w_zp")) -> None:
+    """A group-quantized weight of N rows and K columns: q packed in `layout`, scale (N, K/g) fp32, zero point
+    (N, K/g) int8, all on like's device."""
+    if bits not in (4, 8):
+        raise ValueError(f"bits: expected 4 or 8, got {bits}")
+    packed = check_layout(layout)
+    shape, dtype = packed.packing(n, k, bits)
+    check_matrix(names[0], q, (dtype,))
+    if tuple(q.shape) != shape:
+        raise ValueError(f"{names[0]}: expected shape {shape} for N={n}, K={k}, bits={bits}, layout={layout}, got "
+                         f"{tuple(q.shape)}")
+    check_device(names[0], q, like)
+    check_bits_group(bits, group_size, k)
+    reason = packed.refuses(bits, k, group_size)
+    if reason is not None:
+        raise ValueError(f"{names[0]}: {reason}, got K={k}, group_size={group_size}")
+    groups = (n, k // group_size)
+    for name, t, dt in ((names[1], scale, torch.float32), (names[2], zero_point, torch.int8)):
+        check_matrix(name, t, (dt,))
+        if tuple(t.shape) != groups:
+            raise ValueError(f"{name}: expected shape {groups} for K={k}, group_size={group_size}, got "
+                             f"{tuple(t.shape)}")
+        check_device(name, t, like)

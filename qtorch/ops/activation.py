@@ -3,46 +3,55 @@
 Per row m of x (M, K):  r_min = min(min_k x, 0), r_max = max(max_k x, 0),
   S[m] = (r_max − r_min) / 255,  Z[m] = clamp(round(−128 − r_min / S), −128, 127),
   q[m, k] = clamp(round(x[m, k] / S[m]) + Z[m], −128, 127).
-CUDA: the Triton kernel (triton_kernels.act_quant), bit-exact with this reference. NaN in a row gives a NaN scale
+Backends: the Triton kernel (triton_kernels.act_quant), bit-exact with this reference; the reference (CPU, and on
+CUDA without triton, said once). NaN in a row gives a NaN scale
 (so the layer output is NaN there) rather than an error: checking would need a host synchronisation per call.
 """
 import torch
 
 from qtorch.ops._checks import ACT_DTYPES, check_matrix
-from qtorch.ops._registry import triton_available, warn_once
+from qtorch.ops import routing
+from qtorch.ops._registry import reference_backend, reference_on_cuda, triton_ready
 from qtorch.quant.affine import qparams_from_minmax, quantize
 
 
 def quantize_per_token_reference(x: torch.Tensor):
     """PyTorch reference: (q (M, K) int8, scale (M,) fp32, zero_point (M,) int32)."""
     scale, zero_point = qparams_from_minmax(x.amin(dim=1), x.amax(dim=1), 8)  # (M,), (M,)
-    q = quantize(x, scale[:, None], zero_point[:, None], 8)  # (M, K) int8
+    q = quantize(x, scale[:, None], zero_point[:, None], 8, allow_nonfinite=True)  # (M, K) int8
     return q, scale, zero_point
 
 
-def _check(x):
+def check_quantize_per_token(x) -> None:
+    """The contract: x (M, K) bf16/fp16/fp32 with K ≥ 1."""
     check_matrix("x", x, ACT_DTYPES)
     if x.shape[1] == 0:
         raise ValueError("x: expected at least one column (K ≥ 1)")
 
 
+def _triton(x):
+    from triton_kernels.act_quant import quantize_per_token as launch
+
+    return launch(x)
+
+
+routing.register_backends("quantize_per_token", [
+    reference_backend(quantize_per_token_reference),
+    routing.Backend("triton", ("cuda", "cpu"), lambda device: triton_ready(device), _triton),
+    reference_on_cuda("quantize_per_token", quantize_per_token_reference, "triton is not installed"),
+])
+
+
 @torch.library.triton_op("qtorch::quantize_per_token", mutates_args=())
 def quantize_per_token(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """x (M, K) bf16/fp16/fp32 -> q (M, K) int8, scale (M,) fp32, zero_point (M,) int32 (asymmetric, per row)."""
-    _check(x)
-    x = x.contiguous()
-    if x.device.type == "cuda":
-        if triton_available():
-            from triton_kernels.act_quant import quantize_per_token as launch
-
-            return launch(x)
-        warn_once("act_quant", "qtorch: triton is not installed; quantize_per_token runs the PyTorch reference on CUDA")
-    return quantize_per_token_reference(x)
+    check_quantize_per_token(x)
+    return routing.select("quantize_per_token", device=x.device.type).run(x)
 
 
 @quantize_per_token.register_fake
 def _(x):
-    _check(x)
+    check_quantize_per_token(x)
     m, k = x.shape
     return (x.new_empty((m, k), dtype=torch.int8), x.new_empty((m,), dtype=torch.float32),
             x.new_empty((m,), dtype=torch.int32))

@@ -8,14 +8,17 @@ gather and multiplied with F.linear (said once).
 import torch
 import torch.nn.functional as F
 
+from qtorch.ops import routing
 from qtorch.ops._checks import ACT_DTYPES, check_device, check_matrix, check_vector
-from qtorch.ops._registry import LIB, warn_once
+from qtorch.ops._registry import always, reference_backend, warn_once
 from qtorch.quant.packing import unpack
 
-LIB.define("codebook_linear(Tensor x, Tensor indices, Tensor codebook, int bits, int group_size, Tensor? bias) -> Tensor")
+SCHEMA = "(Tensor x, Tensor indices, Tensor codebook, int bits, int group_size, Tensor? bias) -> Tensor"
 
 
-def _check(x, indices, codebook, bits, group_size, bias):
+def check_codebook_linear(x, indices, codebook, bits, group_size, bias) -> None:
+    """The contract: indices (N, K·bits/8) uint8 in a 2/4/8-bit container, x (M, K), codebook (N, K/g, E) fp32
+    with 2 ≤ E ≤ 2^bits, bias (N,), all on x's device."""
     if bits not in (2, 4, 8):
         raise ValueError(f"bits: expected an index container of 2, 4 or 8 bits, got {bits}")
     check_matrix("indices", indices, (torch.uint8,))
@@ -43,7 +46,6 @@ def codebook_weight(indices, codebook, bits, group_size) -> torch.Tensor:
 
 
 def codebook_linear_reference(x, indices, codebook, bits, group_size, bias):
-    _check(x, indices, codebook, bits, group_size, bias)
     w = codebook_weight(indices, codebook, bits, group_size)
     y = x.float() @ w.t()
     if bias is not None:
@@ -51,19 +53,27 @@ def codebook_linear_reference(x, indices, codebook, bits, group_size, bias):
     return y.to(x.dtype)
 
 
-def codebook_linear_cuda(x, indices, codebook, bits, group_size, bias):
-    _check(x, indices, codebook, bits, group_size, bias)
+def gather_linear(x, indices, codebook, bits, group_size, bias):
     warn_once("codebook_linear", "qtorch: codebook_linear has no fused CUDA kernel; it rebuilds the weight in the "
                                  "activation dtype and calls F.linear")
     w = codebook_weight(indices, codebook, bits, group_size).to(x.dtype)
     return F.linear(x, w, None if bias is None else bias.to(x.dtype))
 
 
-@torch.library.register_fake("qtorch::codebook_linear", lib=LIB)
+routing.register_backends("codebook_linear", [
+    reference_backend(codebook_linear_reference),
+    routing.Backend("gather_linear", ("cuda",), always, gather_linear),
+])
+
+
+@torch.library.custom_op("qtorch::codebook_linear", mutates_args=(), schema=SCHEMA)
+def codebook_linear(*args):
+    """y (M, N) = x · ŵᵀ + bias, ŵ[n, k] = C[n, k // g, i[n, k]], in x's dtype."""
+    check_codebook_linear(*args)
+    return routing.select("codebook_linear", device=args[0].device.type).run(*args)
+
+
+@codebook_linear.register_fake
 def _(x, indices, codebook, bits, group_size, bias):
-    _check(x, indices, codebook, bits, group_size, bias)
+    check_codebook_linear(x, indices, codebook, bits, group_size, bias)
     return x.new_empty((x.shape[0], indices.shape[0]))
-
-
-LIB.impl("codebook_linear", codebook_linear_reference, "CPU")
-LIB.impl("codebook_linear", codebook_linear_cuda, "CUDA")

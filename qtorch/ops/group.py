@@ -1,27 +1,26 @@
-"""Group quantization of weights and the weight-only linear layer that consumes it.
+"""Group quantization of weights along K: qtorch::group_quantize and qtorch::group_dequantize.
 
 qtorch::group_quantize   w (N, K) float -> q, S (N, K/g) fp32, Z (N, K/g) int8, one (S, Z) per g consecutive k:
     symmetric  S = max|w| / q_max, Z = 0;  asymmetric  S = (r_max − r_min)/(q_max − q_min), Z = round(q_min − r_min/S)
     q = clamp(round(w / S) + Z, q_min, q_max), signed N-bit; int4 packed two per byte (N, K/2) uint8, int8 as (N, K).
-qtorch::group_dequantize ŵ = S (q − Z) -> (N, K) in `dtype`.
-qtorch::weight_only_linear  y = x · ŵᵀ + bias, ŵ dequantized in registers on CUDA; per-channel int8 is group_size = K.
-The packed weight of the last two is in `layout` (qtorch.quant.layout): LAYOUT_ROWMAJOR as group_quantize makes it
-(Triton kernels), or LAYOUT_TILED (the mixed-input GEMM of qtorch._C; N is then w_scale.shape[0]).
+qtorch::group_dequantize ŵ = S (q − Z) -> (N, K) in `dtype`, q packed in `layout` (qtorch.quant.layout: 0 row-major
+    as group_quantize writes it, 1 tiled for the mixed-input GEMM; N = scale.shape[0]).
+g: any positive divisor of K (per channel: g = K) on every device. Backends (qtorch.ops.routing): the Triton kernels
+(triton_kernels.group_quant: tiled for g in TILED_GROUP_SIZES, flat-index dequantization for any g), the tiled
+layout's CUDA kernel (qtorch._C), and the PyTorch formula (CPU; on CUDA for the other group sizes of group_quantize,
+said once, or without triton).
 """
 import torch
 
-from qtorch.ops._checks import ACT_DTYPES, check_bits_group, check_device, check_matrix, check_vector, packed_cols
 from qtorch._ext import load_extension
-from qtorch.ops._registry import triton_available, warn_once
+from qtorch.ops import routing
+from qtorch.ops._checks import ACT_DTYPES, check_bits_group, check_layout, check_matrix, check_packed_weight, packed_cols
+from qtorch.ops._registry import reference_backend, reference_on_cuda, triton_ready, warn_once
 from qtorch.quant.affine import compute_qparams, dequantize, quantize
-from qtorch.quant.layout import (LAYOUT_ROWMAJOR, LAYOUT_TILED, LAYOUTS, tiled_chunk, tiled_shape, tiled_supported,
-                                 unpack_tiled)
+from qtorch.quant.layout import LAYOUT_ROWMAJOR, LAYOUT_TILED, tiled_chunk, unpack_tiled
 from qtorch.quant.packing import pack, unpack
 
-# Largest M that the mixed-input GEMM dequantizes in registers; larger M dequantize the weight once and multiply with
-# cuBLAS (the kernel op picks by the runtime M, so a symbolic M under torch.compile needs no guard). H200 sweep:
-# benchmarks/NOTES.md "mixed-input GEMM v2" (at M = 128 dequantize + cuBLAS is as fast or faster on every shape).
-MIXED_MAX_M = 64
+NO_TRITON = "triton is not installed"
 
 
 def group_quantize_reference(w, bits, group_size, symmetric):
@@ -30,144 +29,169 @@ def group_quantize_reference(w, bits, group_size, symmetric):
     return pack(q, bits), scale, zp.to(torch.int8)
 
 
+def unpack_layout(q, scale, bits, layout):
+    """The packed weight in `layout` -> q (N, K) int8."""
+    if layout == LAYOUT_ROWMAJOR:
+        return unpack(q, bits)
+    return unpack_tiled(q, bits, scale.shape[0], q.shape[1] // 128 * tiled_chunk(bits))
+
+
 def to_rowmajor(q, scale, bits, layout):
     """A packed weight in LAYOUT_ROWMAJOR (unpacking a tiled one: a full copy)."""
-    if layout == LAYOUT_ROWMAJOR:
-        return q
-    k = q.shape[1] // 128 * tiled_chunk(bits)
-    return pack(unpack_tiled(q, bits, scale.shape[0], k), bits)
+    return q if layout == LAYOUT_ROWMAJOR else pack(unpack_layout(q, scale, bits, layout), bits)
+
+
+def dequantize_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype to ask group_dequantize for when Ŵ is wanted in `dtype`: itself, or fp32 for other float dtypes
+    (float64: gradcheck, float references), cast afterwards exactly (S (q − Z) is computed in fp32)."""
+    return dtype if dtype in ACT_DTYPES else torch.float32
 
 
 def group_dequantize_reference(q, scale, zero_point, bits, group_size, dtype, layout=LAYOUT_ROWMAJOR):
-    values = unpack(to_rowmajor(q, scale, bits, layout), bits)  # (N, K) int8
+    values = unpack_layout(q, scale, bits, layout)  # (N, K) int8
     return dequantize(values, scale, zero_point.to(torch.int32), axis=-1, group_size=group_size).to(dtype)
 
 
-def weight_only_linear_reference(x, w_q, w_scale, w_zp, bits, group_size, bias, layout=LAYOUT_ROWMAJOR):
-    w = group_dequantize_reference(w_q, w_scale, w_zp, bits, group_size, torch.float32, layout)  # (N, K) fp32
-    y = x.float() @ w.t()
-    if bias is not None:
-        y = y + bias.float()
-    return y.to(x.dtype)
-
-
-def _check_quantize(w, bits, group_size):
+def check_group_quantize(w, bits, group_size, symmetric) -> None:
+    """The contract of group_quantize: w (N, K) bf16/fp16/fp32, bits 4 or 8, g a positive divisor of K (K even
+    for int4)."""
     check_matrix("w", w, ACT_DTYPES)
     check_bits_group(bits, group_size, w.shape[1])
 
 
-def _check_packed(q, scale, zero_point, bits, group_size, layout=LAYOUT_ROWMAJOR):
-    """q packed in `layout` (row-major: (N, K·bits/8) uint8 / int8; tiled: int32 tiled_shape(bits, N, K));
-    scale (N, K/g) fp32; zero_point (N, K/g) int8. Returns K."""
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout: expected one of {LAYOUTS} (qtorch.quant.layout), got {layout}")
+def check_group_dequantize(q, scale, zero_point, bits, group_size, dtype, layout) -> int:
+    """The contract of group_dequantize: q packed in `layout` for N = scale.shape[0] rows (layout 0: (N, K·bits/8)
+    as group_quantize writes it), scale (N, K/g) fp32, zero_point (N, K/g) int8, dtype bf16/fp16/fp32. Returns K."""
     if bits not in (4, 8):
         raise ValueError(f"bits: expected 4 or 8, got {bits}")
-    check_matrix("w_scale", scale, (torch.float32,))
-    check_matrix("w_zp", zero_point, (torch.int8,))
-    if layout == LAYOUT_TILED:
-        check_matrix("w_q", q, (torch.int32,))
-        n, k = scale.shape[0], q.shape[1] // 128 * tiled_chunk(bits)
-        if q.shape[1] % 128 or tuple(q.shape) != tiled_shape(bits, n, k) or not tiled_supported(bits, k, group_size):
-            raise ValueError(f"w_q: not a tiled {bits}-bit weight for N={n} (w_scale rows) and group_size="
-                             f"{group_size}: shape {tuple(q.shape)}")
-    else:
-        check_matrix("w_q", q, (torch.uint8,) if bits == 4 else (torch.int8,))
-        n, k = q.shape[0], q.shape[1] * 8 // bits
-    check_bits_group(bits, group_size, k)
-    expected = (n, k // group_size)
-    for name, t in (("w_scale", scale), ("w_zp", zero_point)):
-        if tuple(t.shape) != expected:
-            raise ValueError(f"{name}: expected shape {expected} for K={k}, group_size={group_size}, got "
-                             f"{tuple(t.shape)}")
-        check_device(name, t, q)
+    check_matrix("q", q, (check_layout(layout).packing(1, 8, bits)[1],))
+    check_matrix("scale", scale, (torch.float32,))
+    k = check_layout(layout).columns(q.shape[1], bits)
+    check_packed_weight(q, scale, zero_point, bits, group_size, scale.shape[0], k, layout, q,
+                        names=("q", "scale", "zero_point"))
+    if dtype not in ACT_DTYPES:
+        raise TypeError(f"dtype: expected bfloat16, float16 or float32, got {dtype}")
     return k
 
 
-def _triton_or_warn(name: str) -> bool:
-    if triton_available():
-        return True
-    warn_once(name, f"qtorch: triton is not installed; {name} runs the slow PyTorch reference on CUDA")
-    return False
+def _tiled_group(device, group_size, layout=LAYOUT_ROWMAJOR, **meta):
+    if layout != LAYOUT_ROWMAJOR:
+        return False, f"the Triton kernels read layout {LAYOUT_ROWMAJOR}, got layout {layout}"
+    ok, reason = triton_ready(device)
+    if not ok:
+        return ok, reason
+    from triton_kernels.group_quant import TILED_GROUP_SIZES
+
+    if group_size not in TILED_GROUP_SIZES:
+        return False, f"the tiled kernels take group sizes {TILED_GROUP_SIZES}, got {group_size}"
+    return routing.YES
+
+
+def _triton(device, layout, **meta):
+    if layout != LAYOUT_ROWMAJOR:
+        return False, f"the Triton kernels read layout {LAYOUT_ROWMAJOR}, got layout {layout}"
+    return triton_ready(device)
+
+
+def mixed_gemm_ready(layout, dtype, **meta):
+    """The tiled layout's CUDA kernels (qtorch._C: the mixed-input GEMM) take 16-bit activations / outputs."""
+    if layout != LAYOUT_TILED:
+        return False, f"reads layout {LAYOUT_TILED} (tiled), got layout {layout}"
+    if not load_extension():
+        return False, "qtorch._C (the CUDA extension) is not built"
+    if dtype not in (torch.bfloat16, torch.float16):
+        return False, f"needs bf16/fp16, got {dtype}"
+    return routing.YES
+
+
+def warn_tiled_unpacked(op_name: str) -> None:
+    warn_once(op_name + "_tiled", f"qtorch: {op_name} on a tiled weight without qtorch._C's mixed-input GEMM (or "
+                                  "with float32 activations) unpacks the weight on every call (slow); build qtorch "
+                                  "with nvcc and use bfloat16/float16 activations")
+
+
+def _quantize_triton(w, bits, group_size, symmetric):
+    from triton_kernels.group_quant import group_quantize as launch
+
+    return launch(w.contiguous(), bits, group_size, symmetric)
+
+
+def _quantize_torch_cuda(w, bits, group_size, symmetric):
+    warn_once(f"group_quantize-{group_size}", f"qtorch: group_quantize with group_size={group_size} runs the "
+                                              "PyTorch formula on CUDA (several passes over w; the Triton kernel "
+                                              "takes powers of 2 from 16 to 256, with triton installed)")
+    return group_quantize_reference(w, bits, group_size, symmetric)
+
+
+routing.register_backends("group_quantize", [
+    reference_backend(group_quantize_reference),
+    routing.Backend("triton", ("cuda", "cpu"), _tiled_group, _quantize_triton),
+    routing.Backend("torch_cuda", ("cuda",), lambda **meta: routing.YES, _quantize_torch_cuda),
+])
 
 
 @torch.library.triton_op("qtorch::group_quantize", mutates_args=())
 def group_quantize(w: torch.Tensor, bits: int, group_size: int, symmetric: bool) -> tuple[
         torch.Tensor, torch.Tensor, torch.Tensor]:
     """w (N, K) -> (q (N, K·bits/8), scale (N, K/g) fp32, zero_point (N, K/g) int8)."""
-    _check_quantize(w, bits, group_size)
-    w = w.contiguous()
-    if w.device.type == "cuda" and _triton_or_warn("group_quantize"):
-        from triton_kernels.group_quant import group_quantize as launch
-
-        return launch(w, bits, group_size, symmetric)
-    return group_quantize_reference(w, bits, group_size, symmetric)
+    check_group_quantize(w, bits, group_size, symmetric)
+    backend = routing.select("group_quantize", device=w.device.type, group_size=group_size)
+    return backend.run(w, bits, group_size, symmetric)
 
 
 @group_quantize.register_fake
 def _(w, bits, group_size, symmetric):
-    _check_quantize(w, bits, group_size)
+    check_group_quantize(w, bits, group_size, symmetric)
     n, k = w.shape
     q = w.new_empty((n, packed_cols(k, bits)), dtype=torch.uint8 if bits == 4 else torch.int8)
     return q, w.new_empty((n, k // group_size), dtype=torch.float32), w.new_empty((n, k // group_size),
                                                                                    dtype=torch.int8)
 
 
-def _mixed_gemm_ready(name: str, dtype: torch.dtype) -> bool:
-    """Whether the tiled layout's CUDA kernels serve this call (qtorch._C loaded, 16-bit activations)."""
-    if load_extension() and dtype in (torch.bfloat16, torch.float16):
-        return True
-    warn_once(name + "_tiled", f"qtorch: {name} on a tiled weight without qtorch._C's mixed-input GEMM (or with "
-                               f"{dtype} activations) unpacks the weight on every call (slow); build qtorch with nvcc "
-                               "and use bfloat16/float16 activations")
-    return False
+def _dequantize_triton(launcher: str):
+    """Run triton_kernels.group_quant.<launcher> on contiguous operands."""
+    def run(q, scale, zero_point, bits, group_size, dtype, layout):
+        from triton_kernels import group_quant
+
+        return getattr(group_quant, launcher)(q.contiguous(), scale.contiguous(), zero_point.contiguous(), bits,
+                                              group_size, dtype)
+    return run
+
+
+def _dequantize_mixed(q, scale, zero_point, bits, group_size, dtype, layout):
+    k = q.shape[1] // 128 * tiled_chunk(bits)
+    return torch.ops.qtorch._dequant_tiled_cuda(q, scale.contiguous(), zero_point.contiguous(), bits, group_size, k,
+                                                dtype)
+
+
+def _dequantize_unpacked(q, scale, zero_point, bits, group_size, dtype, layout):
+    warn_tiled_unpacked("group_dequantize")
+    return torch.ops.qtorch.group_dequantize(to_rowmajor(q, scale, bits, layout), scale, zero_point, bits, group_size,
+                                             dtype, LAYOUT_ROWMAJOR)
+
+
+routing.register_backends("group_dequantize", [
+    reference_backend(group_dequantize_reference),
+    routing.Backend("cuda_dequant_tiled", ("cuda",), mixed_gemm_ready, _dequantize_mixed),
+    routing.Backend("triton_tiled", ("cuda", "cpu"), _tiled_group, _dequantize_triton("group_dequantize_tiled")),
+    routing.Backend("triton_flat", ("cuda", "cpu"), _triton, _dequantize_triton("group_dequantize_flat")),
+    routing.Backend("tiled_unpacked", ("cuda",), lambda layout, **meta: (layout == LAYOUT_TILED, "reads layout 1"),
+                    _dequantize_unpacked),
+    reference_on_cuda("group_dequantize", group_dequantize_reference, NO_TRITON),
+])
 
 
 @torch.library.triton_op("qtorch::group_dequantize", mutates_args=())
 def group_dequantize(q: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, bits: int, group_size: int,
                      dtype: torch.dtype, layout: int = 0) -> torch.Tensor:
     """ŵ = S (q − Z) -> (N, K) in dtype."""
-    k = _check_packed(q, scale, zero_point, bits, group_size, layout)
-    if q.device.type == "cuda" and layout == LAYOUT_TILED and _mixed_gemm_ready("group_dequantize", dtype):
-        return torch.ops.qtorch._dequant_tiled_cuda(q, scale.contiguous(), zero_point.contiguous(), bits, group_size,
-                                                    k, dtype)
-    q = to_rowmajor(q, scale, bits, layout)
-    if q.device.type == "cuda" and _triton_or_warn("group_dequantize"):
-        from triton_kernels.group_quant import group_dequantize as launch
-
-        return launch(q.contiguous(), scale.contiguous(), zero_point.contiguous(), bits, group_size, dtype)
-    return group_dequantize_reference(q, scale, zero_point, bits, group_size, dtype)
+    check_group_dequantize(q, scale, zero_point, bits, group_size, dtype, layout)
+    backend = routing.select("group_dequantize", device=q.device.type, group_size=group_size, layout=layout,
+                             dtype=dtype)
+    return backend.run(q, scale, zero_point, bits, group_size, dtype, layout)
 
 
 @group_dequantize.register_fake
 def _(q, scale, zero_point, bits, group_size, dtype, layout=0):
-    k = _check_packed(q, scale, zero_point, bits, group_size, layout)
+    k = check_group_dequantize(q, scale, zero_point, bits, group_size, dtype, layout)
     return q.new_empty((scale.shape[0], k), dtype=dtype)
-
-
-def _check_linear(x, w_q, w_scale, w_zp, bits, group_size, bias, layout):
-    k = _check_packed(w_q, w_scale, w_zp, bits, group_size, layout)
-    check_matrix("x", x, ACT_DTYPES, cols=k)
-    check_device("w_q", w_q, x)
-    check_vector("bias", bias, w_scale.shape[0], ACT_DTYPES, x)
-
-
-@torch.library.triton_op("qtorch::weight_only_linear", mutates_args=())
-def weight_only_linear(x: torch.Tensor, w_q: torch.Tensor, w_scale: torch.Tensor, w_zp: torch.Tensor, bits: int,
-                       group_size: int, bias: torch.Tensor | None, layout: int = 0) -> torch.Tensor:
-    """y (M, N) = x (M, K) · (S (q − Z))ᵀ + bias, in x's dtype."""
-    _check_linear(x, w_q, w_scale, w_zp, bits, group_size, bias, layout)
-    if x.device.type == "cuda" and layout == LAYOUT_TILED and _mixed_gemm_ready("weight_only_linear", x.dtype):
-        return torch.ops.qtorch._mixed_gemm_cuda(x, w_q, w_scale, w_zp, bits, group_size, bias, MIXED_MAX_M)
-    w_q = to_rowmajor(w_q, w_scale, bits, layout)
-    if x.device.type == "cuda" and _triton_or_warn("weight_only_linear"):
-        from triton_kernels.weight_only import weight_only_linear as launch
-
-        return launch(x.contiguous(), w_q, w_scale, w_zp, bits, group_size, bias)
-    return weight_only_linear_reference(x, w_q, w_scale, w_zp, bits, group_size, bias)
-
-
-@weight_only_linear.register_fake
-def _(x, w_q, w_scale, w_zp, bits, group_size, bias, layout=0):
-    _check_linear(x, w_q, w_scale, w_zp, bits, group_size, bias, layout)
-    return x.new_empty((x.shape[0], w_scale.shape[0]))

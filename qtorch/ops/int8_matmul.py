@@ -7,22 +7,33 @@ int8_scaled_mm (float output):
 int8_linear_requant (integer-only, the course's formula; static per-tensor Z_X, per-channel weights):
   acc = Σ q_W q_X − Z_W Σ_k q_X − Z_X Σ_k q_W + K·Z_W·Z_X + bias_q
   q_Y = clamp(RDPOT(SRDHM(acc, M0), n) + Z_Y, −128, 127)       (see qtorch.quant.fixed_point)
-CUDA kernels come from qtorch._C (csrc/); without it the reference runs on CUDA with a one-time warning.
+Backends (qtorch.ops.routing, best first): "cuda_int8" — the C++ kernels of qtorch._C, registered there as the private
+ops qtorch::_int8_scaled_mm_cuda / qtorch::_int8_linear_requant_cuda (same schemas), which need K a positive multiple
+of 16, N a multiple of 16 and 16-byte aligned contiguous x_q, w_q; "cuda_int8_padded" — the same kernels on operands
+zero-padded to those multiples (exact, see pad_operands; said once per shape); "reference" — PyTorch (on CUDA only
+without qtorch._C, said once). Every device accepts the same inputs.
 """
 import torch
+import torch.nn.functional as F
 
+from qtorch._ext import load_extension
+from qtorch.ops import routing
 from qtorch.ops._checks import ACT_DTYPES, check_device, check_matrix, check_vector
-from qtorch.ops._registry import LIB
+from qtorch.ops._registry import LIB, reference_backend, reference_on_cuda, warn_once
 from qtorch.quant.fixed_point import requantize
 
-LIB.define(
-    "int8_scaled_mm(Tensor x_q, Tensor x_scale, Tensor x_zp, Tensor w_q, Tensor w_scale, Tensor w_colsum, "
-    "Tensor? w_zp, Tensor? bias, ScalarType out_dtype) -> Tensor"
-)
-LIB.define(
-    "int8_linear_requant(Tensor x_q, int x_zp, Tensor w_q, Tensor w_zp, Tensor w_colsum, Tensor? bias_q, "
-    "Tensor multiplier, Tensor shift, int y_zp) -> Tensor"
-)
+SCALED_MM_SCHEMA = ("(Tensor x_q, Tensor x_scale, Tensor x_zp, Tensor w_q, Tensor w_scale, Tensor w_colsum, "
+                    "Tensor? w_zp, Tensor? bias, ScalarType out_dtype) -> Tensor")
+# The public op takes w_zp optional (None: Z_W = 0, symmetric weights); the C++ kernel's schema needs the tensor.
+REQUANT_SCHEMA = ("(Tensor x_q, int x_zp, Tensor w_q, Tensor? w_zp, Tensor w_colsum, Tensor? bias_q, "
+                  "Tensor multiplier, Tensor shift, int y_zp) -> Tensor")
+REQUANT_CUDA_SCHEMA = REQUANT_SCHEMA.replace("Tensor? w_zp", "Tensor w_zp")
+# The C++ kernels' shape rule: K a positive multiple of KERNEL_MULTIPLE, N a multiple of it, 16-byte aligned operands.
+KERNEL_MULTIPLE = 16
+KERNEL_ALIGN_BYTES = 16
+
+LIB.define("_int8_scaled_mm_cuda" + SCALED_MM_SCHEMA)  # CUDA kernel: qtorch._C (csrc/bindings/int8_gemm_ops.cpp)
+LIB.define("_int8_linear_requant_cuda" + REQUANT_CUDA_SCHEMA)
 
 
 def check_scaled_mm(x_q, x_scale, x_zp, w_q, w_scale, w_colsum, w_zp, bias, out_dtype):
@@ -41,17 +52,19 @@ def check_scaled_mm(x_q, x_scale, x_zp, w_q, w_scale, w_colsum, w_zp, bias, out_
 
 
 def int8_accumulate(x_q: torch.Tensor, w_q: torch.Tensor) -> torch.Tensor:
-    """Σ_k x_q[m, k] w_q[n, k] exactly, int32 (M, N), through PyTorch's own int8 GEMM (torch._int_mm)."""
-    m = x_q.shape[0]
-    if x_q.device.type == "cpu" or m > 16:
-        return torch._int_mm(x_q, w_q.t())
-    padded = torch.zeros((17, x_q.shape[1]), dtype=torch.int8, device=x_q.device)  # _int_mm on CUDA needs M > 16
-    padded[:m] = x_q
-    return torch._int_mm(padded, w_q.t())[:m]
+    """Σ_k x_q[m, k] w_q[n, k] exactly, int32 (M, N). CPU: PyTorch's int8 GEMM (torch._int_mm), except K < 8, where
+    it returns wrong sums (torch 2.13, K = 1; fuzzed K ≤ 64) and an int32 matmul is used. CUDA (only without
+    qtorch._C): an fp64 GEMM, exact since |Σ| ≤ K·2^14 < 2^53 (torch._int_mm there needs M > 16 and K, N multiples
+    of 8)."""
+    if x_q.device.type != "cpu":
+        return (x_q.double() @ w_q.double().t()).to(torch.int32)
+    if x_q.shape[1] < 8:
+        return x_q.to(torch.int32) @ w_q.to(torch.int32).t()
+    return torch._int_mm(x_q, w_q.t())
 
 
 def int8_scaled_mm_reference(x_q, x_scale, x_zp, w_q, w_scale, w_colsum, w_zp, bias, out_dtype):
-    check_scaled_mm(x_q, x_scale, x_zp, w_q, w_scale, w_colsum, w_zp, bias, out_dtype)
+    """PyTorch reference of int8_scaled_mm on arguments check_scaled_mm accepted."""
     acc = int8_accumulate(x_q, w_q)  # (M, N) int32
     corr = acc - x_zp[:, None] * w_colsum[None, :]
     if w_zp is not None:
@@ -77,42 +90,159 @@ def check_requant(x_q, x_zp, w_q, w_zp, w_colsum, bias_q, multiplier, shift, y_z
 
 
 def int8_linear_requant_reference(x_q, x_zp, w_q, w_zp, w_colsum, bias_q, multiplier, shift, y_zp):
-    check_requant(x_q, x_zp, w_q, w_zp, w_colsum, bias_q, multiplier, shift, y_zp)
-    k = x_q.shape[1]
-    acc = int8_accumulate(x_q, w_q)  # (M, N) int32 Σ q_W q_X
-    x_rowsum = x_q.sum(dim=1, dtype=torch.int32)  # (M,) Σ_k q_X
-    acc = acc - w_zp[None, :] * x_rowsum[:, None] - x_zp * w_colsum[None, :] + k * x_zp * w_zp[None, :]
+    """PyTorch reference of int8_linear_requant on arguments check_requant accepted."""
+    acc = int8_accumulate(x_q, w_q) - x_zp * w_colsum[None, :]  # (M, N) int32 Σ q_W q_X − Z_X Σ_k q_W
+    if w_zp is not None:
+        x_rowsum = x_q.sum(dim=1, dtype=torch.int32)  # (M,) Σ_k q_X
+        acc = acc - w_zp[None, :] * x_rowsum[:, None] + x_q.shape[1] * x_zp * w_zp[None, :]
     if bias_q is not None:
         acc = acc + bias_q[None, :]
     return requantize(acc.to(torch.int32), multiplier, shift, y_zp)
 
 
-@torch.library.register_fake("qtorch::int8_scaled_mm", lib=LIB)
+def _kernel_ready(t: torch.Tensor) -> bool:
+    return t.is_contiguous() and t.data_ptr() % KERNEL_ALIGN_BYTES == 0
+
+
+def _round_up(v: int) -> int:
+    return max(KERNEL_MULTIPLE, -(-v // KERNEL_MULTIPLE) * KERNEL_MULTIPLE)
+
+
+def gemm_meta(x_q: torch.Tensor, w_q: torch.Tensor) -> dict:
+    """What the backends' can_implement read: N, K and whether x_q, w_q are contiguous and 16-byte aligned."""
+    return {"device": x_q.device.type, "n": w_q.shape[0], "k": x_q.shape[1],
+            "aligned": _kernel_ready(x_q) and _kernel_ready(w_q)}
+
+
+def pad_operands(x_q, w_q, w_colsum, w_zp, per_channel: dict) -> tuple:
+    """Zero-pad K to a positive multiple of 16 (columns of x_q and w_q) and N to a multiple of 16 (rows of w_q and
+    every per-channel vector): fresh aligned tensors. Exact: padded products and row/column sums are 0; the term
+    K·Z_X·Z_W then counts p = K_pad − K extra columns, which w_colsum + p·Z_W cancels (−Z_X·p·Z_W).
+    Returns (x_q, w_q, per_channel padded, N)."""
+    (n, k), k_pad = w_q.shape, _round_up(x_q.shape[1])
+    n_pad = _round_up(n) if n else 0
+    if w_zp is not None and k_pad != k:
+        w_colsum = w_colsum + (k_pad - k) * w_zp  # (N,) int32
+    vectors = dict(per_channel, w_colsum=w_colsum, w_zp=w_zp)
+    padded = {name: None if v is None else F.pad(v, (0, n_pad - n)) for name, v in vectors.items()}
+    return _fresh(F.pad(x_q, (0, k_pad - k))), _fresh(F.pad(w_q, (0, k_pad - k, 0, n_pad - n))), padded, n
+
+
+def _fresh(t: torch.Tensor) -> torch.Tensor:
+    """t as the kernels read it (contiguous, aligned): F.pad by zero can hand back a strided or unaligned input."""
+    return t if _kernel_ready(t) else t.clone(memory_format=torch.contiguous_format)
+
+
+def _cuda_int8_ready(n, k, aligned, **meta):
+    if not load_extension():
+        return False, "qtorch._C (the CUDA extension) is not built"
+    if k == 0 or k % KERNEL_MULTIPLE or n % KERNEL_MULTIPLE:
+        return False, f"needs N and K multiples of {KERNEL_MULTIPLE} (K > 0), got N = {n}, K = {k}"
+    if not aligned:
+        return False, f"needs contiguous, {KERNEL_ALIGN_BYTES}-byte aligned x_q and w_q"
+    return routing.YES
+
+
+def _extension_built(**meta):
+    return (True, "") if load_extension() else (False, "qtorch._C (the CUDA extension) is not built")
+
+
+def _padded_warning(op: str, n: int, k: int) -> None:
+    warn_once(f"{op}-padded-{n}-{k}", f"qtorch: {op} with N = {n}, K = {k} takes the zero-padded path (the int8 "
+                                      f"kernels need N, K multiples of {KERNEL_MULTIPLE}: one padded copy of x_q and "
+                                      "w_q per call; pad the layer at conversion to avoid it)")
+
+
+NO_EXTENSION = "the CUDA extension qtorch._C is not built (reinstall with nvcc and a CUDA build of torch)"
+
+
+# --- int8_scaled_mm ----------------------------------------------------------------------------------------------
+def _scaled_mm_aligned(x_q, x_scale, x_zp, w_q, w_scale, w_colsum, w_zp, bias, out_dtype):
+    c = torch.Tensor.contiguous
+    return torch.ops.qtorch._int8_scaled_mm_cuda(x_q, c(x_scale), c(x_zp), w_q, c(w_scale), c(w_colsum),
+                                                 w_zp if w_zp is None else c(w_zp),
+                                                 bias if bias is None else c(bias), out_dtype)
+
+
+def int8_scaled_mm_padded(x_q, x_scale, x_zp, w_q, w_scale, w_colsum, w_zp, bias, out_dtype,
+                          kernel=_scaled_mm_aligned):
+    """The padded route (pad_operands) around `kernel` (the aligned C++ op; the tests pass the reference)."""
+    _padded_warning("int8_scaled_mm", w_q.shape[0], x_q.shape[1])
+    x_p, w_p, v, n = pad_operands(x_q, w_q, w_colsum, w_zp, {"w_scale": w_scale, "bias": bias})
+    y = kernel(x_p, x_scale.contiguous(), x_zp.contiguous(), w_p, v["w_scale"], v["w_colsum"], v["w_zp"], v["bias"],
+               out_dtype)  # (M, N_pad)
+    return y if y.shape[1] == n else y[:, :n].contiguous()
+
+
+routing.register_backends("int8_scaled_mm", [
+    reference_backend(int8_scaled_mm_reference),
+    routing.Backend("cuda_int8", ("cuda",), _cuda_int8_ready, _scaled_mm_aligned),
+    routing.Backend("cuda_int8_padded", ("cuda",), _extension_built, int8_scaled_mm_padded),
+    reference_on_cuda("int8_scaled_mm", int8_scaled_mm_reference, NO_EXTENSION),
+])
+
+
+@torch.library.custom_op("qtorch::int8_scaled_mm", mutates_args=(), schema=SCALED_MM_SCHEMA)
+def int8_scaled_mm(*args):
+    """y (M, N) out_dtype = float(Σ_k x_q w_q − Z_X colsum_W [− Z_W rowsum_X + K Z_X Z_W]) · S_X S_W + bias."""
+    check_scaled_mm(*args)
+    x_q, w_q = args[0], args[3]
+    return routing.select("int8_scaled_mm", **gemm_meta(x_q, w_q)).run(*args)
+
+
+@int8_scaled_mm.register_fake
 def _(x_q, x_scale, x_zp, w_q, w_scale, w_colsum, w_zp, bias, out_dtype):
     check_scaled_mm(x_q, x_scale, x_zp, w_q, w_scale, w_colsum, w_zp, bias, out_dtype)
     return x_q.new_empty((x_q.shape[0], w_q.shape[0]), dtype=out_dtype)
 
 
-@torch.library.register_fake("qtorch::int8_linear_requant", lib=LIB)
+@torch.library.register_fake("qtorch::_int8_scaled_mm_cuda", lib=LIB)
+def _(x_q, x_scale, x_zp, w_q, w_scale, w_colsum, w_zp, bias, out_dtype):
+    return x_q.new_empty((x_q.shape[0], w_q.shape[0]), dtype=out_dtype)
+
+
+# --- int8_linear_requant -----------------------------------------------------------------------------------------
+def _requant_aligned(x_q, x_zp, w_q, w_zp, w_colsum, bias_q, multiplier, shift, y_zp):
+    c = torch.Tensor.contiguous
+    if w_zp is None:  # the kernel's schema takes Z_W as a tensor
+        w_zp = torch.zeros_like(w_colsum)
+    return torch.ops.qtorch._int8_linear_requant_cuda(x_q, x_zp, w_q, c(w_zp), c(w_colsum),
+                                                      bias_q if bias_q is None else c(bias_q), c(multiplier),
+                                                      c(shift), y_zp)
+
+
+def int8_linear_requant_padded(x_q, x_zp, w_q, w_zp, w_colsum, bias_q, multiplier, shift, y_zp,
+                               kernel=_requant_aligned):
+    """The padded route (pad_operands) around `kernel` (the aligned C++ op; the tests pass the reference)."""
+    _padded_warning("int8_linear_requant", w_q.shape[0], x_q.shape[1])
+    x_p, w_p, v, n = pad_operands(x_q, w_q, w_colsum, w_zp,
+                                  {"bias_q": bias_q, "multiplier": multiplier, "shift": shift})
+    y = kernel(x_p, x_zp, w_p, v["w_zp"], v["w_colsum"], v["bias_q"], v["multiplier"], v["shift"], y_zp)
+    return y if y.shape[1] == n else y[:, :n].contiguous()
+
+
+routing.register_backends("int8_linear_requant", [
+    reference_backend(int8_linear_requant_reference),
+    routing.Backend("cuda_int8", ("cuda",), _cuda_int8_ready, _requant_aligned),
+    routing.Backend("cuda_int8_padded", ("cuda",), _extension_built, int8_linear_requant_padded),
+    reference_on_cuda("int8_linear_requant", int8_linear_requant_reference, NO_EXTENSION),
+])
+
+
+@torch.library.custom_op("qtorch::int8_linear_requant", mutates_args=(), schema=REQUANT_SCHEMA)
+def int8_linear_requant(*args):
+    """q_Y (M, N) int8 = requantize(Σ_k q_X q_W − Z_W rowsum_X − Z_X colsum_W + K Z_X Z_W + b_q, M0, n, Z_Y)."""
+    check_requant(*args)
+    x_q, w_q = args[0], args[2]
+    return routing.select("int8_linear_requant", **gemm_meta(x_q, w_q)).run(*args)
+
+
+@int8_linear_requant.register_fake
 def _(x_q, x_zp, w_q, w_zp, w_colsum, bias_q, multiplier, shift, y_zp):
     check_requant(x_q, x_zp, w_q, w_zp, w_colsum, bias_q, multiplier, shift, y_zp)
     return x_q.new_empty((x_q.shape[0], w_q.shape[0]), dtype=torch.int8)
 
 
-LIB.impl("int8_scaled_mm", int8_scaled_mm_reference, "CPU")
-LIB.impl("int8_linear_requant", int8_linear_requant_reference, "CPU")
-
-
-def register_cuda_fallback() -> None:
-    """Without qtorch._C, run the references on CUDA (correct, not fast) and say so once."""
-    from qtorch.ops._registry import warn_once
-
-    def wrap(fn, name):
-        def cuda_fallback(*args):
-            warn_once(name, f"qtorch: the CUDA extension qtorch._C is not built; {name} runs the slow PyTorch "
-                            "reference on CUDA (reinstall with nvcc and a CUDA build of torch)")
-            return fn(*args)
-        return cuda_fallback
-
-    LIB.impl("int8_scaled_mm", wrap(int8_scaled_mm_reference, "int8_scaled_mm"), "CUDA")
-    LIB.impl("int8_linear_requant", wrap(int8_linear_requant_reference, "int8_linear_requant"), "CUDA")
+@torch.library.register_fake("qtorch::_int8_linear_requant_cuda", lib=LIB)
+def _(x_q, x_zp, w_q, w_zp, w_colsum, bias_q, multiplier, shift, y_zp):
+    return x_q.new_empty((x_q.shape[0], w_q.shape[0]), dtype=torch.int8)

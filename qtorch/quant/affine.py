@@ -32,7 +32,7 @@ def qparams_from_minmax(r_min: torch.Tensor, r_max: torch.Tensor, bits: int, sig
     r_min = torch.clamp(r_min.float(), max=0.0)
     r_max = torch.clamp(r_max.float(), min=0.0)
     scale = _true_div(r_max - r_min, float(q_max - q_min))
-    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    scale = torch.where(scale == 0, torch.ones_like(scale), scale)  # a NaN range keeps a NaN scale (NaN output row)
     zero_point = torch.clamp(torch.round(float(q_min) - r_min / scale), q_min, q_max).to(torch.int32)
     return scale, zero_point
 
@@ -99,18 +99,27 @@ def _expand(p: torch.Tensor, like: torch.Tensor, axis: int | None, group_size: i
     return p.repeat_interleave(group_size, dim=ax)
 
 
+def round_clamp(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, q_min: int, q_max: int) -> torch.Tensor:
+    """clamp(round(x / S) + Z, q_min, q_max) in x's float dtype (round half to even), S and Z broadcast against x:
+    the quantize formula itself, without argument checks (for forwards and inner loops)."""
+    return torch.clamp(torch.round(x / scale) + zero_point, q_min, q_max)
+
+
 def quantize(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, bits: int, *, signed: bool = True,
-             axis: int | None = None, group_size: int | None = None) -> torch.Tensor:
-    """q = clamp(round(r / S) + Z, q_min, q_max) -> int8 (signed) or uint8 (unsigned), same shape as x."""
+             axis: int | None = None, group_size: int | None = None, allow_nonfinite: bool = False) -> torch.Tensor:
+    """q = clamp(round(r / S) + Z, q_min, q_max) -> int8 (signed) or uint8 (unsigned), same shape as x.
+
+    NaN/Inf in x raise ValueError (a host synchronisation), unless allow_nonfinite: then their q is unspecified and
+    the caller propagates NaN through its scale (a layer's forward: qtorch::quantize_per_token)."""
     check_float("x", x)
-    check_finite("x", x)
+    if not allow_nonfinite:
+        check_finite("x", x)
     check_tensor("scale", scale)
     check_tensor("zero_point", zero_point)
     q_min, q_max = qrange(bits, signed)
     s = _expand(scale.float(), x, axis, group_size)
     z = _expand(zero_point, x, axis, group_size)
-    q = torch.clamp(torch.round(x.float() / s) + z, q_min, q_max)
-    return q.to(torch.int8 if signed else torch.uint8)
+    return round_clamp(x.float(), s, z, q_min, q_max).to(torch.int8 if signed else torch.uint8)
 
 
 def dequantize(q: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, *, axis: int | None = None,

@@ -1,4 +1,4 @@
-"""Integer-only linear layer (the course's quantized matmul), reference in int32 arithmetic.
+"""Integer-only linear layer (Jacob et al. 2018, arXiv:1712.05877: integer-arithmetic-only inference), reference in int32 arithmetic.
 
   q_Y = M · (Σ_k q_W q_X − Z_W Σ_k q_X − Z_X Σ_k q_W + K·Z_W·Z_X) + Z_Y,      M = S_W S_X / S_Y = M0 · 2^-31 · 2^-n
 

@@ -15,6 +15,8 @@ LAYOUT_TILED (1): the order in which the mixed-input GEMM (csrc/mixed_gemm) feed
     lane reads as consecutive values (this permutes K identically on both operands, leaving every dot product as is).
     Offset binary lets the kernel turn a field into a float by OR-ing it into a magic exponent (no int→float op).
 """
+import functools
+
 import torch
 
 LAYOUT_ROWMAJOR = 0
@@ -38,12 +40,15 @@ def tiled_shape(bits: int, out_features: int, in_features: int) -> tuple[int, in
     return (out_features + 15) // 16, in_features // tiled_chunk(bits) * 128
 
 
-def _local_order(bits: int, device) -> torch.Tensor:
-    """(16·CK,) int64: for each stored field of one (tile, chunk) in storage order, row·CK + k inside the tile."""
+@functools.lru_cache(maxsize=None)
+def _orders(bits: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(order, inverse) as Python ints: for each stored field of one (tile, chunk) in storage order, row·CK + k
+    inside the tile; and for each (row, k) its field's position. Cached as ints, not tensors: a cached real tensor
+    cannot enter torch.compile's fake-tensor tracing."""
     ck, fields = tiled_chunk(bits), 32 // bits
-    lane = torch.arange(32, device=device).view(32, 1, 1)
-    j = torch.arange(4, device=device).view(1, 4, 1)
-    p = torch.arange(fields, device=device).view(1, 1, fields)
+    lane = torch.arange(32).view(32, 1, 1)
+    j = torch.arange(4).view(1, 4, 1)
+    p = torch.arange(fields).view(1, 1, fields)
     g, t = lane // 4, lane % 4
     if bits == 4:
         s, i, h = j, p % 4, p // 4
@@ -51,7 +56,20 @@ def _local_order(bits: int, device) -> torch.Tensor:
         s, i, h = j // 2, 2 * (j % 2) + p // 2, p % 2
     row = g + 8 * (i % 2)
     k = (ck // 4) * t + 4 * s + 2 * (i // 2) + h
-    return (row * ck + k).reshape(-1)
+    order = (row * ck + k).reshape(-1)
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(order.numel())
+    return tuple(order.tolist()), tuple(inverse.tolist())
+
+
+def _local_order(bits: int, device) -> torch.Tensor:
+    """(16·CK,) int64 storage order of one (tile, chunk) (see _orders)."""
+    return torch.tensor(_orders(bits)[0], dtype=torch.int64, device=device)
+
+
+def _inverse_order(bits: int, device) -> torch.Tensor:
+    """(16·CK,) int64 inverse of _local_order."""
+    return torch.tensor(_orders(bits)[1], dtype=torch.int64, device=device)
 
 
 def pack_tiled(q: torch.Tensor, bits: int) -> torch.Tensor:
@@ -76,11 +94,8 @@ def unpack_tiled(packed: torch.Tensor, bits: int, out_features: int, in_features
     """The tiled int32 layout -> q (N, K) int8 (inverse of pack_tiled)."""
     ck, fields = tiled_chunk(bits), 32 // bits
     tiles, chunks = packed.shape[0], in_features // ck
-    shifts = torch.arange(0, 32, bits, device=packed.device, dtype=torch.int64)
-    u = (packed.to(torch.int64).view(tiles, chunks, 128, 1) >> shifts) & ((1 << bits) - 1)
-    u = u.view(tiles, chunks, 16 * ck)
-    inverse = torch.empty(16 * ck, dtype=torch.int64, device=packed.device)
-    order = _local_order(bits, packed.device)
-    inverse[order] = torch.arange(16 * ck, device=packed.device)
-    u = u[:, :, inverse].view(tiles, chunks, 16, ck).permute(0, 2, 1, 3).reshape(tiles * 16, in_features)
-    return (u[:out_features] - (1 << (bits - 1))).to(torch.int8)
+    shifts = torch.arange(0, 32, bits, device=packed.device, dtype=torch.int32)
+    u = ((packed.view(tiles, chunks, 128, 1) >> shifts) & ((1 << bits) - 1)).to(torch.int8)  # arithmetic shift, masked
+    u = u.view(tiles, chunks, 16 * ck)[:, :, _inverse_order(bits, packed.device)]
+    u = u.view(tiles, chunks, 16, ck).permute(0, 2, 1, 3).reshape(tiles * 16, in_features)
+    return u[:out_features] - (1 << (bits - 1))

@@ -15,7 +15,7 @@ def _pair(x, x_hat):
 
 
 def reconstruction_error(x: torch.Tensor, x_hat: torch.Tensor) -> float:
-    """Frobenius norm ‖x − x̂‖_F (the course's ‖W − S⊙(q − Z)‖)."""
+    """Frobenius norm ‖x − x̂‖_F (for a weight: ‖W − S⊙(q − Z)‖)."""
     x, x_hat = _pair(x, x_hat)
     return float(torch.linalg.vector_norm(x - x_hat))
 
