@@ -19,7 +19,7 @@ from qtorch.hf import QtorchConfig  # noqa: E402
 from transformers import AutoModelForCausalLM, CompileConfig  # noqa: E402
 
 NEW_TOKENS = 8
-SCHEMES = [GroupWeightOnlyConfig(bits=4, group_size=32), W8A8DynamicConfig()]
+SCHEMES = [GroupWeightOnlyConfig(bits=4, group_size=64), W8A8DynamicConfig()]  # int4 g64: the tiled layout
 SCHEME_IDS = ["w4a16", "w8a8"]
 
 
