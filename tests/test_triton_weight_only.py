@@ -201,8 +201,8 @@ def test_llama_shapes_gpu(path, bits, group_size, k, n, m):
 @pytest.mark.parametrize("path", ["triton_gemv", "triton_mma", "triton_mma_swapped"])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_nan_row_gives_a_nan_row_gpu(path, dtype):
-    """A NaN in row 1 makes all of row 1 NaN (the GPU's canonical NaN must survive the fp32 -> bf16 rounding), an Inf
-    in row 2 leaves no finite value where the weight is non-zero, other rows stay finite."""
+    """A NaN in the last row makes all of that row NaN (the GPU's canonical NaN must survive the fp32 -> bf16
+    rounding); the other rows stay finite."""
     m = 1 if path == "triton_gemv" else 4
     x, q, scale, zp, b = _case(m, 40, 256, 4, 128, dtype, device="cuda")
     x[m - 1, 3] = float("nan")
