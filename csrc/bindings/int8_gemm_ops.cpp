@@ -157,8 +157,8 @@ at::Tensor int8_scaled_mm_cuda(const at::Tensor& x_q, const at::Tensor& x_scale,
   return y;
 }
 
-// q_y (M, N) int8 = requantize(acc [- Z_W rowsum_X] - Z_X colsum_W [+ K Z_X Z_W] + bias_q, M0, n, Z_Y); no w_zp: Z_W = 0
-// (no row sums)
+// q_y (M, N) int8 = requantize(acc [- Z_W rowsum_X] - Z_X colsum_W [+ K Z_X Z_W] + bias_q, M0, n, Z_Y);
+// no w_zp: Z_W = 0 (no row sums)
 at::Tensor int8_linear_requant_cuda(const at::Tensor& x_q, int64_t x_zp, const at::Tensor& w_q,
                                     const std::optional<at::Tensor>& w_zp,
                                     const at::Tensor& w_colsum, const std::optional<at::Tensor>& bias_q,

@@ -25,7 +25,8 @@ Sm90KernelFn select_sm90_kernel(int out_kind, bool rowsum) {
     case kOutFP16: return rowsum ? int8_gemm_sm90_kernel<T, kOutFP16, true> : int8_gemm_sm90_kernel<T, kOutFP16, false>;
     case kOutFP32: return rowsum ? int8_gemm_sm90_kernel<T, kOutFP32, true> : int8_gemm_sm90_kernel<T, kOutFP32, false>;
     case kOutInt8Requant:
-      return rowsum ? int8_gemm_sm90_kernel<T, kOutInt8Requant, true> : int8_gemm_sm90_kernel<T, kOutInt8Requant, false>;
+      return rowsum ? int8_gemm_sm90_kernel<T, kOutInt8Requant, true>
+                    : int8_gemm_sm90_kernel<T, kOutInt8Requant, false>;
     case kOutInt32Raw: return int8_gemm_sm90_kernel<T, kOutInt32Raw, false>;
     default: return nullptr;
   }

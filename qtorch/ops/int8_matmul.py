@@ -5,7 +5,7 @@ as one value, never expanded to M):
   acc[m, n]  = Σ_k x_q[m, k] · w_q[n, k]                                              (int32)
   corr[m, n] = acc − Z_X[m]·Σ_k w_q[n, k]  (− Z_W[n]·Σ_k x_q[m, k] + K·Z_X[m]·Z_W[n] when w_zp is given)
   y[m, n]    = float(corr) · (S_X[m] · S_W[n]) + bias[n]                               (fp32, cast to out_dtype)
-int8_linear_requant (integer-only, the course's formula; static per-tensor Z_X, per-channel weights):
+int8_linear_requant (integer-only, gemmlowp's formula (Jacob et al. 2018); static per-tensor Z_X, per-channel weights):
   acc = Σ q_W q_X − Z_W Σ_k q_X − Z_X Σ_k q_W + K·Z_W·Z_X + bias_q
   q_Y = clamp(RDPOT(SRDHM(acc, M0), n) + Z_Y, −128, 127)       (see qtorch.quant.fixed_point)
 Backends (qtorch.ops.routing, best first): "cuda_int8" — the C++ kernels of qtorch._C, registered there as the private
