@@ -11,10 +11,13 @@ Records (benchmarks/results/<gpu>.json, format of /work/shared/BENCHMARK_RESULTS
                Float8DynamicActivationFloat8WeightConfig(PerRow), torch.compile per shape, when importable),
                bf16 (F.linear with bias)
 Every timed call reads one of R copies of the weights (R copies > 3x L2), so weights come from HBM as in a model.
-Usage: python benchmarks/bench_int8_gemm.py [--quick] [--no-torchao] [--out PATH]
+Usage: python benchmarks/bench_int8_gemm.py [--quick] [--no-torchao] [--kn KxN,...] [--out PATH]
+       (--kn 4096x4096,8192x8192 runs only those (K, N), the squares included, and replaces only their records: a
+       full run compiles three implementations per shape, so it may be split over calls)
        python benchmarks/bench_int8_gemm.py --sweep-plans     (tooling, no records: see sweep_plans)
 """
 import argparse
+import json
 import math
 import pathlib
 import sys
@@ -279,6 +282,8 @@ def main():
     parser.add_argument("--quick", action="store_true", help="M in {1, 128, 2048} on the 4096x4096 layer only")
     parser.add_argument("--no-torchao", action="store_true")
     parser.add_argument("--out", type=pathlib.Path, default=None, help="results JSON (default results/<gpu>.json)")
+    parser.add_argument("--kn", default=None, help="only these (K, N), e.g. 4096x4096,11008x4096 (records of the "
+                                                    "other shapes are kept)")
     parser.add_argument("--sweep-plans", action="store_true",
                         help="time every int8 GEMM tile / split-K option at M = 32..512 on the LLaMA shapes and "
                              "quantize_per_token at small M (sweep_plans); no records")
@@ -304,6 +309,9 @@ def main():
     shapes += [(s, s, s, False) for s in SQUARE]
     if args.quick:
         shapes = [(M, 4096, 4096, True) for M in (1, 128, 2048)] + [(8192, 8192, 8192, False)]
+    only = None if args.kn is None else {tuple(int(v) for v in kn.split("x")) for kn in args.kn.split(",")}
+    if only is not None:
+        shapes = [s for s in shapes if (s[2], s[1]) in only]
 
     meta = run_meta()
     records, rows = [], []
@@ -330,7 +338,12 @@ def main():
             print(f"  M={M:<5} N={N:<6} K={K:<6} {bench:12s} {impl:16s} {v:10.2f} us  {metrics}", flush=True)
         rows.append(row)
 
-    out = merge_records(args.out or results_path(), records, benchmarks=("int8_gemm", "w8a8_linear"))
+    path, benchmarks = args.out or results_path(), ("int8_gemm", "w8a8_linear")
+    if only is not None:  # keep this benchmark's records of the shapes not run
+        existing = json.loads(path.read_text())["records"] if path.exists() else []
+        records = [r for r in existing if r.get("benchmark") in benchmarks
+                   and (r["params"]["K"], r["params"]["N"]) not in only] + records
+    out = merge_records(path, records, benchmarks=benchmarks)
     print(f"wrote {len(records)} records to {out}")
 
     def cell(row, key, base_key):
