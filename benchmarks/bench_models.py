@@ -30,8 +30,8 @@ from qtorch.eval.speed import run_speed  # noqa: E402
 from qtorch_baselines import torchao  # noqa: E402
 from qtorch_baselines.speed import speed_baselines  # noqa: E402
 
-ACCURACY_SCHEMES = ("w8a8", "fp8-sim", "w8a8-sq", "w8a8-static", "w8a8-static-sq", "w8a16", "w4a16", "w4a16-clip", "w4a16-gptq",
-                    "w4a16-awq", "w4a16-awq-gptq", "mixed5")
+ACCURACY_SCHEMES = ("w8a8", "fp8-sim", "w8a8-sq", "w8a8-static", "w8a8-static-sq", "w8a16", "w4a16", "w4a16-clip",
+                    "w4a16-gptq", "w4a16-awq", "w4a16-awq-gptq", "mixed5")
 PRESET = "llama2-7b-shaped"
 
 
