@@ -150,8 +150,8 @@ def test_requant_cuda_bit_exact(cuda_ops, m, n, k, w_zp):
 def test_static_layer_cuda_matches_cpu_and_graphs(cuda_ops, n, k):
     layer = _static_layer(n, k)
     x = torch.randn(3, 17, k)
-    expected = layer(x)
-    layer_cuda, x_cuda = layer.cuda(), x.cuda()
+    expected, expected_flipped = layer(x), layer(x.flip(0))
+    layer_cuda, x_cuda = layer.cuda(), x.cuda()  # Module.cuda() moves the layer itself
     assert torch.equal(layer_cuda(x_cuda).cpu(), expected)
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
@@ -164,7 +164,7 @@ def test_static_layer_cuda_matches_cpu_and_graphs(cuda_ops, n, k):
     x_cuda.copy_(x.flip(0).cuda())
     graph.replay()
     torch.cuda.synchronize()
-    assert torch.equal(y.cpu(), layer(x.flip(0)))
+    assert torch.equal(y.cpu(), expected_flipped)
 
 
 @pytest.mark.cuda
