@@ -21,14 +21,13 @@ from qtorch.quant.ranges import qrange
 Q_MIN, Q_MAX = qrange(8)
 FP16_MIN_NORMAL_BITS = 0x38800000  # fp32 bits of 2^-14, fp16's smallest normal (below it: fixed step 2^-24)
 FP16_MAX_BITS = 0x477FE000  # fp32 bits of 65504, fp16's largest finite value
+ABS_MASK = 0x7FFFFFFF  # fp32 bits & ABS_MASK = bits of |v|
+INF_BITS = 0x7F800000  # bits of inf; |v|'s bits above it: NaN
 
 
 def div_exact(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """RN32(a / b) for fp32 a, b (broadcast), as RN32(a · RN64(1 / b)) (module docstring: the error bound)."""
     return (a.double() * torch.reciprocal(b.double())).float()
-
-
-F32_EXPONENT_BITS = 0x7F800000  # |v|'s bits above this: NaN
 
 
 def _round_mantissa(bits: torch.Tensor, dropped_bits: int) -> torch.Tensor:
@@ -41,8 +40,8 @@ def _round_mantissa(bits: torch.Tensor, dropped_bits: int) -> torch.Tensor:
 
 def round_to_dtype(v: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """fp32 v rounded to the nearest `dtype` value (bf16, fp16 or fp32; ties to even), returned in fp32: what
-    v.to(dtype).float() computes, in integer ops on v's bits that no compiler elides (v is read once, so a fused
-    producer is not stored to be re-read). NaN stays NaN."""
+    v.to(dtype).float() computes, in integer ops on v's bits that no compiler elides (for bf16 v is read once, so
+    Inductor has no reason to store a fused producer's output for the second read). NaN stays NaN."""
     if dtype == torch.float32:
         return v
     bits = v.view(torch.int32)  # (M, K) int32
@@ -51,10 +50,9 @@ def round_to_dtype(v: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     else:  # fp16: 10 mantissa bits in the normal range, fixed step 2^-24 below it, inf beyond FP16_MAX
         normal = _round_mantissa(bits, 13)
         subnormal = (torch.round(v * 2.0 ** 24) * 2.0 ** -24).view(torch.int32)
-        rounded = torch.where((bits & 0x7FFFFFFF) < FP16_MIN_NORMAL_BITS, subnormal, normal)
-        rounded = torch.where((rounded & 0x7FFFFFFF) > FP16_MAX_BITS, (rounded & ~0x7FFFFFFF) | F32_EXPONENT_BITS,
-                              rounded)
-    return torch.where((bits & 0x7FFFFFFF) > F32_EXPONENT_BITS, bits, rounded).view(torch.float32)
+        rounded = torch.where((bits & ABS_MASK) < FP16_MIN_NORMAL_BITS, subnormal, normal)
+        rounded = torch.where((rounded & ABS_MASK) > FP16_MAX_BITS, (rounded & ~ABS_MASK) | INF_BITS, rounded)
+    return torch.where((bits & ABS_MASK) > INF_BITS, bits, rounded).view(torch.float32)
 
 
 def quantize_per_token_fusable(x: torch.Tensor):
