@@ -52,8 +52,10 @@ def kernel_launches(code: str) -> list[str]:
 
 
 def compiled_code(fn, *args):
+    """fn's outputs compiled, and the generated code. The AOTAutograd cache is off: its key (the Dynamo graph) does not
+    see the Python code that decomposes the op during tracing (Inductor's own cache, keyed on the traced graph, stays)."""
     torch._dynamo.reset()
-    with torch.no_grad():
+    with torch.no_grad(), torch._functorch.config.patch(enable_autograd_cache=False):
         out, codes = run_and_get_code(torch.compile(fn, fullgraph=True, dynamic=False), *args)
     return out, "\n".join(codes)
 
@@ -160,9 +162,9 @@ def w8a8_linears(*shapes, dtype=torch.bfloat16):
     return list(layers)
 
 
-def test_siblings_quantize_their_shared_input_in_one_kernel():
-    """q/k/v after one norm: one generated kernel (the norm, one min/max per row, the three int8 copies), and three
-    int8 GEMMs reading it."""
+def test_siblings_share_one_quantization():
+    """q/k/v after one norm: one generated kernel (the norm and its quantization), one int8 copy of the input, read by
+    the three int8 GEMMs."""
     norm = RMSNorm(128).to(torch.bfloat16)
     wq, wk, wv = w8a8_linears((128, 128), (128, 64), (128, 64))
 
@@ -173,9 +175,24 @@ def test_siblings_quantize_their_shared_input_in_one_kernel():
     x = torch.randn(2, 9, 128, dtype=torch.bfloat16)
     outs, code = compiled_code(qkv, x)
     assert len(kernel_launches(code)) == 1, kernel_launches(code)
-    assert code.count("qtorch.int8_scaled_mm.default(") == 3
+    assert len(re.findall(r"empty_strided_\w+\(\(18, 128\), \(128, 1\), torch\.int8\)", code)) == 1
+    gemm_inputs = re.findall(r"qtorch\.int8_scaled_mm\.default\((\w+), (\w+), (\w+),", code)
+    assert len(gemm_inputs) == 3 and len(set(gemm_inputs)) == 1, gemm_inputs
     for out, layer in zip(outs, (wq, wk, wv)):
         torch.testing.assert_close(out, layer(norm(x)), rtol=0.02, atol=0.02)
+
+
+def test_an_in_place_write_between_siblings_quantizes_anew():
+    def fn(x):
+        h = x * 2
+        first = qops.quantize_per_token(h.view(-1, 16))
+        h.add_(1.0)  # bumps h's version: the second call must see the new values
+        return (*first, *qops.quantize_per_token(h.view(-1, 16)))
+
+    x = awkward_rows(6, 16, torch.float32)
+    out, _ = compiled_code(fn, x)
+    assert_quantized_exactly(*out[:3], x * 2)
+    assert_quantized_exactly(*out[3:], x * 2 + 1)
 
 
 class EncoderBlock(nn.Module):

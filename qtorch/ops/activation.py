@@ -14,7 +14,7 @@ from torch._subclasses.fake_tensor import is_fake
 from qtorch.ops._checks import ACT_DTYPES, check_matrix
 from qtorch.ops import routing
 from qtorch.ops._registry import reference_backend, reference_on_cuda, triton_ready
-from qtorch.ops.fused_quant import quantize_per_token_fusable
+from qtorch.ops.fused_quant import once_per_traced_value, quantize_per_token_fusable
 from qtorch.quant.affine import qparams_from_minmax, quantize
 
 
@@ -55,7 +55,9 @@ def quantize_per_token(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tor
     """x (M, K) bf16/fp16/fp32 -> q (M, K) int8, scale (M,) fp32, zero_point (M,) int32 (asymmetric, per row)."""
     check_quantize_per_token(x)
     # traced: AOTAutograd runs this body on fake tensors to decompose the op for Inductor
-    return routing.select("quantize_per_token", device=x.device.type, traced=is_fake(x)).run(x)
+    traced = is_fake(x)
+    backend = routing.select("quantize_per_token", device=x.device.type, traced=traced)
+    return once_per_traced_value(x, backend.run) if traced else backend.run(x)
 
 
 @quantize_per_token.register_fake

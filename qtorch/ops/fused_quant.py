@@ -1,7 +1,6 @@
 """qtorch::quantize_per_token in plain aten ops, for compiled graphs: Inductor fuses it into the kernel that produces x
 (RMSNorm / LayerNorm, SiLU·mul, a residual add, a transpose copy), so x is never written and re-read in bf16, and one
-quantization of a shared input serves every sibling layer (q/k/v, gate/up: identical subgraphs of one input, merged
-by the graph's common-subexpression elimination).
+quantization of a shared input serves every sibling layer (q/k/v, gate/up: `once_per_traced_value`).
 
 Same formula and bits as quantize_per_token_reference (docs/DESIGN.md "Rounding and ranges"), written so that every
 compiler backend computes it exactly:
@@ -14,7 +13,10 @@ compiler backend computes it exactly:
   storing it would apply (Inductor computes low-precision chains in fp32), so x is rounded to its dtype here, on the
   fp32 bits (round to nearest even); exact data of that dtype passes unchanged.
 """
+import weakref
+
 import torch
+from torch.multiprocessing.reductions import StorageWeakRef
 
 from qtorch.quant.ranges import qrange
 
@@ -67,3 +69,28 @@ def quantize_per_token_fusable(x: torch.Tensor):
     zero_point = torch.clamp(torch.round(Q_MIN - div_exact(r_min, scale)), Q_MIN, Q_MAX)  # (M,) fp32
     q = torch.clamp(torch.round(div_exact(xf, scale[:, None])) + zero_point[:, None], Q_MIN, Q_MAX)  # (M, K) fp32
     return q.to(torch.int8), scale, zero_point.to(torch.int32)
+
+
+# Per trace (its functionalization mode): the quantizations traced so far, by the identity of the value quantized.
+_traced: "weakref.WeakKeyDictionary[object, dict]" = weakref.WeakKeyDictionary()
+
+
+def once_per_traced_value(x: torch.Tensor, quantize):
+    """quantize(x), traced once per value: a later call in the same trace on the same value (same storage, offset,
+    sizes, strides, dtype and version counter, e.g. the views q/k/v or gate/up each take of one normed input) returns
+    the first call's outputs, so the graph quantizes it once (Inductor's inference graphs get no FX-level CSE to merge
+    identical subgraphs). An in-place write to x (or any view of its storage) bumps the version: quantized anew.
+    Outside a functionalizing trace, quantize(x)."""
+    mode = torch._C._get_dispatch_mode(torch._C._TorchDispatchModeKey.FUNCTIONAL)
+    if mode is None:
+        return quantize(x)
+    memo = _traced.setdefault(mode, {})
+    key = (StorageWeakRef(x.untyped_storage()).cdata, str(x.storage_offset()), str(tuple(x.shape)),
+           str(x.stride()), x.dtype, x._version)
+    if key not in memo:
+        # as_strided (same layout): Inductor stores q, scale, zero_point once for every consumer; an unstored value
+        # would be copied into each extern consumer (ExternKernel.require_strides -> copy_input): three int8 q/k/v
+        outputs = tuple(t.as_strided(t.shape, t.stride()) for t in quantize(x))
+        memo[key] = (x, outputs)  # x held: its storage's address is not reused within the trace
+    return memo[key][1]
+
