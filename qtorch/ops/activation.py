@@ -39,7 +39,7 @@ def _triton(x):
 
 
 def _traced(traced: bool, **meta) -> tuple[bool, str]:
-    return (True, "") if traced else (False, "runs only in graphs traced for torch.compile (fake inputs)")
+    return routing.YES if traced else (False, "runs only in graphs traced for torch.compile (fake inputs)")
 
 
 routing.register_backends("quantize_per_token", [
