@@ -53,7 +53,7 @@ def kernel_launches(code: str) -> list[str]:
 
 def compiled_code(fn, *args):
     """fn's outputs compiled, and the generated code. The AOTAutograd cache is off: its key (the Dynamo graph) does not
-    see the Python code that decomposes the op during tracing (Inductor's own cache, keyed on the traced graph, stays)."""
+    see the Python code that decomposes the op during tracing (Inductor's cache, keyed on the traced graph, stays)."""
     torch._dynamo.reset()
     with torch.no_grad(), torch._functorch.config.patch(enable_autograd_cache=False):
         out, codes = run_and_get_code(torch.compile(fn, fullgraph=True, dynamic=False), *args)
@@ -122,7 +122,8 @@ def norm_then_quantize(norm):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_fused_into_rmsnorm_bit_exact(dtype):
-    (y, q, scale, zp), _ = compiled_code(norm_then_quantize(producer("rmsnorm", 300, dtype)), awkward_rows(17, 300, dtype))
+    fn = norm_then_quantize(producer("rmsnorm", 300, dtype))
+    (y, q, scale, zp), _ = compiled_code(fn, awkward_rows(17, 300, dtype))
     assert_quantized_exactly(q, scale, zp, y)
 
 
