@@ -8,7 +8,9 @@
 //   sm_90, M, N, K all large     128x256 cooperative (8192^3: 764 us vs 855 us for ping-pong 128x128)
 //   sm_90, otherwise             ping-pong 128x128 (epilogue hidden behind the other consumer's main loop)
 //   sm_8x, M > 32                the mma.sync kernel
+#include <atomic>
 #include <cmath>
+#include <cstring>
 
 #include "int8_gemm/int8_gemm.h"
 #include "int8_gemm/launch_util.h"
@@ -19,6 +21,13 @@ namespace {
 
 bool is_sm90(int major, int minor) { return major == 9 && minor == 0; }
 bool is_sm8x(int major) { return major == 8; }
+
+constexpr Kernel kAllKernels[] = {Kernel::kSm90_128x256, Kernel::kSm90_128x128,   Kernel::kSm90_64x256,
+                                  Kernel::kSm90pp_128x128, Kernel::kSm90pp_64x256, Kernel::kSm80_128x128,
+                                  Kernel::kGemv16,         Kernel::kGemv32};
+
+// The forced plan, kernel in the low 16 bits and split_k above (0: none); one word so readers never see half of it.
+std::atomic<int32_t> forced_plan{0};
 
 }  // namespace
 
@@ -51,9 +60,25 @@ bool kernel_supported(Kernel k, int cc_major, int cc_minor, int M) {
   }
 }
 
+Kernel kernel_from_name(const char* name) {
+  for (Kernel k : kAllKernels)
+    if (std::strcmp(kernel_name(k), name) == 0) return k;
+  return Kernel::kNone;
+}
+
+void force_plan(Kernel kernel, int split_k) {
+  forced_plan.store(kernel == Kernel::kNone ? 0 : (static_cast<int32_t>(kernel) | (split_k << 16)));
+}
+
 LaunchPlan choose_plan(int M, int N, int K, int cc_major, int cc_minor, int num_sms) {
   LaunchPlan plan{Kernel::kNone, 1, num_sms};
   if (!is_sm8x(cc_major) && !is_sm90(cc_major, cc_minor)) return plan;
+  const int32_t forced = forced_plan.load();
+  if (forced != 0 && kernel_supported(static_cast<Kernel>(forced & 0xFFFF), cc_major, cc_minor, M)) {
+    plan.kernel = static_cast<Kernel>(forced & 0xFFFF);
+    plan.split_k = forced >> 16;
+    return plan;
+  }
   if (M <= 16) {
     plan.kernel = Kernel::kGemv16;
     return plan;

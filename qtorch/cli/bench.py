@@ -1,10 +1,13 @@
-"""`qtorch bench`: prefill and decode tokens/s of a LLaMA-shaped model, bf16 vs qtorch vs torchao, in one run.
+"""`qtorch bench`: prefill and decode tokens/s of a LLaMA-shaped model, bf16 vs qtorch vs torchao and FP8, in one run.
 
   python -m qtorch bench --model llama2-7b-shaped --scheme w4a16 --compile
 Prefill: one forward of 2,048 tokens. Decode: one step at batch 1 and 16 with a static KV cache. --compile wraps each
 forward in torch.compile(mode="reduce-overhead") (CUDA graphs). Only --layers blocks are built and timed (compile
 time grows with depth); tokens/s are projected to the preset's full depth from that slice and a block-less forward
-(qtorch.eval.speed explains the projection). torchao's matching config runs too when torchao is installed.
+(qtorch.eval.speed explains the projection). torchao's matching config runs too when torchao is installed, and beside
+w8a8 the FP8 row-wise alternatives (e4m3 per token x per channel through torch._scaled_mm; torchao's
+Float8DynamicActivationFloat8WeightConfig(PerRow)); the baselines come from the benchmark-side package
+qtorch_baselines, imported here only.
 """
 import argparse
 
@@ -86,9 +89,11 @@ def detail_table(measurements) -> str:
 
 
 def run(args) -> int:
-    from qtorch.eval.speed import run_speed, torchao_available
-
     import torch
+    from qtorch_baselines import torchao
+    from qtorch_baselines.speed import speed_baselines
+
+    from qtorch.eval.speed import run_speed
 
     if args.device == "cpu" or not torch.cuda.is_available():
         raise CLIError("bench: the speed benchmark needs a CUDA GPU (on a CPU qtorch runs its reference ops); "
@@ -97,7 +102,7 @@ def run(args) -> int:
     depth = LLAMA_CONFIGS[args.model].n_layers
     if not 1 <= args.layers <= depth:
         raise CLIError(f"--layers: expected 1..{depth} for {args.model}, got {args.layers}")
-    with_torchao = not args.no_torchao and torchao_available()
+    with_torchao = not args.no_torchao and torchao.available()
     if not args.no_torchao and not with_torchao:
         print("(torchao is not installed or does not import: its baselines are skipped; pip install torchao)")
 
@@ -106,7 +111,8 @@ def run(args) -> int:
           f"torch {torch.__version__}")
     measurements, failures = run_speed(args.scheme, args.model, args.layers, device=device,
                                        prefill_len=args.prefill_len, decode_batches=args.decode_batches,
-                                       compile_model=args.compile, with_torchao=with_torchao,
+                                       compile_model=args.compile,
+                                       baselines=speed_baselines(args.scheme, with_torchao),
                                        progress=show_progress(args))
     if measurements:
         print(detail_table(measurements))
