@@ -6,6 +6,8 @@ can be measured in separate runs (--schemes), each beside its own bf16 run).
     python benchmarks/bench_models.py                         # GPU: speed (compiled, CUDA graphs) + accuracy
     python benchmarks/bench_models.py --layers 2 --no-accuracy
     python benchmarks/bench_models.py --device cpu --no-speed # accuracy records on the CPU -> results/cpu.json
+    python benchmarks/bench_models.py --schemes w8a8 --no-torchao --no-accuracy --act-quant kernel
+                                                              # W8A8 with the unfused activation quantization
 
 Speed: `--layers` blocks of the 7B shape are built and timed and tokens/s projected to 32 blocks
 (qtorch.eval.speed: t_32 = t_fixed + 32/L (t_L - t_fixed)); the measured slice and fixed times are in each record.
@@ -13,6 +15,8 @@ Accuracy: all-MiniLM-L6-v2, cosine of the embeddings vs float32 per scheme on tw
 cosine_mean is the worse set's mean, cosine_mean_<set> each set's.
 """
 import argparse
+import contextlib
+import dataclasses
 import json
 import os
 import statistics
@@ -27,12 +31,16 @@ from records import merge_records, results_path, run_meta  # noqa: E402
 from qtorch.cli.bench import detail_table, speed_table  # noqa: E402
 from qtorch.cli.demo import results_table  # noqa: E402
 from qtorch.eval.speed import run_speed  # noqa: E402
+from qtorch.ops import force_backend  # noqa: E402
 from qtorch_baselines import torchao  # noqa: E402
 from qtorch_baselines.speed import speed_baselines  # noqa: E402
 
 ACCURACY_SCHEMES = ("w8a8", "fp8-sim", "w8a8-sq", "w8a8-static", "w8a8-static-sq", "w8a16", "w4a16", "w4a16-clip",
                     "w4a16-gptq", "w4a16-awq", "w4a16-awq-gptq", "mixed5")
 PRESET = "llama2-7b-shaped"
+# --act-quant: how compiled W8A8 layers quantize their activations (qtorch::quantize_per_token)
+ACT_QUANT = {"fused": "aten form fused by Inductor into the producing kernel (qtorch.ops.fused_quant)",
+             "kernel": "Triton kernel (triton_kernels.act_quant), one pass per linear layer"}
 
 
 def parse_args(argv=None):
@@ -41,6 +49,9 @@ def parse_args(argv=None):
     p.add_argument("--layers", type=int, default=2, help="7B-shaped blocks timed (projected to 32)")
     p.add_argument("--schemes", default="w8a8,w4a16,w8a16")
     p.add_argument("--eager", action="store_true", help="no torch.compile (default: reduce-overhead, CUDA graphs)")
+    p.add_argument("--act-quant", default="fused", choices=tuple(ACT_QUANT),
+                   help="compiled W8A8 activation quantization: fused into its producer (default) or the Triton "
+                        "kernel (records named qtorch_w8a8-act-kernel)")
     p.add_argument("--no-torchao", action="store_true")
     p.add_argument("--no-speed", action="store_true")
     p.add_argument("--no-accuracy", action="store_true")
@@ -61,6 +72,9 @@ def speed_records(measurements, args, common: dict) -> list[dict]:
                   "projection": "t_32 = t_fixed + 32/layers_timed * (t_slice - t_fixed); t_fixed: embedding, final "
                                 "norm, head without blocks (eager, one CUDA graph)",
                   "weights": "seeded random N(0, 0.02^2), every linear layer quantized (head too)"}
+        if m.impl.startswith("qtorch_w8a8"):
+            params["act_quant"] = ("Triton kernel (eager)" if args.eager
+                                   else ACT_QUANT["kernel" if m.impl.endswith("-act-kernel") else "fused"])
         if m.phase == "prefill":
             params.update({"prefill_tokens": m.tokens, "kv_cache": "none (causal SDPA)"})
         else:
@@ -69,7 +83,7 @@ def speed_records(measurements, args, common: dict) -> list[dict]:
                    "compile_s": m.compile_s, **m.extra}
         if (m.phase, m.batch) in base:
             metrics["speedup_vs_bf16"] = base[(m.phase, m.batch)].full_us / m.full_us
-        if m.impl.startswith("qtorch_"):
+        if m.impl.startswith("qtorch_") and m.impl.split("_", 1)[1] in torchao.NAMES:
             ao = by_key.get((torchao.NAMES[m.impl.split("_", 1)[1]], m.phase, m.batch))
             if ao is not None:
                 metrics["speedup_vs_torchao"] = ao.full_us / m.full_us
@@ -140,19 +154,29 @@ def main(argv=None) -> int:
 
         printed = set()
 
+        def named(done):  # the unfused W8A8 path gets its own records beside the fused one
+            if args.act_quant == "fused":
+                return done
+            return [dataclasses.replace(m, impl=m.impl + "-act-kernel") if m.impl == "qtorch_w8a8" else m for m in done]
+
         def save_partial(done):  # a run cut short by a time limit keeps what it measured
+            done = named(done)
             merge_records(path, records + speed_records(done, args, common), by_impl=True)
             for m in done:
-                if id(m) not in printed:
-                    printed.add(id(m))
+                if (m.impl, m.phase, m.batch) not in printed:
+                    printed.add((m.impl, m.phase, m.batch))
                     print(f"  {m.impl} {m.phase} b{m.batch}: slice {m.slice_us:,.1f} us, fixed {m.fixed_us:,.1f} us, "
                           f"projected {m.full_us:,.1f} us = {m.tokens_per_s:,.0f} tok/s (compile {m.compile_s:.1f} s)",
                           flush=True)
 
-        measurements, failures = run_speed(schemes, PRESET, args.layers, device=device,
-                                           compile_model=not args.eager,
-                                           baselines=speed_baselines(schemes, with_torchao),
-                                           on_impl_done=save_partial, progress=False)
+        act_quant = (force_backend("quantize_per_token", "triton") if args.act_quant == "kernel"
+                     else contextlib.nullcontext())
+        with act_quant:  # decided when torch.compile traces the model (this thread)
+            measurements, failures = run_speed(schemes, PRESET, args.layers, device=device,
+                                               compile_model=not args.eager,
+                                               baselines=speed_baselines(schemes, with_torchao),
+                                               on_impl_done=save_partial, progress=False)
+        measurements = named(measurements)
         records += speed_records(measurements, args, common)
         tables.append(detail_table(measurements))
         tables.append(f"{PRESET}, {args.layers} of 32 blocks timed, tokens/s projected to 32 (x: vs bf16):\n"

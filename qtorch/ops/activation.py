@@ -3,15 +3,18 @@
 Per row m of x (M, K):  r_min = min(min_k x, 0), r_max = max(max_k x, 0),
   S[m] = (r_max − r_min) / 255,  Z[m] = clamp(round(−128 − r_min / S), −128, 127),
   q[m, k] = clamp(round(x[m, k] / S[m]) + Z[m], −128, 127).
-Backends: the Triton kernel (triton_kernels.act_quant), bit-exact with this reference; the reference (CPU, and on
-CUDA without triton, said once). NaN in a row gives a NaN scale
+Backends: in a graph traced for torch.compile, the same formula in aten ops (qtorch.ops.fused_quant), which Inductor
+fuses into the kernel producing x; the Triton kernel (triton_kernels.act_quant), bit-exact with this reference; the
+reference (CPU, and on CUDA without triton, said once). NaN in a row gives a NaN scale
 (so the layer output is NaN there) rather than an error: checking would need a host synchronisation per call.
 """
 import torch
+from torch._subclasses.fake_tensor import is_fake
 
 from qtorch.ops._checks import ACT_DTYPES, check_matrix
 from qtorch.ops import routing
 from qtorch.ops._registry import reference_backend, reference_on_cuda, triton_ready
+from qtorch.ops.fused_quant import once_per_traced_value, quantize_per_token_fusable
 from qtorch.quant.affine import qparams_from_minmax, quantize
 
 
@@ -35,9 +38,14 @@ def _triton(x):
     return launch(x)
 
 
+def _traced(traced: bool, **meta) -> tuple[bool, str]:
+    return routing.YES if traced else (False, "runs only in graphs traced for torch.compile (fake inputs)")
+
+
 routing.register_backends("quantize_per_token", [
+    routing.Backend("fusable", ("cpu", "cuda"), _traced, quantize_per_token_fusable),
     reference_backend(quantize_per_token_reference),
-    routing.Backend("triton", ("cuda", "cpu"), lambda device: triton_ready(device), _triton),
+    routing.Backend("triton", ("cuda", "cpu"), lambda device, **meta: triton_ready(device), _triton),
     reference_on_cuda("quantize_per_token", quantize_per_token_reference, "triton is not installed"),
 ])
 
@@ -46,7 +54,10 @@ routing.register_backends("quantize_per_token", [
 def quantize_per_token(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """x (M, K) bf16/fp16/fp32 -> q (M, K) int8, scale (M,) fp32, zero_point (M,) int32 (asymmetric, per row)."""
     check_quantize_per_token(x)
-    return routing.select("quantize_per_token", device=x.device.type).run(x)
+    # traced: AOTAutograd runs this body on fake tensors to decompose the op for Inductor
+    traced = is_fake(x)
+    backend = routing.select("quantize_per_token", device=x.device.type, traced=traced)
+    return once_per_traced_value(x, backend.run) if traced else backend.run(x)
 
 
 @quantize_per_token.register_fake
