@@ -250,13 +250,19 @@ def test_quantization_adds_no_kernel_to_the_compiled_model(which):
 
 # -------------------------------------------------------------------------------------------------- GPU (Triton)
 
+def fused_on_cuda():
+    """The fused form where the routing would pick the Triton kernel (CUDA: measured faster, see activation.py)."""
+    return qops.force_backend("quantize_per_token", "fusable")
+
+
 @cuda
+@pytest.mark.parametrize("backend", ["fusable", "triton"])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_cuda_compiled_op_matches_eager_kernel_and_reference(dtype):
-    fn = torch.compile(lambda x: qops.quantize_per_token(x), fullgraph=True, dynamic=False)
+def test_cuda_compiled_op_matches_eager_kernel_and_reference(backend, dtype):
     for shape in ((1, 1), (17, 300), (64, 4096), (3, 11008), (0, 16)):
         x = awkward_rows(*shape, dtype, "cuda")
-        q, scale, zp = fn(x)
+        with qops.force_backend("quantize_per_token", backend):  # decided while torch.compile traces
+            (q, scale, zp), _ = compiled_code(lambda x: qops.quantize_per_token(x), x)
         assert_quantized_exactly(q, scale, zp, x)
         eager = qops.quantize_per_token(x)  # the Triton kernel
         assert torch.equal(q, eager[0]) and torch.equal(scale, eager[1]) and torch.equal(zp, eager[2])
@@ -268,7 +274,8 @@ def test_cuda_compiled_op_matches_eager_kernel_and_reference(dtype):
                                          ("silu_mul", torch.bfloat16), ("residual_add", torch.float16)])
 def test_cuda_fused_into_producer_bit_exact(name, dtype):
     x = awkward_rows(33, 4096, dtype, "cuda")
-    (y, q, scale, zp), code = compiled_code(norm_then_quantize(producer(name, 4096, dtype, "cuda")), x)
+    with fused_on_cuda():
+        (y, q, scale, zp), code = compiled_code(norm_then_quantize(producer(name, 4096, dtype, "cuda")), x)
     assert "_quantize_per_token_kernel" not in code  # not the eager Triton kernel
     assert_quantized_exactly(q, scale, zp, y)
     eager = qops.quantize_per_token(y)  # the Triton kernel on the same tensor
@@ -279,7 +286,8 @@ def test_cuda_fused_into_producer_bit_exact(name, dtype):
 def test_cuda_norm_and_quantization_in_one_kernel():
     norm = RMSNorm(4096).to("cuda", torch.bfloat16)
     x = torch.randn(2048, 4096, device="cuda", dtype=torch.bfloat16)
-    (q, scale, zp), code = compiled_code(lambda x: qops.quantize_per_token(norm(x)), x)
+    with fused_on_cuda():
+        (q, scale, zp), code = compiled_code(lambda x: qops.quantize_per_token(norm(x)), x)
     assert len(kernel_launches(code)) == 1, kernel_launches(code)
     assert not re.search(r"empty_strided_cuda\(\(2048, 4096\), \(4096, 1\), torch\.(bfloat16|float32)", code)
 
@@ -287,4 +295,5 @@ def test_cuda_norm_and_quantization_in_one_kernel():
 @cuda
 @pytest.mark.parametrize("which", ["llama", "encoder_block"])
 def test_cuda_quantization_adds_no_kernel_to_the_compiled_model(which):
-    check_quantization_adds_no_kernel(which, "cuda", 64)
+    with fused_on_cuda():
+        check_quantization_adds_no_kernel(which, "cuda", 64)

@@ -3,8 +3,9 @@
 Per row m of x (M, K):  r_min = min(min_k x, 0), r_max = max(max_k x, 0),
   S[m] = (r_max − r_min) / 255,  Z[m] = clamp(round(−128 − r_min / S), −128, 127),
   q[m, k] = clamp(round(x[m, k] / S[m]) + Z[m], −128, 127).
-Backends: in a graph traced for torch.compile, the same formula in aten ops (qtorch.ops.fused_quant), which Inductor
-fuses into the kernel producing x; the Triton kernel (triton_kernels.act_quant), bit-exact with this reference; the
+Backends: in a graph traced for torch.compile on the CPU (on CUDA when forced: measured slower there), the same
+formula in aten ops (qtorch.ops.fused_quant), which Inductor fuses into the kernel producing x; the Triton kernel
+(triton_kernels.act_quant), bit-exact with this reference; the
 reference (CPU, and on CUDA without triton, said once). NaN in a row gives a NaN scale
 (so the layer output is NaN there) rather than an error: checking would need a host synchronisation per call.
 """
@@ -43,7 +44,10 @@ def _traced(traced: bool, **meta) -> tuple[bool, str]:
 
 
 routing.register_backends("quantize_per_token", [
-    routing.Backend("fusable", ("cpu", "cuda"), _traced, quantize_per_token_fusable),
+    # Preferred on the CPU only: on the H200 the fused form made the compiled 7B-shaped W8A8 prefill slower than one
+    # Triton pass per layer (1.33x vs 1.50x bf16, benchmarks/NOTES.md "fused activation quantization").
+    routing.Backend("fusable", ("cpu", "cuda"), _traced, quantize_per_token_fusable,
+                    preferred=lambda device, **meta: device == "cpu"),
     reference_backend(quantize_per_token_reference),
     routing.Backend("triton", ("cuda", "cpu"), lambda device, **meta: triton_ready(device), _triton),
     reference_on_cuda("quantize_per_token", quantize_per_token_reference, "triton is not installed"),
