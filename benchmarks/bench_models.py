@@ -26,7 +26,8 @@ from records import merge_records, results_path, run_meta  # noqa: E402
 
 from qtorch.cli.bench import detail_table, speed_table  # noqa: E402
 from qtorch.cli.demo import results_table  # noqa: E402
-from qtorch.eval.speed import TORCHAO_NAMES, run_speed, torchao_available  # noqa: E402
+from qtorch.eval.speed import run_speed  # noqa: E402
+from torchao_baselines import TORCHAO_NAMES, torchao_available, torchao_baselines  # noqa: E402
 
 ACCURACY_SCHEMES = ("w8a8", "w8a8-sq", "w8a8-static", "w8a8-static-sq", "w8a16", "w4a16", "w4a16-clip", "w4a16-gptq",
                     "w4a16-awq", "w4a16-awq-gptq", "mixed5")
@@ -148,7 +149,8 @@ def main(argv=None) -> int:
                           flush=True)
 
         measurements, failures = run_speed(schemes, PRESET, args.layers, device=device,
-                                           compile_model=not args.eager, with_torchao=with_torchao,
+                                           compile_model=not args.eager,
+                                           baselines=torchao_baselines(schemes) if with_torchao else None,
                                            on_impl_done=save_partial, progress=False)
         records += speed_records(measurements, args, common)
         tables.append(detail_table(measurements))

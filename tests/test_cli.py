@@ -104,9 +104,11 @@ def test_project_depth():
 
 
 def test_implementations_and_speed_table():
-    assert implementations(("w8a8", "w4a16"), with_torchao=True) == [
+    from benchmarks.torchao_baselines import torchao_baselines
+
+    assert implementations(("w8a8", "w4a16"), torchao_baselines(("w8a8", "w4a16"))) == [
         "bf16", "qtorch_w8a8", "torchao_int8dq", "qtorch_w4a16", "torchao_int4wo_g128"]
-    assert implementations(("w8a16",), with_torchao=False) == ["bf16", "qtorch_w8a16"]
+    assert implementations(("w8a16",)) == ["bf16", "qtorch_w8a16"]
     ms = [Measurement("bf16", "prefill", 1, 2048, 0, 0, 40_000.0, 0.0),
           Measurement("bf16", "decode", 1, 1, 0, 0, 4_000.0, 0.0),
           Measurement("qtorch_w4a16", "prefill", 1, 2048, 0, 0, 50_000.0, 0.0),

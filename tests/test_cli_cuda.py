@@ -5,7 +5,12 @@ import torch
 
 from qtorch.cli.main import main
 from qtorch.eval.evaluate import logits_errors
-from qtorch.eval.speed import build_model, implementations, quantize_impl, run_speed, torchao_available
+from qtorch.eval.speed import build_model, implementations, quantize_impl, run_speed
+
+from benchmarks.torchao_baselines import torchao_available, torchao_baselines
+
+SPEED = ("w8a8", "w4a16", "w8a16")
+BASELINES = torchao_baselines(SPEED) if torchao_available() else None
 
 pytestmark = pytest.mark.cuda
 
@@ -16,13 +21,13 @@ MIN_SQNR_DB = {"w8a8": 20.0, "w8a16": 25.0, "w4a16": 7.0}
 
 
 @torch.no_grad()
-@pytest.mark.parametrize("impl", implementations(("w8a8", "w4a16", "w8a16"), with_torchao=torchao_available())[1:])
+@pytest.mark.parametrize("impl", implementations(SPEED, BASELINES)[1:])
 def test_benchmarked_implementations_compute_the_same_model(impl):
     device = torch.device("cuda")
     tokens = torch.randint(0, 32000, (2, 64), device=device, generator=torch.Generator(device).manual_seed(3))
     reference = build_model("llama2-7b-shaped", 1, device)(tokens).float()
     model = build_model("llama2-7b-shaped", 1, device)
-    quantize_impl(model, impl)
+    quantize_impl(model, impl, BASELINES)
     out = model(tokens).float()
     scheme = "w8a8" if impl.endswith(("w8a8", "int8dq")) else "w4a16" if "4" in impl else "w8a16"
     errors = logits_errors(reference, out)
@@ -30,9 +35,8 @@ def test_benchmarked_implementations_compute_the_same_model(impl):
 
 
 def test_speed_harness_eager_small():
-    measurements, failures = run_speed(("w8a8", "w4a16", "w8a16"), "small", 1, prefill_len=256, decode_batches=(1, 4),
-                                       decode_pos=10, decode_cache=64, compile_model=False,
-                                       with_torchao=torchao_available(), progress=False)
+    measurements, failures = run_speed(SPEED, "small", 1, prefill_len=256, decode_batches=(1, 4), decode_pos=10,
+                                       decode_cache=64, compile_model=False, baselines=BASELINES, progress=False)
     # torchao's eager int8 dynamic path is not CUDA-graph capturable (seen on the H200): reported, not ours to fail.
     ours = {impl: why for impl, why in failures.items() if not impl.startswith("torchao")}
     assert not ours, ours

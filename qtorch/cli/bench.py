@@ -4,7 +4,8 @@
 Prefill: one forward of 2,048 tokens. Decode: one step at batch 1 and 16 with a static KV cache. --compile wraps each
 forward in torch.compile(mode="reduce-overhead") (CUDA graphs). Only --layers blocks are built and timed (compile
 time grows with depth); tokens/s are projected to the preset's full depth from that slice and a block-less forward
-(qtorch.eval.speed explains the projection). torchao's matching config runs too when torchao is installed.
+(qtorch.eval.speed explains the projection). torchao's matching config runs too when torchao is installed and the
+command runs from the qtorch repository's root (the baselines live in benchmarks/torchao_baselines.py).
 """
 import argparse
 
@@ -12,9 +13,8 @@ from qtorch.cli.device import DEVICES, resolve_device
 from qtorch.cli.errors import ENVIRONMENT_EXIT, CLIError
 from qtorch.cli.progress import show_progress
 from qtorch.cli.table import format_table
+from qtorch.eval.schemes import SPEED_SCHEMES as SCHEMES
 from qtorch.models.llama import LLAMA_CONFIGS
-
-SCHEMES = ("w8a8", "w4a16", "w8a16")
 
 
 def _schemes(text: str) -> tuple[str, ...]:
@@ -85,8 +85,20 @@ def detail_table(measurements) -> str:
                          "cudagraph skips"], rows)
 
 
+def torchao_baselines(schemes):
+    """(baselines for qtorch.eval.speed.run_speed, or None with the reason): torchao's, imported lazily from the
+    repository's benchmarks/ (qtorch itself never imports torchao)."""
+    try:
+        from benchmarks.torchao_baselines import torchao_available, torchao_baselines as baselines
+    except ImportError:
+        return None, "the torchao baselines live in the qtorch repository's benchmarks/; run from its root"
+    if not torchao_available():
+        return None, "torchao is not installed or does not import; pip install torchao"
+    return baselines(schemes), None
+
+
 def run(args) -> int:
-    from qtorch.eval.speed import run_speed, torchao_available
+    from qtorch.eval.speed import run_speed
 
     import torch
 
@@ -97,16 +109,18 @@ def run(args) -> int:
     depth = LLAMA_CONFIGS[args.model].n_layers
     if not 1 <= args.layers <= depth:
         raise CLIError(f"--layers: expected 1..{depth} for {args.model}, got {args.layers}")
-    with_torchao = not args.no_torchao and torchao_available()
-    if not args.no_torchao and not with_torchao:
-        print("(torchao is not installed or does not import: its baselines are skipped; pip install torchao)")
+    baselines = None
+    if not args.no_torchao:
+        baselines, why_not = torchao_baselines(args.scheme)
+        if baselines is None:
+            print(f"(torchao baselines skipped: {why_not})")
 
     print(f"qtorch bench: {args.model} ({args.layers} of {depth} blocks timed, projected to {depth}), "
           f"{'compiled, CUDA graphs' if args.compile else 'eager'}, {torch.cuda.get_device_name(device)}, "
           f"torch {torch.__version__}")
     measurements, failures = run_speed(args.scheme, args.model, args.layers, device=device,
                                        prefill_len=args.prefill_len, decode_batches=args.decode_batches,
-                                       compile_model=args.compile, with_torchao=with_torchao,
+                                       compile_model=args.compile, baselines=baselines,
                                        progress=show_progress(args))
     if measurements:
         print(detail_table(measurements))

@@ -1,7 +1,8 @@
-"""Prefill and decode speed of a LLaMA-shaped model: bf16 vs qtorch schemes vs torchao, side by side in one process.
+"""Prefill and decode speed of a LLaMA-shaped model: bf16 vs qtorch schemes vs baselines, side by side in one process.
 
-Per implementation (bf16, qtorch_<scheme>, torchao_<config>), on a model of the preset's width with `layers` of its
-transformer blocks (seeded random weights, initialised on the device):
+Per implementation (bf16, qtorch_<scheme>, and the baselines the caller passes, e.g. torchao's from
+benchmarks/torchao_baselines.py: this library never imports torchao), on a model of the preset's width with `layers`
+of its transformer blocks (seeded random weights, initialised on the device):
   prefill  one forward of (1, prefill_len) tokens, no KV cache (causal flash attention)   -> tokens/s = len / t
   decode   one step of (B, 1) tokens at position `decode_pos` of a static KV cache of
            `decode_cache` positions, B in `decode_batches`                              -> tokens/s = B / t
@@ -23,41 +24,12 @@ import torch
 import torch.nn as nn
 
 import qtorch
-from qtorch.config import GroupWeightOnlyConfig, Int8WeightOnlyConfig, W8A8DynamicConfig
+from qtorch.eval.schemes import get_scheme
 from qtorch.models.llama import Llama, get_config, rope_cache
-
-QTORCH_CONFIGS = {
-    "w8a8": W8A8DynamicConfig(),
-    "w4a16": GroupWeightOnlyConfig(bits=4, group_size=128, symmetric=False),
-    "w8a16": Int8WeightOnlyConfig(),
-}
-TORCHAO_NAMES = {"w8a8": "torchao_int8dq", "w4a16": "torchao_int4wo_g128", "w8a16": "torchao_int8wo"}
-
-
-def torchao_available() -> bool:
-    try:
-        import torchao.quantization  # noqa: F401
-    except Exception:  # ImportError, or a torchao built for another torch failing at import
-        return False
-    return True
-
-
-def torchao_config(scheme: str):
-    """torchao's matching config; set_inductor_config=False so every implementation compiles with one inductor
-    configuration (see inductor_settings)."""
-    from torchao.quantization import Int4WeightOnlyConfig, Int8DynamicActivationInt8WeightConfig
-    from torchao.quantization import Int8WeightOnlyConfig as AOInt8WeightOnlyConfig
-
-    if scheme == "w8a8":
-        return Int8DynamicActivationInt8WeightConfig(set_inductor_config=False)
-    if scheme == "w4a16":  # tinygemm layout: PyTorch's built-in int4 kernels (the default "plain" needs mslk)
-        return Int4WeightOnlyConfig(group_size=128, int4_packing_format="tile_packed_to_4d", set_inductor_config=False)
-    return AOInt8WeightOnlyConfig(set_inductor_config=False)
-
 
 @contextlib.contextmanager
 def inductor_settings():
-    """The part of torchao's recommended inductor settings that matters for its int8 path (fuse int_mm with the
+    """The part of torchao's recommended inductor settings that matters for an int8 path (fuse int_mm with the
     scale multiply), for every implementation alike; coordinate-descent tuning stays off (compile-time budget)."""
     import torch._inductor.config as inductor_config
 
@@ -87,23 +59,18 @@ def build_model(preset: str, layers: int, device, dtype=torch.bfloat16, seed: in
     return model.to(dtype).eval()
 
 
-def quantize_impl(model: nn.Module, impl: str) -> None:
-    """Quantize every linear layer (the head too) in place for `impl`."""
+def quantize_impl(model: nn.Module, impl: str, baselines: dict | None = None) -> None:
+    """Quantize every linear layer (the head too) in place for `impl`: bf16 (nothing), qtorch_<scheme> (the scheme's
+    config from qtorch.eval.schemes), or a baseline's impl name ({scheme: (impl, quantize(model))})."""
     if impl == "bf16":
         return
-    kind, scheme = impl.split("_", 1) if impl.startswith("qtorch_") else ("torchao", _scheme_of_torchao(impl))
-    if kind == "qtorch":
-        qtorch.quantize_(model, QTORCH_CONFIGS[scheme])
-    else:
-        from torchao.quantization import quantize_ as ao_quantize_
-
-        ao_quantize_(model, torchao_config(scheme))
-
-
-def _scheme_of_torchao(impl: str) -> str:
-    for scheme, name in TORCHAO_NAMES.items():
+    if impl.startswith("qtorch_"):
+        qtorch.quantize_(model, get_scheme(impl.split("_", 1)[1]).config)
+        return
+    for name, quantize in (baselines or {}).values():
         if name == impl:
-            return scheme
+            quantize(model)
+            return
     raise ValueError(f"impl: unknown {impl!r}")
 
 
@@ -241,13 +208,13 @@ def time_fixed(model: Llama, tokens: torch.Tensor, input_pos, iters: int) -> tup
 
 @torch.no_grad()
 def measure_impl(impl: str, preset: str, layers: int, device, *, prefill_len: int, decode_batches, decode_pos: int,
-                 decode_cache: int, compile_model: bool, seed: int = 0,
+                 decode_cache: int, compile_model: bool, seed: int = 0, baselines: dict | None = None,
                  out: list[Measurement] | None = None) -> list[Measurement]:
     """Build, quantize and time one implementation: prefill, then decode at each batch size. Each measurement is
     appended to `out` (returned) as soon as it is taken, so a phase that raises keeps the earlier phases' numbers."""
     full_depth = get_config(preset).n_layers
     model = build_model(preset, layers, device, seed=seed)
-    quantize_impl(model, impl)
+    quantize_impl(model, impl, baselines)
     vocab = model.config.vocab_size
     gen = torch.Generator(device=device).manual_seed(seed + 1)
     out = [] if out is None else out
@@ -279,18 +246,18 @@ def measure_impl(impl: str, preset: str, layers: int, device, *, prefill_len: in
     return out
 
 
-def implementations(schemes, with_torchao: bool) -> list[str]:
-    """bf16, then per scheme qtorch's implementation followed by (when available and asked) torchao's, so that a run
-    cut short still holds comparable pairs."""
+def implementations(schemes, baselines: dict | None = None) -> list[str]:
+    """bf16, then per scheme qtorch's implementation followed by its baseline (when given), so that a run cut short
+    still holds comparable pairs."""
     impls = ["bf16"]
     for s in schemes:
-        impls += [f"qtorch_{s}"] + ([TORCHAO_NAMES[s]] if with_torchao else [])
+        impls += [f"qtorch_{s}"] + ([baselines[s][0]] if baselines and s in baselines else [])
     return impls
 
 
 def run_speed(schemes, preset: str = "llama2-7b-shaped", layers: int = 4, *, device="cuda", prefill_len: int = 2048,
               decode_batches=(1, 16), decode_pos: int = 128, decode_cache: int = 256, compile_model: bool = True,
-              with_torchao: bool = True, progress: bool = True,
+              baselines: dict | None = None, progress: bool = True,
               on_impl_done: Callable[[list[Measurement]], None] | None = None,
               ) -> tuple[list[Measurement], dict[str, str]]:
     """Every implementation of `schemes` (and bf16) measured in this process, one after the other.
@@ -306,13 +273,14 @@ def run_speed(schemes, preset: str = "llama2-7b-shaped", layers: int = 4, *, dev
         raise ValueError(f"device: the speed benchmark needs a CUDA device, got {device}")
     if not 0 <= decode_pos < decode_cache:
         raise ValueError(f"decode_pos: expected a position in [0, {decode_cache}), got {decode_pos}")
-    impls = implementations(schemes, with_torchao)
+    impls = implementations(schemes, baselines)
     out, failures = [], {}
     with inductor_settings():
         for impl in tqdm(impls, desc="bench", unit="impl", disable=not progress):
             try:
                 measure_impl(impl, preset, layers, device, prefill_len=prefill_len, decode_batches=decode_batches,
-                             decode_pos=decode_pos, decode_cache=decode_cache, compile_model=compile_model, out=out)
+                             decode_pos=decode_pos, decode_cache=decode_cache, compile_model=compile_model,
+                             baselines=baselines, out=out)
             except Exception as exc:  # one broken baseline must not lose the others' numbers
                 failures[impl] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
                 print(f"bench: {impl} failed: {failures[impl]}")
