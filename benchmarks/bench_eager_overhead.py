@@ -143,8 +143,7 @@ def main():
     records = bench_linear(device, shapes, args.calls)
     if args.decode:
         records += bench_decode(device, args.preset, args.layers, args.steps)
-    path = merge_records(results_path(device, args.out), records, by_param=None,
-                         benchmarks={r["benchmark"] for r in records})
+    path = merge_records(results_path(device, args.out), records, by_param="K")  # runs per shape keep the others
     print(f"records: {path}")
 
 

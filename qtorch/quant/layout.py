@@ -15,6 +15,8 @@ LAYOUT_TILED (1): the order in which the mixed-input GEMM (csrc/mixed_gemm) feed
     lane reads as consecutive values (this permutes K identically on both operands, leaving every dot product as is).
     Offset binary lets the kernel turn a field into a float by OR-ing it into a magic exponent (no int→float op).
 """
+from dataclasses import dataclass
+
 import torch
 
 LAYOUT_ROWMAJOR = 0
@@ -31,6 +33,27 @@ def tiled_supported(bits: int, in_features: int, group_size: int) -> bool:
     """Whether a weight of this shape can be stored tiled: K a multiple of CK, each group a whole number of chunks."""
     ck = tiled_chunk(bits)
     return bits in (4, 8) and in_features % ck == 0 and (group_size == in_features or group_size % ck == 0)
+
+
+def storage_layout(bits: int, in_features: int, group_size: int) -> int:
+    """The packed layout a weight of this shape is stored in: tiled when the shape allows it, else row-major."""
+    return LAYOUT_TILED if tiled_supported(bits, in_features, group_size) else LAYOUT_ROWMAJOR
+
+
+@dataclass(frozen=True)
+class WeightLayout:
+    """How a group-quantized weight is stored, decided once when a layer is built and passed to its ops on every
+    call: bits (4 or 8), group size g along K (g = K: per channel), symmetric (Z = 0), and the packed layout
+    (storage_layout: LAYOUT_TILED or LAYOUT_ROWMAJOR, recorded with the weight as `w_layout`)."""
+
+    bits: int
+    group_size: int
+    symmetric: bool
+    layout: int
+
+    @classmethod
+    def for_shape(cls, bits: int, in_features: int, group_size: int, symmetric: bool) -> "WeightLayout":
+        return cls(bits, group_size, symmetric, storage_layout(bits, in_features, group_size))
 
 
 def tiled_shape(bits: int, out_features: int, in_features: int) -> tuple[int, int]:
