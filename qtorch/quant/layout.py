@@ -15,6 +15,7 @@ LAYOUT_TILED (1): the order in which the mixed-input GEMM (csrc/mixed_gemm) feed
     lane reads as consecutive values (this permutes K identically on both operands, leaving every dot product as is).
     Offset binary lets the kernel turn a field into a float by OR-ing it into a magic exponent (no int→float op).
 """
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -61,21 +62,36 @@ def tiled_shape(bits: int, out_features: int, in_features: int) -> tuple[int, in
     return (out_features + 15) // 16, in_features // tiled_chunk(bits) * 128
 
 
-# The formula above as an axis permutation of one (tile, chunk), so that packing and unpacking are one strided copy
-# (no gather). Storage order of a (tile, chunk): lane = 4 g + t, word j, field p, split into mixed-radix digits;
-# the tile's rows and columns are the digits of (row − 16 T) and (k − CK·chunk):
-#   int4: storage (g 8, t 4, j 4, h 2, i1 2, i0 2) with p = 4 h + 2 i1 + i0 (i = 2 i1 + i0, s = j):
-#         row = 8 i0 + g,  k = 16 t + 4 j + 2 i1 + h
-#   int8: storage (g 8, t 4, s 2, j0 2, i0 2, h 2) with j = 2 s + j0, p = 2 i0 + h (i = 2 j0 + i0):
-#         row = 8 i0 + g,  k = 8 t + 4 s + 2 j0 + h
-# _STORAGE_SHAPE: (tile, chunk, storage digits); _TO_ROWMAJOR: the permutation of those axes into
-# (tile, row digits, chunk, k digits).
-_STORAGE_SHAPE = {4: (8, 4, 4, 2, 2, 2), 8: (8, 4, 2, 2, 2, 2)}
-_TO_ROWMAJOR = {4: (0, 7, 2, 1, 3, 4, 6, 5), 8: (0, 6, 2, 1, 3, 4, 5, 7)}
+@functools.lru_cache(maxsize=None)
+def _orders(bits: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(order, inverse) as Python ints: for each stored field of one (tile, chunk) in storage order, row·CK + k
+    inside the tile; and for each (row, k) its field's position. Cached as ints, not tensors: a cached real tensor
+    cannot enter torch.compile's fake-tensor tracing."""
+    ck, fields = tiled_chunk(bits), 32 // bits
+    lane = torch.arange(32).view(32, 1, 1)
+    j = torch.arange(4).view(1, 4, 1)
+    p = torch.arange(fields).view(1, 1, fields)
+    g, t = lane // 4, lane % 4
+    if bits == 4:
+        s, i, h = j, p % 4, p // 4
+    else:
+        s, i, h = j // 2, 2 * (j % 2) + p // 2, p % 2
+    row = g + 8 * (i % 2)
+    k = (ck // 4) * t + 4 * s + 2 * (i // 2) + h
+    order = (row * ck + k).reshape(-1)
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(order.numel())
+    return tuple(order.tolist()), tuple(inverse.tolist())
 
 
-def _storage_view_shape(bits: int, tiles: int, chunks: int) -> tuple[int, ...]:
-    return (tiles, chunks) + _STORAGE_SHAPE[bits]
+def _local_order(bits: int, device) -> torch.Tensor:
+    """(16·CK,) int64 storage order of one (tile, chunk) (see _orders)."""
+    return torch.tensor(_orders(bits)[0], dtype=torch.int64, device=device)
+
+
+def _inverse_order(bits: int, device) -> torch.Tensor:
+    """(16·CK,) int64 inverse of _local_order."""
+    return torch.tensor(_orders(bits)[1], dtype=torch.int64, device=device)
 
 
 def pack_tiled(q: torch.Tensor, bits: int) -> torch.Tensor:
@@ -88,10 +104,8 @@ def pack_tiled(q: torch.Tensor, bits: int) -> torch.Tensor:
     u = torch.zeros((tiles * 16, k), dtype=torch.int64, device=q.device)
     u[:n] = q.to(torch.int64)
     u = (u + (1 << (bits - 1))) & ((1 << bits) - 1)  # offset binary; padded rows hold q = 0
-    storage = _storage_view_shape(bits, tiles, chunks)
-    perm = _TO_ROWMAJOR[bits]
-    inverse = tuple(sorted(range(len(perm)), key=perm.__getitem__))
-    u = u.view(*(storage[a] for a in perm)).permute(*inverse).reshape(tiles, chunks, 32 * 4, fields)  # storage order
+    u = u.view(tiles, 16, chunks, ck).permute(0, 2, 1, 3).reshape(tiles, chunks, 16 * ck)
+    u = u[:, :, _local_order(bits, q.device)].view(tiles, chunks, 32 * 4, fields)  # storage order
     shifts = torch.arange(0, 32, bits, device=q.device, dtype=torch.int64)
     words = (u << shifts).sum(dim=-1)  # (tiles, chunks, 128) in [0, 2^32)
     words = torch.where(words >= 1 << 31, words - (1 << 32), words)
@@ -104,5 +118,6 @@ def unpack_tiled(packed: torch.Tensor, bits: int, out_features: int, in_features
     tiles, chunks = packed.shape[0], in_features // ck
     shifts = torch.arange(0, 32, bits, device=packed.device, dtype=torch.int32)
     u = ((packed.view(tiles, chunks, 128, 1) >> shifts) & ((1 << bits) - 1)).to(torch.int8)  # arithmetic shift, masked
-    u = u.view(_storage_view_shape(bits, tiles, chunks)).permute(*_TO_ROWMAJOR[bits]).reshape(tiles * 16, in_features)
+    u = u.view(tiles, chunks, 16 * ck)[:, :, _inverse_order(bits, packed.device)]
+    u = u.view(tiles, chunks, 16, ck).permute(0, 2, 1, 3).reshape(tiles * 16, in_features)
     return u[:out_features] - (1 << (bits - 1))
