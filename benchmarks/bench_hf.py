@@ -1,17 +1,20 @@
-"""Decode speed of Hugging Face `generate` on a LLaMA-2-7B-shaped model (random weights): bf16 vs qtorch W4A16 and
-W8A8 quantized on load through `from_pretrained(..., quantization_config=qtorch.hf.QtorchConfig(...))`.
+"""Decode speed of Hugging Face `generate` on a model of LLaMA-2-7B-shaped layers (random weights; --layers of them,
+default 2: the record is of that model, not projected to 32 layers): bf16 vs qtorch W4A16 and W8A8 quantized on load
+through `from_pretrained(..., quantization_config=qtorch.hf.QtorchConfig(...), device_map=device)`.
 
 Each implementation runs transformers' fast path — static KV cache, decode step compiled by torch.compile — with
 greedy decoding of exactly --new-tokens tokens after a --prompt-tokens prompt, batch 1. Records (benchmark
 "hf_generate", impl bf16 / qtorch_w4a16 / qtorch_w8a8) are merged into benchmarks/results/<gpu>.json: median_us is
 the median time of one generate call divided by the tokens it produced; metrics tokens_per_s (new tokens / median
 generate time, prefill included), speedup_vs_bf16, peak_mem_bytes (torch.cuda.max_memory_allocated during load and
-generate), load_s (from_pretrained wall time).
+generate), load_s (from_pretrained wall time). A run replaces every earlier "hf_generate" record of that GPU.
 
-    python benchmarks/bench_hf.py                    # H200: ~10 min with 32 layers; --layers 8 for a quick run
-    python benchmarks/bench_hf.py --device cpu --layers 2 --hidden 256 --new-tokens 8 --no-compile   # smoke test
+    python benchmarks/bench_hf.py                    # H200: ~1.5 min, dominated by three Inductor compilations
+    python benchmarks/bench_hf.py --device cpu --layers 2 --hidden 256 --new-tokens 8 --no-compile \
+        --results-dir /tmp/bench_hf                  # smoke test (~2 min on 2 shared cores)
 """
 import argparse
+import gc
 import importlib.util
 import os
 import statistics
@@ -22,6 +25,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # qtorch from this checkout
 from records import merge_records, results_path, run_meta  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -30,24 +34,35 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda")
-    p.add_argument("--layers", type=int, default=32)
+    p.add_argument("--layers", type=int, default=2)
     p.add_argument("--hidden", type=int, default=4096)
     p.add_argument("--intermediate", type=int, default=None,
                    help="default 11008 for h=4096, else 2.6875·h rounded down to a multiple of 128")
     p.add_argument("--prompt-tokens", type=int, default=16)
-    p.add_argument("--new-tokens", type=int, default=128)
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--new-tokens", type=int, default=64)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--schemes", default=",".join(SCHEMES), help=f"comma-separated subset of {', '.join(SCHEMES)} "
+                                                              "(bf16 is always measured: speedups are against it)")
     p.add_argument("--no-compile", action="store_true", help="eager decode (no torch.compile)")
     p.add_argument("--results-dir", default=None)
     return p.parse_args(argv)
 
 
-def schemes():
+SCHEMES = ("bf16", "qtorch_w4a16", "qtorch_w8a8")
+
+
+def schemes(names: str) -> dict:
+    """impl -> qtorch scheme (None: bf16), bf16 first."""
     import qtorch
 
-    return {"bf16": None,
-            "qtorch_w4a16": qtorch.GroupWeightOnlyConfig(bits=4, group_size=128, symmetric=False),
-            "qtorch_w8a8": qtorch.W8A8DynamicConfig()}
+    all_schemes = {"bf16": None,
+                   "qtorch_w4a16": qtorch.GroupWeightOnlyConfig(bits=4, group_size=128, symmetric=False),
+                   "qtorch_w8a8": qtorch.W8A8DynamicConfig()}
+    chosen = {n.strip() for n in names.split(",") if n.strip()}
+    unknown = chosen - set(all_schemes)
+    if unknown:
+        raise SystemExit(f"--schemes: unknown {sorted(unknown)}; valid: {', '.join(all_schemes)}")
+    return {k: v for k, v in all_schemes.items() if k == "bf16" or k in chosen}
 
 
 def build_checkpoint(args, path):
@@ -59,7 +74,7 @@ def build_checkpoint(args, path):
                          num_attention_heads=max(1, h // 128), num_key_value_heads=max(1, h // 128),
                          intermediate_size=i)
     with torch.device(args.device):
-        model = LlamaForCausalLM(config).to(torch.bfloat16)
+        model = LlamaForCausalLM._from_config(config, dtype=torch.bfloat16)
     model.save_pretrained(path)
     del model
     return config
@@ -70,6 +85,8 @@ def measure(path, scheme, args):
     from transformers import AutoModelForCausalLM, CompileConfig
 
     cuda = args.device.startswith("cuda")
+    gc.collect()
+    torch._dynamo.reset()  # the previous model's compiled decode step and CUDA graph pools go
     if cuda:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
@@ -88,8 +105,10 @@ def measure(path, scheme, args):
     if args.no_compile:
         generate_kwargs["disable_compile"] = True
     else:
-        generate_kwargs["compile_config"] = CompileConfig(fullgraph=True)
-    times = []
+        compile_config = CompileConfig(fullgraph=True)  # transformers' default mode: "reduce-overhead"
+        compile_config._compile_all_devices = not cuda  # generate compiles by itself on GPUs only
+        generate_kwargs["compile_config"] = compile_config
+    times, first_s = [], None
     for i in range(args.repeats + 2):  # two warm-up calls: compilation, CUDA graphs
         if cuda:
             torch.cuda.synchronize()
@@ -97,14 +116,17 @@ def measure(path, scheme, args):
         out = model.generate(ids, **generate_kwargs)
         if cuda:
             torch.cuda.synchronize()
-        if i >= 2:
+        if i == 0:
+            first_s = time.perf_counter() - t0
+        elif i >= 2:
             times.append(time.perf_counter() - t0)
     new = out.shape[1] - ids.shape[1]
     assert new == args.new_tokens, f"generated {new} tokens, expected {args.new_tokens}"
     median = statistics.median(times)
     peak = torch.cuda.max_memory_allocated() if cuda else None
     del model
-    return {"median_s": median, "tokens_per_s": new / median, "load_s": load_s, "peak_mem_bytes": peak}
+    return {"median_s": median, "tokens_per_s": new / median, "load_s": load_s, "first_s": first_s,
+            "peak_mem_bytes": peak}
 
 
 def main(argv=None) -> int:
@@ -115,15 +137,19 @@ def main(argv=None) -> int:
     common = run_meta(args.device)
     import transformers
 
+    chosen = schemes(args.schemes)
+    start = time.perf_counter()
     records, results = [], {}
     with tempfile.TemporaryDirectory() as path:
         config = build_checkpoint(args, path)
-        for impl, scheme in schemes().items():
+        print(f"checkpoint built and saved in {time.perf_counter() - start:.1f} s", flush=True)
+        for impl, scheme in chosen.items():
             results[impl] = measure(path, scheme, args)
             r = results[impl]
-            print(f"{impl:14s} {r['tokens_per_s']:9.1f} tokens/s  load {r['load_s']:6.1f} s  "
-                  f"peak {r['peak_mem_bytes'] or 0:,} B", flush=True)
-    for impl, scheme in schemes().items():
+            print(f"{impl:14s} {r['tokens_per_s']:9.1f} tokens/s  load {r['load_s']:6.1f} s  first generate "
+                  f"{r['first_s']:6.1f} s  peak {r['peak_mem_bytes'] or 0:,} B", flush=True)
+    print(f"total {time.perf_counter() - start:.1f} s")
+    for impl, scheme in chosen.items():
         r = results[impl]
         params = {"model": f"llama-shaped h={config.hidden_size} layers={config.num_hidden_layers} "
                            f"i={config.intermediate_size}", "batch": 1, "prompt_tokens": args.prompt_tokens,

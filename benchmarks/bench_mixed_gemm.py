@@ -7,7 +7,7 @@ routing), torchao_int4wo (tinygemm, tile_packed_to_4d, g = 128) when torchao imp
 W4A16: g = 128 asymmetric; W8A16: per channel. GB/s = (weight bytes + scales + x + y) / time.
 
     python benchmarks/bench_mixed_gemm.py [--ms 1,16] [--out FILE]
-    python benchmarks/bench_mixed_gemm.py --variants 0-12 --ms 1,16,64   # tuning: every tile variant of the kernel
+    python benchmarks/bench_mixed_gemm.py --variants 0-14 --ms 1,16,64   # tuning: every tile variant of the kernel
                                                                           # forced (QTORCH_MIXED_VARIANT), mixed path
 """
 import argparse
@@ -140,10 +140,15 @@ def _span(part):
     return range(int(lo), int(hi or lo) + 1)
 
 
+FIRST_STAGED_VARIANT = 10  # csrc/mixed_gemm/launch.cu: variants 0-9 the register kernel, 10-14 the staged kernel
+
+
 def tune(ms, variants):
-    """Median time of the mixed path for every forced tile variant: the table that sets auto_variant()."""
+    """Median time of the mixed path for every forced tile variant, beside bf16 and dequantize + cuBLAS: the table
+    that sets auto_variant() and MIXED_MAX_M."""
     ops = torch.ops.qtorch
-    print(f"{'K':>6} {'N':>6} {'bits':>4} {'M':>4} " + " ".join(f"{'v' + str(v):>7}" for v in variants))
+    print(f"{'K':>6} {'N':>6} {'bits':>4} {'M':>4} {'bf16':>7} {'dequant':>7} "
+          + " ".join(f"{'v' + str(v):>7}" for v in variants))
     for k, n in SHAPES:
         count = copies_for(n * k // 2, False)
         ws = [torch.randn(n, k, device="cuda").to(torch.bfloat16) * 0.02 for _ in range(count)]
@@ -152,17 +157,22 @@ def tune(ms, variants):
             g = qs[0][4]
             for m in ms:
                 x = torch.randn(m, k, device="cuda").to(torch.bfloat16)
+                bf16_us = graph_time_us([lambda w=w: F.linear(x, w) for w in ws])
+                dequant_us = graph_time_us([lambda q=q: ops._mixed_gemm_cuda(x, q[0], q[1], q[2], bits, g, None, -1)
+                                            for q in qs])
                 times, first = [], None
                 for v in variants:
                     os.environ["QTORCH_MIXED_VARIANT"] = str(v)
                     y = ops._mixed_gemm_cuda(x, *qs[0][:3], bits, g, None, 1 << 30)
-                    first = y if first is None else first
-                    if not torch.equal(y, first):  # every variant sums each chunk in the same order
-                        print(f"variant {v} differs from variant {variants[0]} at K={k} N={n} bits={bits} M={m}")
+                    if v < FIRST_STAGED_VARIANT:  # the register kernel's variants sum each chunk in the same order
+                        if first is not None and not torch.equal(y, first):
+                            print(f"variant {v} differs from variant {variants[0]} at K={k} N={n} bits={bits} M={m}")
+                        first = y if first is None else first
                     times.append(graph_time_us([lambda q=q: ops._mixed_gemm_cuda(x, q[0], q[1], q[2], bits, g, None,
                                                                                  1 << 30) for q in qs]))
                 os.environ.pop("QTORCH_MIXED_VARIANT")
-                print(f"{k:>6} {n:>6} {bits:>4} {m:>4} " + " ".join(f"{t:7.2f}" for t in times), flush=True)
+                print(f"{k:>6} {n:>6} {bits:>4} {m:>4} {bf16_us:7.2f} {dequant_us:7.2f} "
+                      + " ".join(f"{t:7.2f}" for t in times), flush=True)
         del ws, qs
         torch.cuda.empty_cache()
 

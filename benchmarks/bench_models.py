@@ -27,10 +27,11 @@ from records import merge_records, results_path, run_meta  # noqa: E402
 from qtorch.cli.bench import detail_table, speed_table  # noqa: E402
 from qtorch.cli.demo import results_table  # noqa: E402
 from qtorch.eval.speed import run_speed  # noqa: E402
-from torchao_baselines import TORCHAO_NAMES, torchao_available, torchao_baselines  # noqa: E402
+from qtorch_baselines import torchao  # noqa: E402
+from qtorch_baselines.speed import speed_baselines  # noqa: E402
 
-ACCURACY_SCHEMES = ("w8a8", "w8a8-sq", "w8a8-static", "w8a8-static-sq", "w8a16", "w4a16", "w4a16-clip", "w4a16-gptq",
-                    "w4a16-awq", "w4a16-awq-gptq", "mixed5")
+ACCURACY_SCHEMES = ("w8a8", "fp8-sim", "w8a8-sq", "w8a8-static", "w8a8-static-sq", "w8a16", "w4a16", "w4a16-clip",
+                    "w4a16-gptq", "w4a16-awq", "w4a16-awq-gptq", "mixed5")
 PRESET = "llama2-7b-shaped"
 
 
@@ -69,7 +70,7 @@ def speed_records(measurements, args, common: dict) -> list[dict]:
         if (m.phase, m.batch) in base:
             metrics["speedup_vs_bf16"] = base[(m.phase, m.batch)].full_us / m.full_us
         if m.impl.startswith("qtorch_"):
-            ao = by_key.get((TORCHAO_NAMES[m.impl.split("_", 1)[1]], m.phase, m.batch))
+            ao = by_key.get((torchao.NAMES[m.impl.split("_", 1)[1]], m.phase, m.batch))
             if ao is not None:
                 metrics["speedup_vs_torchao"] = ao.full_us / m.full_us
         records.append({"benchmark": f"model_{m.phase}", "impl": m.impl, "params": params, "median_us": m.full_us,
@@ -132,7 +133,7 @@ def main(argv=None) -> int:
         tables.append("MiniLM accuracy (cosine vs float32 embeddings):\n" + results_table(results))
     if not args.no_speed:
         schemes = tuple(s for s in args.schemes.split(",") if s)
-        with_torchao = not args.no_torchao and torchao_available()
+        with_torchao = not args.no_torchao and torchao.available()
         if not args.no_torchao and not with_torchao:
             print("bench_models: torchao is not importable; its baselines are skipped")
         path = results_path(device, args.results_dir)
@@ -150,7 +151,7 @@ def main(argv=None) -> int:
 
         measurements, failures = run_speed(schemes, PRESET, args.layers, device=device,
                                            compile_model=not args.eager,
-                                           baselines=torchao_baselines(schemes) if with_torchao else None,
+                                           baselines=speed_baselines(schemes, with_torchao),
                                            on_impl_done=save_partial, progress=False)
         records += speed_records(measurements, args, common)
         tables.append(detail_table(measurements))

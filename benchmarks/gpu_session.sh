@@ -9,6 +9,7 @@
 #     tests      the whole GPU suite (benchmarks/run_gpu_tests.py: pytest -m cuda, one process per file, 4 at once)
 #                -> benchmarks/results/h200_tests.json, the record that gates landing (tests/test_gpu_record.py)
 #     int8       benchmarks/bench_int8_gemm.py            triton   benchmarks/bench_group_quant.py
+#     sweep      benchmarks/bench_int8_gemm.py --sweep-plans (int8 tiles / split-K at M = 32..512; act-quant at small M)
 #     amp        benchmarks/bench_amp.py                  memory   benchmarks/bench_memory.py
 #     models     benchmarks/bench_models.py
 #     diag       which bad-argument errors of the int8 ops crash, with cuda-gdb's backtrace (tools/diag_bad_args.py)
@@ -82,6 +83,9 @@ for stage in "$@"; do
     int8)
       wait_build; run int8 420 python3 benchmarks/bench_int8_gemm.py ${INT8_ARGS:-}
       sed -n '/^== summary/,$p' "$OUT/int8.log" | tail -40 >> "$SUMMARY" ;;
+    sweep)  # tooling for the int8 plan table: every tile / split-K forced at M = 32..512, act-quant overhead
+      wait_build; run sweep 240 python3 benchmarks/bench_int8_gemm.py --sweep-plans
+      sed -n '/^== plan sweep summary/,$p' "$OUT/sweep.log" | tail -40 >> "$SUMMARY" ;;
     triton)  # needs no qtorch._C: runs beside the build
       run triton 330 python3 benchmarks/bench_group_quant.py ${TRITON_ARGS:-}
       sed -n '/^== group_quant/,$p' "$OUT/triton.log" | tail -90 >> "$SUMMARY" ;;

@@ -2,9 +2,9 @@
 import pytest
 
 from qtorch.analysis import (ModelConfig, activation_memory, count_flops, forward_flops, from_hf_config,
-                             from_llama_config, get_conventions, get_preset, kv_cache_bytes, linear_weight_bytes,
-                             measure_memory, mfu, model_state_memory, model_weight_bytes, peak_flops,
-                             training_flops, training_step_peak)
+                             from_llama_config, get_conventions, get_preset, inference_peak, kv_cache_bytes,
+                             linear_weight_bytes, measure_memory, mfu, model_state_memory, model_weight_bytes,
+                             peak_flops, training_flops, training_step_peak)
 
 BASE = dict(name="m", vocab_size=100, hidden_size=64, n_layers=2, n_heads=4, intermediate_size=128)
 
@@ -21,10 +21,21 @@ BASE = dict(name="m", vocab_size=100, hidden_size=64, n_layers=2, n_heads=4, int
     ({"norm": "batchnorm"}, "norm: expected one of"),
     ({"position": "alibi"}, "position: expected one of"),
     ({"name": ""}, "name: expected a non-empty str"),
+    ({"norm_position": "sandwich"}, "norm_position: expected one of 'pre', 'post'"),
+    ({"head": "classifier"}, "head: expected one of 'lm', 'pooler', 'none'"),
+    ({"bias": "mlp"}, "bias: expected one of 'none', 'qkv', 'attention', 'all'"),
+    ({"token_types": -1}, "token_types: expected a positive int"),
+    ({"head": "pooler", "tie_embeddings": True}, "tie_embeddings: only an LM head can share"),
 ])
 def test_bad_model_config(changes, match):
     with pytest.raises(ValueError, match=match):
         ModelConfig(**{**BASE, **changes})
+
+
+def test_bias_flag_reads_as_every_or_no_linear():
+    assert ModelConfig(**BASE, bias=True).bias == "all" and ModelConfig(**BASE, bias=False).bias == "none"
+    with pytest.raises(TypeError, match="causal: expected a bool"):
+        ModelConfig(**BASE, causal=0)
 
 
 def test_explicit_head_dim_allows_attention_width_other_than_hidden():
@@ -65,6 +76,9 @@ def test_hf_config_missing_fields():
     (lambda c: model_state_memory(1e9, gpus=0), ValueError, "gpus: expected an int >= 1"),
     (lambda c: model_state_memory(-5), ValueError, "n_params: expected > 0"),
     (lambda c: training_step_peak(c, 1, 16, optimizer_impl="apex"), ValueError, "optimizer_impl: expected"),
+    (lambda c: training_step_peak(c.with_(head="pooler"), 1, 16), ValueError,
+     "training_step_peak replays a language model's step .*head='pooler'"),
+    (lambda c: inference_peak(c.with_(head="none"), 1, 16), ValueError, "inference_peak replays a language model"),
     (lambda c: linear_weight_bytes(64, 100, "int4-g32"), ValueError, "group size 32 does not divide K=100"),
     (lambda c: model_weight_bytes(c, "int3-g64"), ValueError, "weight_format: unknown 'int3-g64'"),
     (lambda c: mfu(1e12, 0, 1e15), ValueError, "step_time_s: expected > 0"),

@@ -9,6 +9,7 @@ import torch
 from qtorch.cli.bench import speed_table
 from qtorch.cli.main import main
 from qtorch.eval.speed import Measurement, implementations, project_depth
+from qtorch_baselines.speed import speed_baselines
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -104,11 +105,12 @@ def test_project_depth():
 
 
 def test_implementations_and_speed_table():
-    from benchmarks.torchao_baselines import torchao_baselines
-
-    assert implementations(("w8a8", "w4a16"), torchao_baselines(("w8a8", "w4a16"))) == [
-        "bf16", "qtorch_w8a8", "torchao_int8dq", "qtorch_w4a16", "torchao_int4wo_g128"]
-    assert implementations(("w8a16",)) == ["bf16", "qtorch_w8a16"]
+    assert implementations(("w8a8", "w4a16"), speed_baselines(("w8a8", "w4a16"), with_torchao=True)) == [
+        "bf16", "qtorch_w8a8", "torchao_int8dq", "fp8_rowwise", "torchao_fp8_rowwise", "qtorch_w4a16",
+        "torchao_int4wo_g128"]
+    assert implementations(("w8a16",), speed_baselines(("w8a16",), with_torchao=False)) == ["bf16", "qtorch_w8a16"]
+    assert implementations(("w8a8",), speed_baselines(("w8a8",), with_torchao=False)) == [
+        "bf16", "qtorch_w8a8", "fp8_rowwise"]
     ms = [Measurement("bf16", "prefill", 1, 2048, 0, 0, 40_000.0, 0.0),
           Measurement("bf16", "decode", 1, 1, 0, 0, 4_000.0, 0.0),
           Measurement("qtorch_w4a16", "prefill", 1, 2048, 0, 0, 50_000.0, 0.0),

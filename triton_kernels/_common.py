@@ -60,10 +60,11 @@ def interpreting() -> bool:
 @triton.jit
 def to_bfloat16_rne(v):
     """fp32 -> bf16 rounding to nearest even, written with integer ops so the interpreter (which truncates) and the
-    GPU (cvt.rn) give the same bits as torch: add 0x7FFF plus the lowest kept bit, keep the high 16 bits."""
+    GPU (cvt.rn) give the same bits as torch: add 0x7FFF plus the lowest kept bit, keep the high 16 bits. NaN goes
+    through the plain conversion: the GPU's canonical NaN (0x7FFFFFFF) plus the bias would wrap to -0.0."""
     bits = v.to(tl.int32, bitcast=True)
     rounded = bits + 0x7FFF + ((bits >> 16) & 1)
-    return (rounded >> 16).to(tl.int16).to(tl.bfloat16, bitcast=True)
+    return tl.where(v == v, (rounded >> 16).to(tl.int16).to(tl.bfloat16, bitcast=True), v.to(tl.bfloat16))
 
 
 @triton.jit

@@ -46,7 +46,10 @@ def _span(block_k, rows, warps):
 
 @triton.jit
 def _min_max(a_min, a_max, b_min, b_max):
-    return tl.minimum(a_min, b_min), tl.maximum(a_max, b_max)
+    """Element-wise min and max that keep NaN (the GPU's default min/max drop it): a NaN in a row makes its scale NaN,
+    so the row comes out NaN, as in the reference (torch.aminmax propagates NaN)."""
+    return (tl.minimum(a_min, b_min, propagate_nan=tl.PropagateNan.ALL),
+            tl.maximum(a_max, b_max, propagate_nan=tl.PropagateNan.ALL))
 
 
 @triton.jit
@@ -126,7 +129,7 @@ def _quantize_per_token_kernel(
         r = tl.load(x_rows + cols, mask=mask, other=0.0).to(tl.float32)  # (ROWS, CHUNKS, SPAN) fp32; 0 pads keep min/max
         r_min, r_max = tl.reduce((r, r), 1, _min_max)  # (ROWS, SPAN) fp32, inside each thread
         r_min, r_max = tl.reduce((r_min, r_max), 1, _min_max)  # (ROWS,) fp32, across the lanes / ROW_WARPS warps
-        scale, zero_point = _row_scale_zero_point(tl.minimum(r_min, 0.0), tl.maximum(r_max, 0.0))
+        scale, zero_point = _row_scale_zero_point(*_min_max(r_min, r_max, 0.0, 0.0))
         tl.store(q_rows + cols, _quantize_tile(r, scale, zero_point, FAST_DIV), mask=mask)
     else:
         r_min = tl.zeros((ROWS, CHUNKS, SPAN), dtype=tl.float32)  # running element-wise min, starts at 0 (range holds 0)

@@ -56,6 +56,17 @@ void check_vector(const char* name, const at::Tensor& t, int64_t length, at::Sca
   TORCH_CHECK(t.is_contiguous(), name, ": expected a contiguous tensor, got strides ", dims(t.strides()));
 }
 
+// A per-row activation parameter: (M,) per row, or (1,) one value for every row (static, per tensor: the kernels
+// read element 0, no per-call expansion). Returns whether it is per tensor.
+bool check_row_param(const char* name, const at::Tensor& t, int64_t M, at::ScalarType dtype, const at::Tensor& like) {
+  TORCH_CHECK_TYPE(t.scalar_type() == dtype, name, ": expected dtype ", dtype, ", got ", t.scalar_type());
+  TORCH_CHECK(t.dim() == 1 && (t.size(0) == M || t.size(0) == 1), name, ": expected shape (", num(M),
+              ",) per row or (1,) per tensor, got ", dims(t.sizes()));
+  check_on_device(name, t, like);
+  TORCH_CHECK(t.is_contiguous(), name, ": expected a contiguous tensor, got strides ", dims(t.strides()));
+  return t.size(0) == 1;
+}
+
 // Shared checks of both ops; returns (M, N, K).
 void check_operands(const at::Tensor& x_q, const at::Tensor& w_q, int64_t& M, int64_t& N, int64_t& K) {
   check_matrix("x_q", x_q, x_q);
@@ -98,15 +109,16 @@ EpilogueParams base_params(const at::Tensor& out, int64_t M, int64_t N, int64_t 
   return e;
 }
 
-// y (M, N) out_dtype = float(acc - Z_X colsum_W [- Z_W rowsum_X + K Z_X Z_W]) * (S_X S_W) + bias
+// y (M, N) out_dtype = float(acc - Z_X colsum_W [- Z_W rowsum_X + K Z_X Z_W]) * (S_X S_W) + bias;
+// S_X, Z_X per row (M,) or per tensor (1,)
 at::Tensor int8_scaled_mm_cuda(const at::Tensor& x_q, const at::Tensor& x_scale, const at::Tensor& x_zp,
                                const at::Tensor& w_q, const at::Tensor& w_scale, const at::Tensor& w_colsum,
                                const std::optional<at::Tensor>& w_zp, const std::optional<at::Tensor>& bias,
                                at::ScalarType out_dtype) {
   int64_t M, N, K;
   check_operands(x_q, w_q, M, N, K);
-  check_vector("x_scale", x_scale, M, at::kFloat, x_q);
-  check_vector("x_zp", x_zp, M, at::kInt, x_q);
+  const bool scale_per_tensor = check_row_param("x_scale", x_scale, M, at::kFloat, x_q);
+  const bool zp_per_tensor = check_row_param("x_zp", x_zp, M, at::kInt, x_q);
   check_vector("w_scale", w_scale, N, at::kFloat, x_q);
   check_vector("w_colsum", w_colsum, N, at::kInt, x_q);
   if (w_zp.has_value()) check_vector("w_zp", *w_zp, N, at::kInt, x_q);
@@ -134,6 +146,8 @@ at::Tensor int8_scaled_mm_cuda(const at::Tensor& x_q, const at::Tensor& x_scale,
   e.out_kind = out_kind;
   e.x_scale = x_scale.data_ptr<float>();
   e.x_zp = x_zp.data_ptr<int32_t>();
+  e.x_scale_per_tensor = scale_per_tensor ? 1 : 0;
+  e.x_zp_per_tensor = zp_per_tensor ? 1 : 0;
   e.w_scale = w_scale.data_ptr<float>();
   e.w_colsum = w_colsum.data_ptr<int32_t>();
   e.w_zp = w_zp.has_value() ? w_zp->data_ptr<int32_t>() : nullptr;
@@ -143,13 +157,15 @@ at::Tensor int8_scaled_mm_cuda(const at::Tensor& x_q, const at::Tensor& x_scale,
   return y;
 }
 
-// q_y (M, N) int8 = requantize(acc - Z_W rowsum_X - Z_X colsum_W + K Z_X Z_W + bias_q, M0, n, Z_Y)
-at::Tensor int8_linear_requant_cuda(const at::Tensor& x_q, int64_t x_zp, const at::Tensor& w_q, const at::Tensor& w_zp,
+// q_y (M, N) int8 = requantize(acc [- Z_W rowsum_X] - Z_X colsum_W [+ K Z_X Z_W] + bias_q, M0, n, Z_Y);
+// no w_zp: Z_W = 0 (no row sums)
+at::Tensor int8_linear_requant_cuda(const at::Tensor& x_q, int64_t x_zp, const at::Tensor& w_q,
+                                    const std::optional<at::Tensor>& w_zp,
                                     const at::Tensor& w_colsum, const std::optional<at::Tensor>& bias_q,
                                     const at::Tensor& multiplier, const at::Tensor& shift, int64_t y_zp) {
   int64_t M, N, K;
   check_operands(x_q, w_q, M, N, K);
-  check_vector("w_zp", w_zp, N, at::kInt, x_q);
+  if (w_zp.has_value()) check_vector("w_zp", *w_zp, N, at::kInt, x_q);
   check_vector("w_colsum", w_colsum, N, at::kInt, x_q);
   if (bias_q.has_value()) check_vector("bias_q", *bias_q, N, at::kInt, x_q);
   check_vector("multiplier", multiplier, N, at::kInt, x_q);
@@ -166,7 +182,7 @@ at::Tensor int8_linear_requant_cuda(const at::Tensor& x_q, int64_t x_zp, const a
   e.x_zp = nullptr;
   e.x_zp_scalar = static_cast<int32_t>(x_zp);
   e.w_colsum = w_colsum.data_ptr<int32_t>();
-  e.w_zp = w_zp.data_ptr<int32_t>();
+  e.w_zp = w_zp.has_value() ? w_zp->data_ptr<int32_t>() : nullptr;
   e.bias = bias_q.has_value() ? bias_q->data_ptr() : nullptr;
   e.bias_kind = bias_q.has_value() ? qtorch_int8::kBiasInt32 : qtorch_int8::kBiasNone;
   e.multiplier = multiplier.data_ptr<int32_t>();

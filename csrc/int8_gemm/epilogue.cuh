@@ -6,6 +6,7 @@
 //   float out:   y = float(corr) * (S_X[m] * S_W[n]) + bias[n]   (fp32, each op rounded to nearest, then cast)
 //   requant out: q = clamp(RDPOT(SRDHM(sat(corr * 2^left), M0[n]), right) + Z_Y, -128, 127), left/right from shift[n]
 //   raw out:     acc itself as int32 (used by the standalone harness to check the GEMM alone; never by the ops)
+// Z_X[m], S_X[m] are per row (dynamic activation quantization) or one value for every row (static, per tensor).
 // The operation order matches qtorch/ops/int8_matmul.py, so fp32 outputs equal the CPU reference bit for bit.
 //
 // The tiled kernels take the output kind and the presence of Z_W as template parameters (kOut, kRowSum) and read
@@ -42,8 +43,8 @@ constexpr int kColWords = 7;  // 32-bit words of ColTerms in a column table
 
 __device__ __forceinline__ RowTerms load_row_terms(const EpilogueParams& p, int m, int32_t rowsum) {
   RowTerms r;
-  r.zx = p.x_zp != nullptr ? __ldg(p.x_zp + m) : p.x_zp_scalar;
-  r.sx = (p.out_kind <= kOutFP32) ? __ldg(p.x_scale + m) : 0.f;
+  r.zx = p.x_zp != nullptr ? __ldg(p.x_zp + (p.x_zp_per_tensor ? 0 : m)) : p.x_zp_scalar;
+  r.sx = (p.out_kind <= kOutFP32) ? __ldg(p.x_scale + (p.x_scale_per_tensor ? 0 : m)) : 0.f;
   r.rowsum = rowsum;
   return r;
 }

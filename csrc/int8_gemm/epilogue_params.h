@@ -11,9 +11,11 @@ struct EpilogueParams {
   void* out;                   // (M, N) row-major; bf16 / fp16 / fp32 / int8 / int32 by out_kind
   int32_t out_kind;            // OutKind
   int32_t M, N, K;             // problem size (K enters the Z_X*Z_W correction)
-  const float* x_scale;        // (M,) fp32 S_X per row (float outputs)
-  const int32_t* x_zp;         // (M,) int32 Z_X per row, or nullptr: use x_zp_scalar
-  int32_t x_zp_scalar;         // per-tensor Z_X (requant op)
+  const float* x_scale;        // (M,) fp32 S_X per row, or (1,) per tensor when x_scale_per_tensor (float outputs)
+  const int32_t* x_zp;         // (M,) int32 Z_X per row, (1,) per tensor when x_zp_per_tensor, or nullptr: x_zp_scalar
+  int32_t x_zp_scalar;         // per-tensor Z_X given by value (requant op)
+  int32_t x_scale_per_tensor;  // 1: every row reads x_scale[0] (static activation quantization); 0: x_scale[m]
+  int32_t x_zp_per_tensor;     // 1: every row reads x_zp[0]; 0: x_zp[m]
   const float* w_scale;        // (N,) fp32 S_W per output channel (float outputs)
   const int32_t* w_colsum;     // (N,) int32 sum_k w_q[n,k] (nullptr only for raw output)
   const int32_t* w_zp;         // (N,) int32 Z_W, or nullptr (then the kernels skip row sums)

@@ -47,8 +47,16 @@ bool kernel_supported(Kernel k, int cc_major, int cc_minor, int M);
 // Largest M the small-M kernels take.
 constexpr int kGemvMaxM = 32;
 
-// The plan used by the ops: kernel and split chosen from the shape and the device (see plan.cpp for the model).
+// The plan used by the ops: kernel and split chosen from the shape and the device (see plan.cpp for the model), or
+// the forced plan (force_plan) when one is set and its kernel runs on the device for M rows.
 LaunchPlan choose_plan(int M, int N, int K, int cc_major, int cc_minor, int num_sms);
+
+// Kernel named `name` (kernel_name's spelling), or Kernel::kNone for an unknown name.
+Kernel kernel_from_name(const char* name);
+
+// Tooling (tile sweeps): every later choose_plan in this process returns (kernel, split_k) wherever the kernel runs
+// for M rows; Kernel::kNone restores the table. Launch errors (e.g. split_k > k-blocks) surface at launch.
+void force_plan(Kernel kernel, int split_k);
 
 // Launches the plan on `stream` (no synchronisation, capturable in CUDA graphs). Returns the CUDA error of the
 // launch (cudaErrorInvalidValue for a plan that does not fit the problem, e.g. split_k > k-blocks).

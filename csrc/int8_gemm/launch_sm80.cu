@@ -15,7 +15,8 @@ Sm80KernelFn select_sm80_kernel(int out_kind, bool rowsum) {
     case kOutBF16: return rowsum ? int8_gemm_sm80_kernel<kOutBF16, true> : int8_gemm_sm80_kernel<kOutBF16, false>;
     case kOutFP16: return rowsum ? int8_gemm_sm80_kernel<kOutFP16, true> : int8_gemm_sm80_kernel<kOutFP16, false>;
     case kOutFP32: return rowsum ? int8_gemm_sm80_kernel<kOutFP32, true> : int8_gemm_sm80_kernel<kOutFP32, false>;
-    case kOutInt8Requant: return int8_gemm_sm80_kernel<kOutInt8Requant, true>;
+    case kOutInt8Requant:
+      return rowsum ? int8_gemm_sm80_kernel<kOutInt8Requant, true> : int8_gemm_sm80_kernel<kOutInt8Requant, false>;
     case kOutInt32Raw: return int8_gemm_sm80_kernel<kOutInt32Raw, false>;
     default: return nullptr;
   }

@@ -4,11 +4,15 @@
 // "int8 GEMM", run 2), for the LLaMA-2-7B shapes at M = 1 ... 8192 and 4096^3 / 8192^3:
 //   M <= 16                      gemv16 (weight streaming; memory bound on N*K bytes)
 //   M <= 32                      64x256 split-K 2 when N >= 8192 (enough tiles), else gemv32
+//   sm_90, M <= 64, N or K >= 8192  64x256 split-K 2 (N >= 8192) or 4 (K >= 8192): the plan sweep of 2026-12-04
+//                                (bench_int8_gemm.py --sweep-plans: 1.08-1.10x the 128x128 choices at M = 64)
 //   sm_90, few 128x128 tiles     128x128 cooperative, split-K 2 through the cluster (tiles*2 <= SMs): fills the chip
 //   sm_90, M, N, K all large     128x256 cooperative (8192^3: 764 us vs 855 us for ping-pong 128x128)
 //   sm_90, otherwise             ping-pong 128x128 (epilogue hidden behind the other consumer's main loop)
 //   sm_8x, M > 32                the mma.sync kernel
+#include <atomic>
 #include <cmath>
+#include <cstring>
 
 #include "int8_gemm/int8_gemm.h"
 #include "int8_gemm/launch_util.h"
@@ -19,6 +23,13 @@ namespace {
 
 bool is_sm90(int major, int minor) { return major == 9 && minor == 0; }
 bool is_sm8x(int major) { return major == 8; }
+
+constexpr Kernel kAllKernels[] = {Kernel::kSm90_128x256, Kernel::kSm90_128x128,   Kernel::kSm90_64x256,
+                                  Kernel::kSm90pp_128x128, Kernel::kSm90pp_64x256, Kernel::kSm80_128x128,
+                                  Kernel::kGemv16,         Kernel::kGemv32};
+
+// The forced plan, kernel in the low 16 bits and split_k above (0: none); one word so readers never see half of it.
+std::atomic<int32_t> forced_plan{0};
 
 }  // namespace
 
@@ -51,9 +62,25 @@ bool kernel_supported(Kernel k, int cc_major, int cc_minor, int M) {
   }
 }
 
+Kernel kernel_from_name(const char* name) {
+  for (Kernel k : kAllKernels)
+    if (std::strcmp(kernel_name(k), name) == 0) return k;
+  return Kernel::kNone;
+}
+
+void force_plan(Kernel kernel, int split_k) {
+  forced_plan.store(kernel == Kernel::kNone ? 0 : (static_cast<int32_t>(kernel) | (split_k << 16)));
+}
+
 LaunchPlan choose_plan(int M, int N, int K, int cc_major, int cc_minor, int num_sms) {
   LaunchPlan plan{Kernel::kNone, 1, num_sms};
   if (!is_sm8x(cc_major) && !is_sm90(cc_major, cc_minor)) return plan;
+  const int32_t forced = forced_plan.load();
+  if (forced != 0 && kernel_supported(static_cast<Kernel>(forced & 0xFFFF), cc_major, cc_minor, M)) {
+    plan.kernel = static_cast<Kernel>(forced & 0xFFFF);
+    plan.split_k = forced >> 16;
+    return plan;
+  }
   if (M <= 16) {
     plan.kernel = Kernel::kGemv16;
     return plan;
@@ -70,6 +97,9 @@ LaunchPlan choose_plan(int M, int N, int K, int cc_major, int cc_minor, int num_
   if (M <= kGemvMaxM) {  // 17..32 rows with N >= 8192: enough 64x256 tiles for a split of 2
     plan.kernel = Kernel::kSm90_64x256;
     plan.split_k = 2;
+  } else if (M <= 64 && (N >= 8192 || K >= 8192)) {  // one row of 64x256 tiles: split K 2 (wide N) or 4 (long K)
+    plan.kernel = Kernel::kSm90_64x256;
+    plan.split_k = K >= 8192 ? 4 : 2;
   } else if (tiles_128 * 2 <= num_sms && ceil_div(K, 128) >= 4) {
     plan.kernel = Kernel::kSm90_128x128;
     plan.split_k = 2;

@@ -17,15 +17,16 @@ using Sm90TilePP64x256 = Sm90Tile<256, 1, 1, 1, 5, true>;   // ping-pong, 64x256
 
 using Sm90KernelFn = void (*)(const CUtensorMap, const CUtensorMap, const Sm90Args);
 
-// The instantiation for an output kind; requant always takes the row-sum path (its Z_W is a required input),
-// raw int32 output never does.
+// The instantiation for an output kind and the presence of Z_W (the row-sum path); raw int32 output never sums rows.
 template <class T>
 Sm90KernelFn select_sm90_kernel(int out_kind, bool rowsum) {
   switch (out_kind) {
     case kOutBF16: return rowsum ? int8_gemm_sm90_kernel<T, kOutBF16, true> : int8_gemm_sm90_kernel<T, kOutBF16, false>;
     case kOutFP16: return rowsum ? int8_gemm_sm90_kernel<T, kOutFP16, true> : int8_gemm_sm90_kernel<T, kOutFP16, false>;
     case kOutFP32: return rowsum ? int8_gemm_sm90_kernel<T, kOutFP32, true> : int8_gemm_sm90_kernel<T, kOutFP32, false>;
-    case kOutInt8Requant: return int8_gemm_sm90_kernel<T, kOutInt8Requant, true>;
+    case kOutInt8Requant:
+      return rowsum ? int8_gemm_sm90_kernel<T, kOutInt8Requant, true>
+                    : int8_gemm_sm90_kernel<T, kOutInt8Requant, false>;
     case kOutInt32Raw: return int8_gemm_sm90_kernel<T, kOutInt32Raw, false>;
     default: return nullptr;
   }

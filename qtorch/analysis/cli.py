@@ -1,6 +1,5 @@
 """python -m qtorch.analysis MODEL --batch B --seq S [--train ...] [--plot out.png]: FLOP and memory tables."""
 import argparse
-import json
 import os
 import sys
 
@@ -38,8 +37,9 @@ def _positive_float(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m qtorch.analysis",
-                                description="FLOPs, parameters and memory of a decoder-only transformer.")
-    p.add_argument("model", help=f"a preset ({', '.join(PRESETS)}) or a Hugging Face config.json path")
+                                description="FLOPs, parameters and memory of a transformer (LLaMA family, GPT-2 "
+                                            "style, BERT).")
+    p.add_argument("model", help=f"a preset ({', '.join(PRESETS)}), a Hugging Face config.json or its folder")
     p.add_argument("--batch", type=_positive_int, default=1, help="sequences per step (per GPU)")
     p.add_argument("--seq", type=_positive_int, default=None, help="tokens per sequence (default: max_seq_len)")
     p.add_argument("--conventions", choices=list(CONVENTIONS), default="qtorch",
@@ -65,12 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_model(name: str) -> ModelConfig:
-    """A preset, or a config.json path."""
-    if name.endswith(".json") or os.path.sep in name:
-        if not os.path.isfile(name):
+    """A preset, or a config.json path or its folder."""
+    if name.endswith(".json") or os.path.sep in name or os.path.isdir(name):
+        if not os.path.isfile(name) and not os.path.isfile(os.path.join(name, "config.json")):
             raise ValueError(f"model: no such config file {name!r}")
-        with open(name) as f:
-            return from_hf_config(json.load(f), name=os.path.basename(os.path.dirname(os.path.abspath(name))))
+        return from_hf_config(name)
     return get_preset(name)
 
 
@@ -81,7 +80,10 @@ def _model_section(cfg: ModelConfig) -> str:
     rows.append(["total", f"{total:,}", "100%"])
     head = (f"{cfg.name}: v={cfg.vocab_size} h={cfg.hidden_size} N={cfg.n_layers} n={cfg.n_heads} "
             f"n_kv={cfg.kv_heads} d={cfg.d} i={cfg.intermediate_size} ({cfg.mlp}, {cfg.norm}, {cfg.position}"
-            f"{', tied head' if cfg.tie_embeddings else ''}{', biases' if cfg.bias else ''})")
+            f"{', post-LN' if cfg.norm_position == 'post' else ''}"
+            f"{'' if cfg.causal else ', bidirectional'}{f', {cfg.token_types} token types' if cfg.token_types else ''}"
+            f"{', tied head' if cfg.tie_embeddings else ''}{'' if cfg.head == 'lm' else f', head {cfg.head}'}"
+            f"{'' if cfg.bias == 'none' else f', biases: {cfg.bias}'})")
     notes = f"\nnote: {cfg.notes}" if cfg.notes else ""
     return head + notes + "\n\n" + format_table(["parameters", "count", "share"], rows)
 
@@ -120,7 +122,7 @@ def run(args) -> dict:
         if acts.checkpoints:
             print(f"  activations = layer-boundary checkpoints {gb(acts.checkpoints)} + one layer rebuilt "
                   f"{gb(acts.per_layer)} + outside the layers {gb(acts.outside_layers)}")
-        if args.params is None:  # per-rank peak: qtorch/analysis/sharding.py states the assumptions
+        if args.params is None and cfg.head == "lm":  # per-rank peak: qtorch/analysis/sharding.py states the assumptions
             peak = sharded_training_peak(cfg, args.batch, seq, args.recipe, args.optimizer, args.optimizer_impl,
                                          args.checkpointing, args.zero, args.gpus)
             print(f"\nPer-rank peak, ZeRO-{args.zero} over {args.gpus} GPU(s):")
@@ -134,8 +136,9 @@ def run(args) -> dict:
         print(f"\nInference memory, linear weights {args.weight_format}"
               f"{' (head too)' if args.quantize_head else ''}:")
         print(memory_table(memory))
-        print(peak_table(inference_peak(cfg, args.batch, seq, args.weight_format, args.quantize_head,
-                                        kv_cache_len=args.kv_cache or 0)))
+        if cfg.head == "lm":
+            print(peak_table(inference_peak(cfg, args.batch, seq, args.weight_format, args.quantize_head,
+                                            kv_cache_len=args.kv_cache or 0)))
         flops_by_category = fwd.by_category()
     return {"cfg": cfg, "seq": seq, "flops": flops_by_category, "memory": memory}
 

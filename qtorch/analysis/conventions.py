@@ -17,6 +17,7 @@ class FlopConventions:
     residual: int = 1  # FLOPs per element of each residual add (and of a learned-position add); 0: not counted
     swish: int = 4  # FLOPs per element of Swish z·σ(z) = z / (1 + e^-z): negate, exp, add, divide
     gelu: int = 8  # FLOPs per element of tanh-GELU
+    tanh: int = 5  # FLOPs per element of tanh z = 1 - 2 / (e^2z + 1): multiply, exp, add, divide, subtract
     glu_product: int = 1  # FLOPs per element of SwiGLU's Swish(gate) ⊙ up
     bias_adds: bool = True  # 1 FLOP per output element of each linear with a bias
     embedding: str = "gather"  # "gather": a lookup, 0 FLOPs; "matmul": one-hot · table, 2·b·s·v·h
@@ -29,7 +30,7 @@ class FlopConventions:
             raise ValueError(f"rope: expected 'qk', 'q' or 'none', got {self.rope!r}")
         if self.embedding not in ("gather", "matmul"):
             raise ValueError(f"embedding: expected 'gather' or 'matmul', got {self.embedding!r}")
-        for f in ("softmax", "rope_flops", "residual", "swish", "gelu", "glu_product"):
+        for f in ("softmax", "rope_flops", "residual", "swish", "gelu", "tanh", "glu_product"):
             v = getattr(self, f)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ValueError(f"{f}: expected a non-negative int (FLOPs per element), got {v!r}")
@@ -40,7 +41,8 @@ class FlopConventions:
         return replace(self, **changes)
 
 
-_MATMUL_ONLY = dict(softmax=0, rope="none", norm=False, residual=0, swish=0, gelu=0, glu_product=0, bias_adds=False)
+_MATMUL_ONLY = dict(softmax=0, rope="none", norm=False, residual=0, swish=0, gelu=0, tanh=0, glu_product=0,
+                    bias_adds=False)
 
 CONVENTIONS: dict[str, FlopConventions] = {
     # qtorch's default: what the model computes (grouped-query K/V, causal mask honoured, elementwise work counted).

@@ -86,7 +86,9 @@ def forward_flops(cfg: ModelConfig, batch: int, seq: int, conventions="qtorch", 
       QKᵀ 2·b·n·P·d and PV 2·b·n·P·d with P = attention_pairs (course: P = s², giving 2bs²nd each);
       softmax 3·b·n·P (course 3bs²n); wo 2bs·nd·h; residual bsh (×2);
       SwiGLU: w1, w3 2bshi each, Swish 4bsi, product bsi, w2 2bshi (GELU MLP: 2bshi, 8bsi, 2bshi);
-      RMSNorm 4bsh + 2bs (×2, plus the final norm); head 2bshv; embedding 0 (gather) or 2bshv (matmul).
+      RMSNorm 4bsh + 2bs (×2, plus the final norm, or with post-LN the embedding norm);
+      head 2bshv (LM) or pooler 2bh² + bh bias + tanh on the first token; embedding 0 (gather) or 2bshv (matmul),
+      learned positions and token types one add of bsh each. An encoder (cfg.causal False) attends densely.
     """
     conv = get_conventions(conventions)
     if not isinstance(cfg, ModelConfig):
@@ -97,8 +99,9 @@ def forward_flops(cfg: ModelConfig, batch: int, seq: int, conventions="qtorch", 
     t = b * s  # tokens
     kv_dim = cfg.kv_dim if conv.kv_proj == "gqa" else cfg.q_dim
     kv_sym = "n_kv·d" if conv.kv_proj == "gqa" and n_kv != n else "nd"
-    pairs = attention_pairs(s, context, conv.causal)
-    if conv.causal:
+    causal = conv.causal and cfg.causal
+    pairs = attention_pairs(s, context, causal)
+    if causal:
         pair_sym = "(s·c + s(s+1)/2)" if context else "s(s+1)/2"
     else:
         pair_sym = "s(c+s)" if context else "s²"
@@ -110,14 +113,22 @@ def forward_flops(cfg: ModelConfig, batch: int, seq: int, conventions="qtorch", 
 
     if conv.embedding == "matmul":
         add("tok_embeddings", "embedding", "2bshv", 1, 2 * t * h * v, matmul=True, in_layers=False)
+        add("token_type_embeddings", "embedding", "2bsh·T", 1, 2 * t * h * cfg.token_types, matmul=True,
+            in_layers=False)
     if cfg.position == "learned":
         add("pos_embeddings (add)", "embedding", _times(conv.residual, "bsh"), 1, conv.residual * t * h,
             in_layers=False)
-    bias = int(conv.bias_adds and cfg.bias)  # 1: count the bias adds
+    if cfg.token_types:
+        add("token_type_embeddings (add)", "embedding", _times(conv.residual, "bsh"), 1, conv.residual * t * h,
+            in_layers=False)
+
+    def bias(linears: str) -> int:  # 1: count the bias adds of these linears
+        return int(conv.bias_adds and cfg.has_bias(linears))
+
     add("attention.wq", "attention", "2bsh·nd", N, 2 * t * h * cfg.q_dim, matmul=True)
     add("attention.wk", "attention", f"2bsh·{kv_sym}", N, 2 * t * h * kv_dim, matmul=True)
     add("attention.wv", "attention", f"2bsh·{kv_sym}", N, 2 * t * h * kv_dim, matmul=True)
-    add("attention.qkv_bias", "attention", "bs(nd + 2·n_kv·d)", N, (t * (cfg.q_dim + 2 * cfg.kv_dim)) * bias)
+    add("attention.qkv_bias", "attention", "bs(nd + 2·n_kv·d)", N, (t * (cfg.q_dim + 2 * cfg.kv_dim)) * bias("qkv"))
     if cfg.position == "rope" and conv.rope != "none":
         heads, sym = (n + n_kv, "(n + n_kv)") if conv.rope == "qk" else (n, "n")
         add("attention.rope", "attention", _times(conv.rope_flops, f"bs{sym}d"), N, conv.rope_flops * t * heads * d)
@@ -125,24 +136,30 @@ def forward_flops(cfg: ModelConfig, batch: int, seq: int, conventions="qtorch", 
     add("attention.softmax", "attention", _times(conv.softmax, f"b·n·{pair_sym}"), N, conv.softmax * b * n * pairs)
     add("attention.pv", "attention", f"2b·n·{pair_sym}·d", N, 2 * b * n * pairs * d, matmul=True)
     add("attention.wo", "attention", "2bs·nd·h", N, 2 * t * cfg.q_dim * h, matmul=True)
-    add("attention.wo_bias", "attention", "bsh", N, t * h * bias)
+    add("attention.wo_bias", "attention", "bsh", N, t * h * bias("out"))
     add("residual", "residual", _times(conv.residual, "bsh"), 2 * N, conv.residual * t * h)
     if cfg.mlp == "swiglu":
         add("feed_forward.w1 (gate)", "mlp", "2bshi", N, 2 * t * h * i, matmul=True)
         add("feed_forward.w3 (up)", "mlp", "2bshi", N, 2 * t * h * i, matmul=True)
         add("feed_forward.swish", "mlp", _times(conv.swish, "bsi"), N, conv.swish * t * i)
         add("feed_forward.product", "mlp", _times(conv.glu_product, "bsi"), N, conv.glu_product * t * i)
-        add("feed_forward.bias", "mlp", "bs(2i + h)", N, t * (2 * i + h) * bias)
+        add("feed_forward.bias", "mlp", "bs(2i + h)", N, t * (2 * i + h) * bias("mlp"))
     else:
         add("feed_forward.w1 (up)", "mlp", "2bshi", N, 2 * t * h * i, matmul=True)
         add("feed_forward.gelu", "mlp", _times(conv.gelu, "bsi"), N, conv.gelu * t * i)
-        add("feed_forward.bias", "mlp", "bs(i + h)", N, t * (i + h) * bias)
+        add("feed_forward.bias", "mlp", "bs(i + h)", N, t * (i + h) * bias("mlp"))
     add("feed_forward.w2 (down)", "mlp", "2bsih", N, 2 * t * i * h, matmul=True)
     if conv.norm:
         per_token = (4 * h + 2, "4bsh + 2bs") if cfg.norm == "rmsnorm" else (7 * h + 3, "7bsh + 3bs")
         add(f"attention_norm, ffn_norm ({cfg.norm})", "normalization", per_token[1], 2 * N, per_token[0] * t)
-        add(f"norm (final {cfg.norm})", "normalization", per_token[1], 1, per_token[0] * t, in_layers=False)
-    add("output (head)", "head", "2bshv", 1, 2 * t * h * v, matmul=True, in_layers=False)
+        outer = "final" if cfg.norm_position == "pre" else "embedding"
+        add(f"norm ({outer} {cfg.norm})", "normalization", per_token[1], 1, per_token[0] * t, in_layers=False)
+    if cfg.head == "lm":
+        add("output (head)", "head", "2bshv", 1, 2 * t * h * v, matmul=True, in_layers=False)
+    elif cfg.head == "pooler":  # on the first token of each sequence
+        add("pooler.dense", "head", "2bh²", 1, 2 * b * h * h, matmul=True, in_layers=False)
+        add("pooler.bias", "head", "bh", 1, b * h * int(conv.bias_adds), in_layers=False)
+        add("pooler.tanh", "head", _times(conv.tanh, "bh"), 1, conv.tanh * b * h, in_layers=False)
     return FlopBreakdown(cfg, conv, batch, seq, context, tuple(rows))
 
 

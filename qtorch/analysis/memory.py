@@ -3,7 +3,7 @@ layer (with and without layer-boundary checkpointing), KV cache, and quantized-w
 from dataclasses import dataclass
 
 from qtorch.analysis.config import ModelConfig
-from qtorch.analysis.params import layer_param_counts, param_counts
+from qtorch.analysis.params import head_linear, layer_param_counts, param_counts
 
 
 @dataclass(frozen=True)
@@ -224,8 +224,9 @@ def _parse_group_format(fmt: str) -> tuple[int, int]:
 
 def model_weight_bytes(cfg: ModelConfig, weight_format: str = "bf16", quantize_head: bool = False,
                        other_bytes: int = 2) -> dict[str, int]:
-    """Weight storage by component when the layers' linear weights use `weight_format` (the LM head too when
-    quantize_head); embeddings, norms and biases stay at `other_bytes` per parameter."""
+    """Weight storage by component when the layers' linear weights use `weight_format` (the head's too when
+    quantize_head: an untied LM head or the pooler); embeddings, norms and biases stay at `other_bytes` per
+    parameter."""
     linear_weight_bytes(1, 256, weight_format)  # validates the format
     h, i = cfg.hidden_size, cfg.intermediate_size
     shapes = [(cfg.q_dim, h), (cfg.kv_dim, h), (cfg.kv_dim, h), (h, cfg.q_dim)]
@@ -234,8 +235,11 @@ def model_weight_bytes(cfg: ModelConfig, weight_format: str = "bf16", quantize_h
     per_layer = layer_param_counts(cfg)
     layer_rest = per_layer["attention"] + per_layer["mlp"] + per_layer["norm"] - sum(n * k for n, k in shapes)
     counts = param_counts(cfg)
-    head = counts["head"] and (linear_weight_bytes(cfg.vocab_size, h, weight_format) if quantize_head
-                               else other_bytes * counts["head"])
+    head = other_bytes * counts["head"]
+    head_shape = head_linear(cfg)
+    if quantize_head and head_shape is not None:
+        n_out, k_in, has_bias = head_shape
+        head = linear_weight_bytes(n_out, k_in, weight_format) + other_bytes * n_out * has_bias
     return {"embedding": other_bytes * counts["embedding"],
             "layers": cfg.n_layers * (linear + other_bytes * layer_rest),
             "final_norm": other_bytes * (counts["norm"] - cfg.n_layers * per_layer["norm"]),

@@ -20,6 +20,13 @@ class PeakMemory:
     timeline: tuple[tuple[str, int], ...]
 
 
+def require_lm_head(cfg: ModelConfig, what: str) -> None:
+    """The replays below follow a causal LM's step (logits over the vocabulary); other heads are an error."""
+    if cfg.head != "lm":
+        raise ValueError(f"cfg: {what} replays a language model's step (logits over the vocabulary); "
+                         f"{cfg.name} has head={cfg.head!r}")
+
+
 class _Replay:
     def __init__(self, static: dict[str, int]):
         self.static = dict(static)
@@ -49,6 +56,7 @@ def training_step_peak(cfg: ModelConfig, batch: int, seq: int, recipe="amp-bf16"
     "foreach" (torch's default on CUDA: Adam allocates one state-sized temporary for sqrt(v)), "for-loop" (one
     parameter's worth).
     """
+    require_lm_head(cfg, "training_step_peak")
     if optimizer_impl not in OPTIMIZER_IMPLS:
         raise ValueError(f"optimizer_impl: expected one of {OPTIMIZER_IMPLS}, got {optimizer_impl!r}")
     rec, opt = get_recipe(recipe), get_optimizer(optimizer)
@@ -148,6 +156,7 @@ def inference_peak(cfg: ModelConfig, batch: int, seq: int, weight_format: str = 
       SwiGLU MLP on x, h, normed h (T·3ha): w3 beside silu(w1 x) T(2ia) + W(i, h); silu(w1 x) ⊙ w3 x T(3ia);
         w2 on the product T(ia + ha) + W(h, i)  (GELU: w1 T(ia) + W(i, h); gelu T(2ia); w2 as SwiGLU's);
       head: x, normed x, logits T(2ha + va) + W(v, h) when the head is quantized."""
+    require_lm_head(cfg, "inference_peak")
     weights = model_weight_bytes(cfg, weight_format, quantize_head, other_bytes=act_bytes)
     static = {"weights": sum(weights.values()), "buffers": rope_table_bytes(cfg)}
     if kv_cache_len:

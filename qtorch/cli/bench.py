@@ -1,11 +1,13 @@
-"""`qtorch bench`: prefill and decode tokens/s of a LLaMA-shaped model, bf16 vs qtorch vs torchao, in one run.
+"""`qtorch bench`: prefill and decode tokens/s of a LLaMA-shaped model, bf16 vs qtorch vs torchao and FP8, in one run.
 
   python -m qtorch bench --model llama2-7b-shaped --scheme w4a16 --compile
 Prefill: one forward of 2,048 tokens. Decode: one step at batch 1 and 16 with a static KV cache. --compile wraps each
 forward in torch.compile(mode="reduce-overhead") (CUDA graphs). Only --layers blocks are built and timed (compile
 time grows with depth); tokens/s are projected to the preset's full depth from that slice and a block-less forward
-(qtorch.eval.speed explains the projection). torchao's matching config runs too when torchao is installed and the
-command runs from the qtorch repository's root (the baselines live in benchmarks/torchao_baselines.py).
+(qtorch.eval.speed explains the projection). torchao's matching config runs too when torchao is installed, and beside
+w8a8 the FP8 row-wise alternatives (e4m3 per token x per channel through torch._scaled_mm; torchao's
+Float8DynamicActivationFloat8WeightConfig(PerRow)); the baselines come from the benchmark-side package
+qtorch_baselines, imported here only.
 """
 import argparse
 
@@ -85,22 +87,12 @@ def detail_table(measurements) -> str:
                          "cudagraph skips"], rows)
 
 
-def torchao_baselines(schemes):
-    """(baselines for qtorch.eval.speed.run_speed, or None with the reason): torchao's, imported lazily from the
-    repository's benchmarks/ (qtorch itself never imports torchao)."""
-    try:
-        from benchmarks.torchao_baselines import torchao_available, torchao_baselines as baselines
-    except ImportError:
-        return None, "the torchao baselines live in the qtorch repository's benchmarks/; run from its root"
-    if not torchao_available():
-        return None, "torchao is not installed or does not import; pip install torchao"
-    return baselines(schemes), None
-
-
 def run(args) -> int:
-    from qtorch.eval.speed import run_speed
-
     import torch
+    from qtorch_baselines import torchao
+    from qtorch_baselines.speed import speed_baselines
+
+    from qtorch.eval.speed import run_speed
 
     if args.device == "cpu" or not torch.cuda.is_available():
         raise CLIError("bench: the speed benchmark needs a CUDA GPU (on a CPU qtorch runs its reference ops); "
@@ -109,18 +101,17 @@ def run(args) -> int:
     depth = LLAMA_CONFIGS[args.model].n_layers
     if not 1 <= args.layers <= depth:
         raise CLIError(f"--layers: expected 1..{depth} for {args.model}, got {args.layers}")
-    baselines = None
-    if not args.no_torchao:
-        baselines, why_not = torchao_baselines(args.scheme)
-        if baselines is None:
-            print(f"(torchao baselines skipped: {why_not})")
+    with_torchao = not args.no_torchao and torchao.available()
+    if not args.no_torchao and not with_torchao:
+        print("(torchao is not installed or does not import: its baselines are skipped; pip install torchao)")
 
     print(f"qtorch bench: {args.model} ({args.layers} of {depth} blocks timed, projected to {depth}), "
           f"{'compiled, CUDA graphs' if args.compile else 'eager'}, {torch.cuda.get_device_name(device)}, "
           f"torch {torch.__version__}")
     measurements, failures = run_speed(args.scheme, args.model, args.layers, device=device,
                                        prefill_len=args.prefill_len, decode_batches=args.decode_batches,
-                                       compile_model=args.compile, baselines=baselines,
+                                       compile_model=args.compile,
+                                       baselines=speed_baselines(args.scheme, with_torchao),
                                        progress=show_progress(args))
     if measurements:
         print(detail_table(measurements))

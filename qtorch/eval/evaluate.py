@@ -71,11 +71,12 @@ def evaluate_schemes(task: EvalTask, schemes: Sequence[str], *, repeats: int = 1
         quantize_s = time.perf_counter() - t0
         stored, count = linear_weight_storage(quant)
         out = _run(quant, task.inputs)
-        # per-layer SQNR needs the same layer names: not for schemes that wrap layers (InputScaledLinear)
+        # per-layer SQNR needs QuantLinear layers (not fp8-sim's) under the same names: not for schemes that wrap
+        # layers (InputScaledLinear)
         float_names = {n for n, _ in task.model.named_modules()}
-        same_names = all(n in float_names for n, m in quant.named_modules() if isinstance(m, QuantLinear))
+        quant_names = [n for n, m in quant.named_modules() if isinstance(m, QuantLinear)]
         layer_sqnr = ({r.name: r.local_sqnr_db for r in qtorch.compare(task.model, quant, task.inputs).layers}
-                      if same_names else {})
+                      if quant_names and all(n in float_names for n in quant_names) else {})
         results.append(SchemeResult(name, scheme.description, 8.0 * stored / count, stored,
                                     task.error_fn(task.reference, out),
                                     latency(quant), quantize_s, layer_sqnr))

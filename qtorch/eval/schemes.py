@@ -11,6 +11,8 @@
   w4a16-awq-gptq  AWQ scaling then GPTQ
   codebook4   CodebookConfig(4): a K-means codebook of 16 float32 centroids per output channel
   mixed5      qtorch.plan_bits: int4 g128 / g64 / g32 (GPTQ) or int8 per layer, at most 5 bits per weight
+  fp8-sim     FP8 e4m3 row-wise weights × e4m3 per-token activations, simulated in PyTorch (qtorch.eval.fp8_sim):
+              the accuracy of the FP8 alternative to W8A8 on Hopper (torch._scaled_mm row-wise)
 Asymmetric int4 is used throughout: on MiniLM it keeps 0.961 mean cosine where symmetric int4 keeps 0.942.
 This is the one registry of scheme names: the demo, the evaluation, `qtorch bench` (SPEED_SCHEMES) and the analysis
 summary (Scheme.weight_format: the qtorch.analysis storage format of the scheme's layers) read it.
@@ -107,6 +109,12 @@ def _gptq(model, calib):
     return quantize_gptq_(model, calib.batches, W4_CONFIG, progress=calib.progress)
 
 
+def _fp8_sim(model, calib):
+    from qtorch.eval.fp8_sim import simulate_fp8_rowwise_
+
+    simulate_fp8_rowwise_(model)
+
+
 def _mixed(model, calib):
     """plan_bits picks an int4 group size or int8 per layer under the budget (knapsack on the output noise of each
     layer quantized alone, round-to-nearest); the int4 layers are then made by GPTQ (damp MIXED_DAMP) with the int8
@@ -143,10 +151,11 @@ SCHEMES = {s.name: s for s in (
             _awq(gptq=False)),
     _single("w4a16-awq-gptq", "int4 g128, AWQ scaling (alpha searched) then GPTQ", W4_CONFIG, _awq(gptq=True)),
     _single("codebook4", "4-bit K-means codebook per output channel", CODEBOOK_CONFIG),
+    Scheme("fp8-sim", "FP8 e4m3 weights per channel x e4m3 activations per token (simulated)", _fp8_sim),
     Scheme("mixed5", f"plan_bits: int4 (GPTQ, g128/64/32) or int8 per layer, <= {MIXED_BUDGET_BITS:g} bits/weight",
            _mixed),
 )}
-# The schemes `qtorch bench` times (one config each, with a torchao counterpart in benchmarks/torchao_baselines.py).
+# The schemes `qtorch bench` times (one config each, with a torchao counterpart in qtorch_baselines/torchao.py).
 SPEED_SCHEMES = ("w8a8", "w4a16", "w8a16")
 
 

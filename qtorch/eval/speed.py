@@ -1,8 +1,8 @@
 """Prefill and decode speed of a LLaMA-shaped model: bf16 vs qtorch schemes vs baselines, side by side in one process.
 
-Per implementation (bf16, qtorch_<scheme>, and the baselines the caller passes, e.g. torchao's from
-benchmarks/torchao_baselines.py: this library never imports torchao), on a model of the preset's width with `layers`
-of its transformer blocks (seeded random weights, initialised on the device):
+Per implementation (bf16, qtorch_<scheme>, and the baselines the caller passes: torchao's configs and FP8 row-wise
+from the benchmark-side package qtorch_baselines; this library module never imports torchao), on a model of the
+preset's width with `layers` of its transformer blocks (seeded random weights, initialised on the device):
   prefill  one forward of (1, prefill_len) tokens, no KV cache (causal flash attention)   -> tokens/s = len / t
   decode   one step of (B, 1) tokens at position `decode_pos` of a static KV cache of
            `decode_cache` positions, B in `decode_batches`                              -> tokens/s = B / t
@@ -27,9 +27,10 @@ import qtorch
 from qtorch.eval.schemes import get_scheme
 from qtorch.models.llama import Llama, get_config, rope_cache
 
+
 @contextlib.contextmanager
 def inductor_settings():
-    """The part of torchao's recommended inductor settings that matters for an int8 path (fuse int_mm with the
+    """The part of torchao's recommended inductor settings that matters for its int8 path (fuse int_mm with the
     scale multiply), for every implementation alike; coordinate-descent tuning stays off (compile-time budget)."""
     import torch._inductor.config as inductor_config
 
@@ -60,16 +61,16 @@ def build_model(preset: str, layers: int, device, dtype=torch.bfloat16, seed: in
 
 
 def quantize_impl(model: nn.Module, impl: str, baselines: dict | None = None) -> None:
-    """Quantize every linear layer (the head too) in place for `impl`: bf16 (nothing), qtorch_<scheme> (the scheme's
-    config from qtorch.eval.schemes), or a baseline's impl name ({scheme: (impl, quantize(model))})."""
+    """Quantize every linear layer (the head too) in place for `impl`: bf16 (nothing), qtorch_<scheme>, or a baseline
+    of `baselines` ({scheme: {impl: quantize(model)}}, see run_speed)."""
     if impl == "bf16":
         return
     if impl.startswith("qtorch_"):
-        qtorch.quantize_(model, get_scheme(impl.split("_", 1)[1]).config)
+        qtorch.quantize_(model, get_scheme(impl.split("_", 1)[1]).config)  # the registry's config
         return
-    for name, quantize in (baselines or {}).values():
-        if name == impl:
-            quantize(model)
+    for impls in (baselines or {}).values():
+        if impl in impls:
+            impls[impl](model)
             return
     raise ValueError(f"impl: unknown {impl!r}")
 
@@ -247,11 +248,11 @@ def measure_impl(impl: str, preset: str, layers: int, device, *, prefill_len: in
 
 
 def implementations(schemes, baselines: dict | None = None) -> list[str]:
-    """bf16, then per scheme qtorch's implementation followed by its baseline (when given), so that a run cut short
+    """bf16, then per scheme qtorch's implementation followed by that scheme's baselines, so that a run cut short
     still holds comparable pairs."""
     impls = ["bf16"]
     for s in schemes:
-        impls += [f"qtorch_{s}"] + ([baselines[s][0]] if baselines and s in baselines else [])
+        impls += [f"qtorch_{s}", *(baselines or {}).get(s, {})]
     return impls
 
 
@@ -260,7 +261,9 @@ def run_speed(schemes, preset: str = "llama2-7b-shaped", layers: int = 4, *, dev
               baselines: dict | None = None, progress: bool = True,
               on_impl_done: Callable[[list[Measurement]], None] | None = None,
               ) -> tuple[list[Measurement], dict[str, str]]:
-    """Every implementation of `schemes` (and bf16) measured in this process, one after the other.
+    """Every implementation of `schemes` (and bf16) measured in this process, one after the other; `baselines`
+    ({scheme: {impl name: quantize(model) in place}}, e.g. qtorch_baselines.speed.speed_baselines) run after their
+    scheme's qtorch implementation.
 
     Returns (measurements, failures): an implementation that raises is reported in failures (impl -> error line),
     the phases it measured before are kept, and the others still run. on_impl_done(measurements so far) is called after each implementation (to save
@@ -279,8 +282,8 @@ def run_speed(schemes, preset: str = "llama2-7b-shaped", layers: int = 4, *, dev
         for impl in tqdm(impls, desc="bench", unit="impl", disable=not progress):
             try:
                 measure_impl(impl, preset, layers, device, prefill_len=prefill_len, decode_batches=decode_batches,
-                             decode_pos=decode_pos, decode_cache=decode_cache, compile_model=compile_model,
-                             baselines=baselines, out=out)
+                             decode_pos=decode_pos, decode_cache=decode_cache, compile_model=compile_model, baselines=baselines,
+                             out=out)
             except Exception as exc:  # one broken baseline must not lose the others' numbers
                 failures[impl] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
                 print(f"bench: {impl} failed: {failures[impl]}")

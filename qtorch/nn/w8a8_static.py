@@ -128,9 +128,9 @@ class W8A8StaticLinear(W8A8Linear):
         if self.config.output == "int8":
             y = dequantize(self._requant(x_q), self.y_scale, self.y_zp).to(x.dtype)  # (M, N)
         else:
-            m = x.shape[0]
-            y = qops.int8_scaled_mm(x_q, self.x_scale.expand(m).contiguous(), self.x_zp.expand(m).contiguous(),
-                                    self.w_q, self.w_scale, self.w_colsum, None, self.bias, x.dtype)  # (M, N)
+            # (1,) S_X, Z_X: per tensor, read by the kernel as one value
+            y = qops.int8_scaled_mm(x_q, self.x_scale, self.x_zp, self.w_q, self.w_scale, self.w_colsum, None,
+                                    self.bias, x.dtype)  # (M, N)
         y = torch.where(torch.isfinite(x).all(dim=1, keepdim=True), y, float("nan"))  # NaN/Inf row -> NaN row
         return straight_through(x, y, self.w_q, self.w_scale)
 

@@ -24,13 +24,16 @@ def check_matrix(name: str, t: torch.Tensor, dtypes, cols: int | None = None) ->
         raise ValueError(f"{name}: expected {cols} columns, got shape {tuple(t.shape)}")
 
 
-def check_vector(name: str, t: torch.Tensor | None, length: int, dtypes, like: torch.Tensor) -> None:
+def check_vector(name: str, t: torch.Tensor | None, length: int, dtypes, like: torch.Tensor,
+                 per_tensor: bool = False) -> None:
+    """A 1-D tensor of `length` values (or None); per_tensor=True also accepts (1,): one value for every row."""
     if t is None:
         return
     if t.dtype not in dtypes:
         raise TypeError(f"{name}: expected dtype {' or '.join(_name(d) for d in dtypes)}, got {_name(t.dtype)}")
-    if tuple(t.shape) != (length,):
-        raise ValueError(f"{name}: expected shape ({length},), got {tuple(t.shape)}")
+    if tuple(t.shape) != (length,) and not (per_tensor and tuple(t.shape) == (1,)):
+        also = " per row or (1,) per tensor" if per_tensor else ""
+        raise ValueError(f"{name}: expected shape ({length},){also}, got {tuple(t.shape)}")
     check_device(name, t, like)
 
 

@@ -1,10 +1,11 @@
 """qtorch::int8_scaled_mm and qtorch::int8_linear_requant — int8 × int8 → int32 GEMM with fused epilogues.
 
-int8_scaled_mm (float output):
+int8_scaled_mm (float output; S_X, Z_X per row (M,) — dynamic — or per tensor (1,) — static, read by the kernel
+as one value, never expanded to M):
   acc[m, n]  = Σ_k x_q[m, k] · w_q[n, k]                                              (int32)
   corr[m, n] = acc − Z_X[m]·Σ_k w_q[n, k]  (− Z_W[n]·Σ_k x_q[m, k] + K·Z_X[m]·Z_W[n] when w_zp is given)
   y[m, n]    = float(corr) · (S_X[m] · S_W[n]) + bias[n]                               (fp32, cast to out_dtype)
-int8_linear_requant (integer-only, the course's formula; static per-tensor Z_X, per-channel weights):
+int8_linear_requant (integer-only, gemmlowp's formula (Jacob et al. 2018); static per-tensor Z_X, per-channel weights):
   acc = Σ q_W q_X − Z_W Σ_k q_X − Z_X Σ_k q_W + K·Z_W·Z_X + bias_q
   q_Y = clamp(RDPOT(SRDHM(acc, M0), n) + Z_Y, −128, 127)       (see qtorch.quant.fixed_point)
 Backends (qtorch.ops.routing, best first): "cuda_int8" — the C++ kernels of qtorch._C, registered there as the private
@@ -24,16 +25,15 @@ from qtorch.quant.fixed_point import requantize
 
 SCALED_MM_SCHEMA = ("(Tensor x_q, Tensor x_scale, Tensor x_zp, Tensor w_q, Tensor w_scale, Tensor w_colsum, "
                     "Tensor? w_zp, Tensor? bias, ScalarType out_dtype) -> Tensor")
-# The public op takes w_zp optional (None: Z_W = 0, symmetric weights); the C++ kernel's schema needs the tensor.
+# w_zp None: Z_W = 0 (symmetric weights), and the kernels skip the row sums of x_q.
 REQUANT_SCHEMA = ("(Tensor x_q, int x_zp, Tensor w_q, Tensor? w_zp, Tensor w_colsum, Tensor? bias_q, "
                   "Tensor multiplier, Tensor shift, int y_zp) -> Tensor")
-REQUANT_CUDA_SCHEMA = REQUANT_SCHEMA.replace("Tensor? w_zp", "Tensor w_zp")
 # The C++ kernels' shape rule: K a positive multiple of KERNEL_MULTIPLE, N a multiple of it, 16-byte aligned operands.
 KERNEL_MULTIPLE = 16
 KERNEL_ALIGN_BYTES = 16
 
 LIB.define("_int8_scaled_mm_cuda" + SCALED_MM_SCHEMA)  # CUDA kernel: qtorch._C (csrc/bindings/int8_gemm_ops.cpp)
-LIB.define("_int8_linear_requant_cuda" + REQUANT_CUDA_SCHEMA)
+LIB.define("_int8_linear_requant_cuda" + REQUANT_SCHEMA)
 
 
 def check_scaled_mm(x_q, x_scale, x_zp, w_q, w_scale, w_colsum, w_zp, bias, out_dtype):
@@ -41,8 +41,8 @@ def check_scaled_mm(x_q, x_scale, x_zp, w_q, w_scale, w_colsum, w_zp, bias, out_
     check_matrix("w_q", w_q, (torch.int8,), cols=x_q.shape[1])
     check_device("w_q", w_q, x_q)
     m, n = x_q.shape[0], w_q.shape[0]
-    check_vector("x_scale", x_scale, m, (torch.float32,), x_q)
-    check_vector("x_zp", x_zp, m, (torch.int32,), x_q)
+    check_vector("x_scale", x_scale, m, (torch.float32,), x_q, per_tensor=True)
+    check_vector("x_zp", x_zp, m, (torch.int32,), x_q, per_tensor=True)
     check_vector("w_scale", w_scale, n, (torch.float32,), x_q)
     check_vector("w_colsum", w_colsum, n, (torch.int32,), x_q)
     check_vector("w_zp", w_zp, n, (torch.int32,), x_q)
@@ -64,7 +64,7 @@ def int8_accumulate(x_q: torch.Tensor, w_q: torch.Tensor) -> torch.Tensor:
 
 
 def int8_scaled_mm_reference(x_q, x_scale, x_zp, w_q, w_scale, w_colsum, w_zp, bias, out_dtype):
-    """PyTorch reference of int8_scaled_mm on arguments check_scaled_mm accepted."""
+    """PyTorch reference of int8_scaled_mm on arguments check_scaled_mm accepted ((1,) S_X, Z_X broadcast)."""
     acc = int8_accumulate(x_q, w_q)  # (M, N) int32
     corr = acc - x_zp[:, None] * w_colsum[None, :]
     if w_zp is not None:
@@ -204,11 +204,9 @@ def _(x_q, x_scale, x_zp, w_q, w_scale, w_colsum, w_zp, bias, out_dtype):
 # --- int8_linear_requant -----------------------------------------------------------------------------------------
 def _requant_aligned(x_q, x_zp, w_q, w_zp, w_colsum, bias_q, multiplier, shift, y_zp):
     c = torch.Tensor.contiguous
-    if w_zp is None:  # the kernel's schema takes Z_W as a tensor
-        w_zp = torch.zeros_like(w_colsum)
-    return torch.ops.qtorch._int8_linear_requant_cuda(x_q, x_zp, w_q, c(w_zp), c(w_colsum),
-                                                      bias_q if bias_q is None else c(bias_q), c(multiplier),
-                                                      c(shift), y_zp)
+    return torch.ops.qtorch._int8_linear_requant_cuda(x_q, x_zp, w_q, w_zp if w_zp is None else c(w_zp),
+                                                      c(w_colsum), bias_q if bias_q is None else c(bias_q),
+                                                      c(multiplier), c(shift), y_zp)
 
 
 def int8_linear_requant_padded(x_q, x_zp, w_q, w_zp, w_colsum, bias_q, multiplier, shift, y_zp,

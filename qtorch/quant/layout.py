@@ -68,11 +68,12 @@ def tiled_shape(bits: int, out_features: int, in_features: int) -> tuple[int, in
 def _orders(bits: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """(order, inverse) as Python ints: for each stored field of one (tile, chunk) in storage order, row·CK + k
     inside the tile; and for each (row, k) its field's position. Cached as ints, not tensors: a cached real tensor
-    cannot enter torch.compile's fake-tensor tracing."""
+    cannot enter torch.compile's fake-tensor tracing. Computed on the CPU whatever the default device (a
+    `with torch.device("meta")` block, as transformers' from_pretrained builds its skeleton in, has no data)."""
     ck, fields = tiled_chunk(bits), 32 // bits
-    lane = torch.arange(32).view(32, 1, 1)
-    j = torch.arange(4).view(1, 4, 1)
-    p = torch.arange(fields).view(1, 1, fields)
+    lane = torch.arange(32, device="cpu").view(32, 1, 1)
+    j = torch.arange(4, device="cpu").view(1, 4, 1)
+    p = torch.arange(fields, device="cpu").view(1, 1, fields)
     g, t = lane // 4, lane % 4
     if bits == 4:
         s, i, h = j, p % 4, p // 4
@@ -82,7 +83,7 @@ def _orders(bits: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
     k = (ck // 4) * t + 4 * s + 2 * (i // 2) + h
     order = (row * ck + k).reshape(-1)
     inverse = torch.empty_like(order)
-    inverse[order] = torch.arange(order.numel())
+    inverse[order] = torch.arange(order.numel(), device="cpu")
     return tuple(order.tolist()), tuple(inverse.tolist())
 
 
