@@ -12,6 +12,8 @@
 #     sweep      benchmarks/bench_int8_gemm.py --sweep-plans (int8 tiles / split-K at M = 32..512; act-quant at small M)
 #     amp        benchmarks/bench_amp.py                  memory   benchmarks/bench_memory.py
 #     models     benchmarks/bench_models.py
+#     eager      benchmarks/bench_eager_overhead.py --device cuda --decode (eager per-call time of every scheme vs
+#                nn.Linear at M = 1, eager 7B-shaped decode b1 / b16 vs bf16)
 #     diag       which bad-argument errors of the int8 ops crash, with cuda-gdb's backtrace (tools/diag_bad_args.py)
 #     profile    ncu (SpeedOfLight, memory, occupancy, warp states) of one autotuned call per PROFILE_CASES case
 #                (benchmarks/tools/profile_kernels.py)
@@ -98,6 +100,9 @@ for stage in "$@"; do
     models)
       wait_build; run models 420 python3 benchmarks/bench_models.py ${MODELS_ARGS:-}
       tail -30 "$OUT/models.log" >> "$SUMMARY" ;;
+    eager)
+      wait_build; run eager 300 python3 benchmarks/bench_eager_overhead.py --device cuda --decode ${EAGER_ARGS:-}
+      grep -E "us/call|tok/s" "$OUT/eager.log" | tail -40 >> "$SUMMARY" ;;
     diag)
       wait_build; run diag 150 python3 benchmarks/tools/diag_bad_args.py --gdb
       tail -45 "$OUT/diag.log" >> "$SUMMARY" ;;

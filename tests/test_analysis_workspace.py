@@ -9,7 +9,7 @@ from torch.utils._pytree import tree_leaves
 from qtorch.analysis import from_llama_config, inference_peak
 from qtorch.analysis.peak import linear_workspace, weight_only_workspace
 from qtorch.models import get_config
-from qtorch.nn.weight_only import storage_layout
+from qtorch.quant.layout import storage_layout
 from qtorch.ops import routing
 from qtorch.ops.weight_only import DEQUANT_MIN_M, MIXED_MAX_M, linear_meta
 from qtorch.quant.layout import LAYOUT_ROWMAJOR, LAYOUT_TILED

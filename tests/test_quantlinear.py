@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 
 import qtorch.ops as qops
-from qtorch.nn.weight_only import storage_layout
+from qtorch.quant.layout import storage_layout
 from qtorch.ops.group import to_rowmajor
 from qtorch.config import (CodebookConfig, GroupWeightOnlyConfig, Int8WeightOnlyConfig, W8A8DynamicConfig,
                            W8A8StaticConfig)

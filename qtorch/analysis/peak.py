@@ -126,7 +126,7 @@ def weight_only_workspace(weight_format: str, tokens: int, n_out: int, k_in: int
         bits, group = _parse_group_format(weight_format)
     else:
         return 0
-    from qtorch.nn.weight_only import storage_layout
+    from qtorch.quant.layout import storage_layout
     from qtorch.ops.weight_only import DEQUANT_MIN_M, MIXED_MAX_M
     from qtorch.quant.layout import LAYOUT_TILED
 

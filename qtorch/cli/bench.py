@@ -15,9 +15,8 @@ from qtorch.cli.device import DEVICES, resolve_device
 from qtorch.cli.errors import ENVIRONMENT_EXIT, CLIError
 from qtorch.cli.progress import show_progress
 from qtorch.cli.table import format_table
+from qtorch.eval.schemes import SPEED_SCHEMES as SCHEMES
 from qtorch.models.llama import LLAMA_CONFIGS
-
-SCHEMES = ("w8a8", "w4a16", "w8a16")
 
 
 def _schemes(text: str) -> tuple[str, ...]:

@@ -3,10 +3,7 @@ import torch
 
 from qtorch.cli.table import format_table, human_bytes
 from qtorch.eval.evaluate import SchemeResult
-
-# demo scheme -> the qtorch.analysis weight format that predicts its storage
-ANALYTIC_FORMATS = {"w8a8": "w8a8", "w8a16": "int8-weight-only", "w4a16": "int4-g128",
-                    "w4a16-clip": "int4-g128", "w4a16-gptq": "int4-g128"}
+from qtorch.eval.schemes import SCHEMES
 
 
 def _flops(x: float) -> str:
@@ -33,7 +30,7 @@ def llama_summary(model, tokens: torch.Tensor, results: list[SchemeResult]) -> s
              f"{_flops(measured.forward_flops)} counted by FlopCounterMode"]
     rows = []
     for r in results:
-        fmt = ANALYTIC_FORMATS.get(r.scheme)
+        fmt = SCHEMES[r.scheme].weight_format if r.scheme in SCHEMES else None
         if fmt is None:
             continue
         predicted = sum(linear_weight_bytes(n, k, fmt) for n, k in shapes)

@@ -14,6 +14,8 @@
   fp8-sim     FP8 e4m3 row-wise weights × e4m3 per-token activations, simulated in PyTorch (qtorch.eval.fp8_sim):
               the accuracy of the FP8 alternative to W8A8 on Hopper (torch._scaled_mm row-wise)
 Asymmetric int4 is used throughout: on MiniLM it keeps 0.961 mean cosine where symmetric int4 keeps 0.942.
+This is the one registry of scheme names: the demo, the evaluation, `qtorch bench` (SPEED_SCHEMES) and the analysis
+summary (Scheme.weight_format: the qtorch.analysis storage format of the scheme's layers) read it.
 """
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,7 +24,7 @@ import torch.nn as nn
 
 import qtorch
 from qtorch.api.quantize import QuantizeSummary
-from qtorch.config import (CodebookConfig, GroupWeightOnlyConfig, Int8WeightOnlyConfig, PerLayerConfig,
+from qtorch.config import (CodebookConfig, GroupWeightOnlyConfig, Int8WeightOnlyConfig, PerLayerConfig, QuantConfig,
                            W8A8DynamicConfig, W8A8StaticConfig)
 
 W4_CONFIG = GroupWeightOnlyConfig(bits=4, group_size=128, symmetric=False)
@@ -51,10 +53,28 @@ class Scheme:
     name: str
     description: str
     apply: Callable[[nn.Module, Calibration], object]  # quantizes the model in place; returns a summary
+    config: QuantConfig | None = None  # the config of every layer it makes (None: per layer, e.g. mixed5)
+
+    @property
+    def weight_format(self) -> str | None:
+        """The qtorch.analysis weight format that predicts the storage of the scheme's layers (None: not predicted,
+        e.g. static layers also store calibrated activation constants)."""
+        if isinstance(self.config, W8A8DynamicConfig):
+            return "w8a8"
+        if isinstance(self.config, Int8WeightOnlyConfig):
+            return "int8-weight-only"
+        if isinstance(self.config, GroupWeightOnlyConfig):
+            return f"int{self.config.bits}-g{self.config.group_size}"
+        return None
 
 
 def _quantize(config):
     return lambda model, calib: qtorch.quantize_(model, config)
+
+
+def _single(name: str, description: str, config, apply=None) -> "Scheme":
+    """A scheme whose layers all take `config` (applied by quantize_ unless `apply` says how)."""
+    return Scheme(name, description, apply or _quantize(config), config)
 
 
 def _static(model, calib):
@@ -114,26 +134,29 @@ def _mixed(model, calib):
     return summary
 
 
+CODEBOOK_CONFIG = CodebookConfig(bits=4, max_iter=CODEBOOK_ITERATIONS)
 SCHEMES = {s.name: s for s in (
-    Scheme("w8a8", "int8 weights per channel x int8 activations per token (dynamic)", _quantize(W8A8DynamicConfig())),
-    Scheme("w8a8-static", "int8 weights x int8 activations, calibrated per-tensor (S_X, Z_X)", _static),
-    Scheme("w8a8-sq", "w8a8 after SmoothQuant (alpha searched per input on calibration data)",
-           _smooth(W8A8DynamicConfig())),
-    Scheme("w8a8-static-sq", "w8a8-static after SmoothQuant (alpha searched per input on calibration data)",
-           _smooth(W8A8StaticConfig())),
-    Scheme("w8a16", "int8 weights per channel, float activations", _quantize(Int8WeightOnlyConfig())),
-    Scheme("w4a16", "int4 weights per group of 128 (asymmetric, round-to-nearest)", _quantize(W4_CONFIG)),
-    Scheme("w4a16-clip", "int4 g128 with a per-group clipping search",
-           _quantize(W4_CLIP_CONFIG)),
-    Scheme("w4a16-gptq", "int4 g128, weights calibrated by GPTQ", _gptq),
-    Scheme("w4a16-awq", "int4 g128, AWQ scaling (alpha searched) then the clipping search", _awq(gptq=False)),
-    Scheme("w4a16-awq-gptq", "int4 g128, AWQ scaling (alpha searched) then GPTQ", _awq(gptq=True)),
-    Scheme("codebook4", "4-bit K-means codebook per output channel",
-           _quantize(CodebookConfig(bits=4, max_iter=CODEBOOK_ITERATIONS))),
+    _single("w8a8", "int8 weights per channel x int8 activations per token (dynamic)", W8A8DynamicConfig()),
+    _single("w8a8-static", "int8 weights x int8 activations, calibrated per-tensor (S_X, Z_X)", W8A8StaticConfig(),
+            _static),
+    _single("w8a8-sq", "w8a8 after SmoothQuant (alpha searched per input on calibration data)", W8A8DynamicConfig(),
+            _smooth(W8A8DynamicConfig())),
+    _single("w8a8-static-sq", "w8a8-static after SmoothQuant (alpha searched per input on calibration data)",
+            W8A8StaticConfig(), _smooth(W8A8StaticConfig())),
+    _single("w8a16", "int8 weights per channel, float activations", Int8WeightOnlyConfig()),
+    _single("w4a16", "int4 weights per group of 128 (asymmetric, round-to-nearest)", W4_CONFIG),
+    _single("w4a16-clip", "int4 g128 with a per-group clipping search", W4_CLIP_CONFIG),
+    _single("w4a16-gptq", "int4 g128, weights calibrated by GPTQ", W4_CONFIG, _gptq),
+    _single("w4a16-awq", "int4 g128, AWQ scaling (alpha searched) then the clipping search", W4_CLIP_CONFIG,
+            _awq(gptq=False)),
+    _single("w4a16-awq-gptq", "int4 g128, AWQ scaling (alpha searched) then GPTQ", W4_CONFIG, _awq(gptq=True)),
+    _single("codebook4", "4-bit K-means codebook per output channel", CODEBOOK_CONFIG),
     Scheme("fp8-sim", "FP8 e4m3 weights per channel x e4m3 activations per token (simulated)", _fp8_sim),
     Scheme("mixed5", f"plan_bits: int4 (GPTQ, g128/64/32) or int8 per layer, <= {MIXED_BUDGET_BITS:g} bits/weight",
            _mixed),
 )}
+# The schemes `qtorch bench` times (one config each, with a torchao counterpart in qtorch_baselines/torchao.py).
+SPEED_SCHEMES = ("w8a8", "w4a16", "w8a16")
 
 
 def get_scheme(name: str) -> Scheme:

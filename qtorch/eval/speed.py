@@ -24,14 +24,8 @@ import torch
 import torch.nn as nn
 
 import qtorch
-from qtorch.config import GroupWeightOnlyConfig, Int8WeightOnlyConfig, W8A8DynamicConfig
+from qtorch.eval.schemes import get_scheme
 from qtorch.models.llama import Llama, get_config, rope_cache
-
-QTORCH_CONFIGS = {
-    "w8a8": W8A8DynamicConfig(),
-    "w4a16": GroupWeightOnlyConfig(bits=4, group_size=128, symmetric=False),
-    "w8a16": Int8WeightOnlyConfig(),
-}
 
 
 @contextlib.contextmanager
@@ -72,7 +66,7 @@ def quantize_impl(model: nn.Module, impl: str, baselines: dict | None = None) ->
     if impl == "bf16":
         return
     if impl.startswith("qtorch_"):
-        qtorch.quantize_(model, QTORCH_CONFIGS[impl.split("_", 1)[1]])
+        qtorch.quantize_(model, get_scheme(impl.split("_", 1)[1]).config)  # the registry's config
         return
     for impls in (baselines or {}).values():
         if impl in impls:

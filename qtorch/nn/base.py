@@ -150,6 +150,8 @@ class QuantLinear(nn.Module):
         if x.dim() == 0 or x.shape[-1] != self.in_features:
             raise ValueError(f"input: expected last dimension in_features={self.in_features}, got shape "
                              f"{tuple(x.shape)}")
+        if x.dim() == 2:  # (M, K): no reshapes (each a dispatched op)
+            return self.linear_2d(x)
         y = self.linear_2d(x.reshape(-1, self.in_features))  # (M, N)
         return y.reshape(*x.shape[:-1], self.out_features)
 

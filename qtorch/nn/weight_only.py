@@ -18,21 +18,16 @@ from qtorch.nn.clip_search import clip_search_qparams
 from qtorch.ops.group import dequantize_dtype, to_rowmajor
 from qtorch.quant._validate import check_finite
 from qtorch.quant.affine import quantize
-from qtorch.quant.layout import LAYOUT_ROWMAJOR, LAYOUT_TILED, LAYOUTS, pack_tiled, tiled_supported
+from qtorch.quant.layout import LAYOUT_ROWMAJOR, LAYOUT_TILED, LAYOUTS, WeightLayout, pack_tiled
 from qtorch.quant.packing import pack, unpack
 from qtorch.quant.ranges import qrange
 
 
-def layout(config, in_features: int) -> tuple[int, int, bool]:
-    """(bits, group_size, symmetric) of a weight-only config for K = in_features."""
+def weight_layout(config, in_features: int) -> WeightLayout:
+    """The WeightLayout of a weight-only config for K = in_features (int8 per channel: g = K, symmetric)."""
     if isinstance(config, Int8WeightOnlyConfig):
-        return 8, in_features, True
-    return config.bits, config.group_size, config.symmetric
-
-
-def storage_layout(bits: int, in_features: int, group_size: int) -> int:
-    """The packed layout a layer of this shape stores (qtorch.quant.layout)."""
-    return LAYOUT_TILED if tiled_supported(bits, in_features, group_size) else LAYOUT_ROWMAJOR
+        return WeightLayout.for_shape(8, in_features, in_features, True)
+    return WeightLayout.for_shape(config.bits, in_features, config.group_size, config.symmetric)
 
 
 def pack_layout(q: torch.Tensor, bits: int, layout_id: int) -> torch.Tensor:
@@ -47,18 +42,30 @@ class WeightOnlyLinear(QuantLinear):
 
     def __init__(self, config, in_features, out_features, buffers, bias, weight_dtype):
         super().__init__(config, in_features, out_features, buffers, bias, weight_dtype)
-        self.bits, self.group_size, _ = layout(config, in_features)
-        self.layout = storage_layout(self.bits, in_features, self.group_size)
+        self.weight_layout = weight_layout(config, in_features)  # bits, g, symmetric, packed layout: fixed here
+
+    @property
+    def bits(self) -> int:
+        return self.weight_layout.bits
+
+    @property
+    def group_size(self) -> int:
+        return self.weight_layout.group_size
+
+    @property
+    def layout(self) -> int:
+        return self.weight_layout.layout
 
     @classmethod
     def check_shape(cls, config, in_features, out_features):
-        _, group_size, _ = layout(config, in_features)
+        group_size = weight_layout(config, in_features).group_size
         if in_features % group_size:
             raise ValueError(f"in_features: {in_features} is not divisible by group_size={group_size}")
 
     @classmethod
     def quantize_weight(cls, weight, config):
-        bits, group_size, symmetric = layout(config, weight.shape[1])
+        wl = weight_layout(config, weight.shape[1])
+        bits, group_size, symmetric = wl.bits, wl.group_size, wl.symmetric
         if getattr(config, "clip_search", False) and has_values(weight):
             scale, zero_point = clip_search_qparams(weight, bits, group_size, symmetric)  # (N, K/g) each
             q = quantize(weight, scale, zero_point, bits, axis=-1, group_size=group_size)  # (N, K) int8
@@ -76,7 +83,8 @@ class WeightOnlyLinear(QuantLinear):
                              f"{getattr(q, 'shape', type(q).__name__)}")
         n, k = q.shape
         cls.check_shape(config, k, n)
-        bits, group_size, symmetric = layout(config, k)
+        wl = weight_layout(config, k)
+        bits, group_size, symmetric = wl.bits, wl.group_size, wl.symmetric
         check_quantized("q", q, (n, k), INT_DTYPES)
         check_quantized("scale", scale, (n, k // group_size), (torch.float32,))
         if zero_point is None:
@@ -92,7 +100,7 @@ class WeightOnlyLinear(QuantLinear):
                 raise ValueError(f"zero_point: values must lie in [{q_min}, {q_max}] for {bits}-bit weights")
             if symmetric and bool((zero_point != 0).any()):
                 raise ValueError("zero_point: a symmetric config needs zero points of 0")
-        layout_id = storage_layout(bits, k, group_size)
+        layout_id = wl.layout
         buffers = {"w_q": pack_layout(q, bits, layout_id),  # tiled int32, or row-major (N, K·bits/8) uint8 / int8
                    "w_scale": scale.contiguous(),  # (N, K/g) fp32
                    "w_zp": zero_point.to(torch.int8).contiguous(),  # (N, K/g) int8
@@ -100,8 +108,9 @@ class WeightOnlyLinear(QuantLinear):
         return cls(config, k, n, buffers, bias, weight_dtype)
 
     def linear_2d(self, x):
-        return qops.weight_only_linear(x, self.w_q, self.w_scale, self.w_zp, self.bits, self.group_size,
-                                       self.bias, self.layout)  # (M, N)
+        wl = self.weight_layout
+        return qops.weight_only_linear(x, self.w_q, self.w_scale, self.w_zp, wl.bits, wl.group_size, self.bias,
+                                       wl.layout)  # (M, N)
 
     def dequantize_weight(self, dtype=torch.float32):
         return qops.group_dequantize(self.w_q, self.w_scale, self.w_zp, self.bits, self.group_size,

@@ -1,4 +1,5 @@
-"""The qtorch:: operator library, the warn-once helper for slow paths, and the backends every op shares."""
+"""The qtorch:: operator library, the eager dispatch of the public ops, the warn-once helper for slow paths, and the
+backends every op shares."""
 import functools
 import warnings
 
@@ -7,6 +8,24 @@ import torch
 from qtorch.ops import routing
 
 LIB = torch.library.Library("qtorch", "FRAGMENT")  # private schemas; their CUDA kernels come from qtorch._C
+EAGER_DEVICES = ("CPU", "CUDA")
+
+
+def register_eager_kernels(op, *, differentiable: bool = False) -> None:
+    """Register the body of `op` (a custom_op / triton_op of this library: check, routing.select, run) as its CPU and
+    CUDA kernels directly with the dispatcher. The custom_op still defines the op (schema, fake impl, autograd
+    formula, torch.compile's decomposition of a triton_op); in eager the dispatcher then calls the body itself,
+    without torch.library's per-call Python layers (its output-aliasing check and dynamo-disable wrapper).
+    Ops without a backward formula (`differentiable=False`: they take and return integer or weight-side tensors and
+    qtorch's layers never feed them a tensor that requires grad) also skip the Python autograd layer (a fallthrough:
+    their outputs do not require grad); weight_only_linear and codebook_linear keep theirs (register_autograd).
+    A triton_op's body (op._init_fn) already launches its Triton kernels directly on plain tensors. Measured on the
+    CPU box: 27 µs -> 8 µs per call of an empty op (benchmarks/NOTES.md, "eager per-call overhead")."""
+    body = op._init_fn  # the function the op was defined with (a triton_op's wraps it with wrap_triton off)
+    for key in EAGER_DEVICES:
+        LIB.impl(op._name, body, key)
+        if not differentiable:
+            LIB.impl(op._name, torch.library.fallthrough_kernel, "Autograd" + key)
 
 _warned: set[str] = set()
 

@@ -146,7 +146,7 @@ def _empty(x, w_q, w_scale, w_zp, bits, group_size, bias, layout):
 
 
 def _mixed_gemm(x, w_q, w_scale, w_zp, bits, group_size, bias, layout):
-    return torch.ops.qtorch._mixed_gemm_cuda(x, w_q, w_scale, w_zp, bits, group_size, bias, MIXED_MAX_M)
+    return torch.ops.qtorch._mixed_gemm_cuda.default(x, w_q, w_scale, w_zp, bits, group_size, bias, MIXED_MAX_M)
 
 
 def _tiled_unpacked(x, w_q, w_scale, w_zp, bits, group_size, bias, layout):

@@ -16,8 +16,11 @@ LAYOUT_TILED (1): the order in which the mixed-input GEMM (csrc/mixed_gemm) feed
     Offset binary lets the kernel turn a field into a float by OR-ing it into a magic exponent (no int→float op).
 """
 import functools
+from dataclasses import dataclass
 
 import torch
+
+from qtorch.quant._validate import has_values
 
 LAYOUT_ROWMAJOR = 0
 LAYOUT_TILED = 1
@@ -33,6 +36,27 @@ def tiled_supported(bits: int, in_features: int, group_size: int) -> bool:
     """Whether a weight of this shape can be stored tiled: K a multiple of CK, each group a whole number of chunks."""
     ck = tiled_chunk(bits)
     return bits in (4, 8) and in_features % ck == 0 and (group_size == in_features or group_size % ck == 0)
+
+
+def storage_layout(bits: int, in_features: int, group_size: int) -> int:
+    """The packed layout a weight of this shape is stored in: tiled when the shape allows it, else row-major."""
+    return LAYOUT_TILED if tiled_supported(bits, in_features, group_size) else LAYOUT_ROWMAJOR
+
+
+@dataclass(frozen=True)
+class WeightLayout:
+    """How a group-quantized weight is stored, decided once when a layer is built and passed to its ops on every
+    call: bits (4 or 8), group size g along K (g = K: per channel), symmetric (Z = 0), and the packed layout
+    (storage_layout: LAYOUT_TILED or LAYOUT_ROWMAJOR, recorded with the weight as `w_layout`)."""
+
+    bits: int
+    group_size: int
+    symmetric: bool
+    layout: int
+
+    @classmethod
+    def for_shape(cls, bits: int, in_features: int, group_size: int, symmetric: bool) -> "WeightLayout":
+        return cls(bits, group_size, symmetric, storage_layout(bits, in_features, group_size))
 
 
 def tiled_shape(bits: int, out_features: int, in_features: int) -> tuple[int, int]:
@@ -63,14 +87,20 @@ def _orders(bits: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
     return tuple(order.tolist()), tuple(inverse.tolist())
 
 
-def _local_order(bits: int, device) -> torch.Tensor:
-    """(16·CK,) int64 storage order of one (tile, chunk) (see _orders)."""
-    return torch.tensor(_orders(bits)[0], dtype=torch.int64, device=device)
+# Real (not fake) order tensors by (bits, inverse, device), built once per device: an eager call then neither
+# rebuilds a 1,024-entry tensor from Python ints (≈ 20–80 µs on the CPU box) nor copies it host-to-device (a host
+# synchronisation, and not capturable in a CUDA graph). Under fake-tensor tracing a fresh tensor is built instead.
+_order_tensors: dict[tuple, torch.Tensor] = {}
 
 
-def _inverse_order(bits: int, device) -> torch.Tensor:
-    """(16·CK,) int64 inverse of _local_order."""
-    return torch.tensor(_orders(bits)[1], dtype=torch.int64, device=device)
+def _order_tensor(bits: int, inverse: bool, like: torch.Tensor) -> torch.Tensor:
+    """(16·CK,) int64 on like's device: the storage order of one (tile, chunk) (see _orders), or its inverse."""
+    if not has_values(like):
+        return torch.tensor(_orders(bits)[inverse], dtype=torch.int64, device=like.device)
+    key = (bits, inverse, like.device)
+    if key not in _order_tensors:
+        _order_tensors[key] = torch.tensor(_orders(bits)[inverse], dtype=torch.int64, device=like.device)
+    return _order_tensors[key]
 
 
 def pack_tiled(q: torch.Tensor, bits: int) -> torch.Tensor:
@@ -84,7 +114,7 @@ def pack_tiled(q: torch.Tensor, bits: int) -> torch.Tensor:
     u[:n] = q.to(torch.int64)
     u = (u + (1 << (bits - 1))) & ((1 << bits) - 1)  # offset binary; padded rows hold q = 0
     u = u.view(tiles, 16, chunks, ck).permute(0, 2, 1, 3).reshape(tiles, chunks, 16 * ck)
-    u = u[:, :, _local_order(bits, q.device)].view(tiles, chunks, 32 * 4, fields)  # storage order
+    u = u[:, :, _order_tensor(bits, False, q)].view(tiles, chunks, 32 * 4, fields)  # storage order
     shifts = torch.arange(0, 32, bits, device=q.device, dtype=torch.int64)
     words = (u << shifts).sum(dim=-1)  # (tiles, chunks, 128) in [0, 2^32)
     words = torch.where(words >= 1 << 31, words - (1 << 32), words)
@@ -97,6 +127,6 @@ def unpack_tiled(packed: torch.Tensor, bits: int, out_features: int, in_features
     tiles, chunks = packed.shape[0], in_features // ck
     shifts = torch.arange(0, 32, bits, device=packed.device, dtype=torch.int32)
     u = ((packed.view(tiles, chunks, 128, 1) >> shifts) & ((1 << bits) - 1)).to(torch.int8)  # arithmetic shift, masked
-    u = u.view(tiles, chunks, 16 * ck)[:, :, _inverse_order(bits, packed.device)]
+    u = u.view(tiles, chunks, 16 * ck)[:, :, _order_tensor(bits, True, packed)]
     u = u.view(tiles, chunks, 16, ck).permute(0, 2, 1, 3).reshape(tiles * 16, in_features)
     return u[:out_features] - (1 << (bits - 1))
