@@ -9,7 +9,13 @@
    programming over the budget cut into U units (costs rounded up, so the budget always holds; U ≥ 100 per layer,
    so rounding wastes at most ~1% of it).
 Layers that are skipped (filter_fn / skip / min_features, as in quantize_) stay float and are not in the budget.
+Candidates per method: a config is quantized round-to-nearest; GPTQCandidate(config) takes the layer's weights from
+one GPTQ run of that format over a copy of the whole model on the calibration `batches` (qtorch.algorithms), so the
+sensitivity is the one of the weights GPTQ will produce, not of round-to-nearest. quantize_plan_ (qtorch.algorithms)
+then quantizes each layer by its planned method. AWQ is a float-equivalent rescaling with its own per-layer choice
+(α = 0: none, searched on calibration data): run awq_ before plan_bits to plan on the scaled model.
 """
+import copy
 import math
 from dataclasses import dataclass, field
 
@@ -24,6 +30,18 @@ from qtorch.config import GroupWeightOnlyConfig, Int8WeightOnlyConfig, PerLayerC
 from qtorch.nn.base import QuantLinear
 
 DEFAULT_CANDIDATES = (GroupWeightOnlyConfig(bits=4, group_size=128), Int8WeightOnlyConfig(), None)
+
+
+@dataclass(frozen=True)
+class GPTQCandidate:
+    """A plan_bits candidate: group-int weights of `config` calibrated by GPTQ (instead of round-to-nearest)."""
+
+    config: GroupWeightOnlyConfig
+
+    def __post_init__(self):
+        if not isinstance(self.config, GroupWeightOnlyConfig):
+            raise TypeError(f"config: expected a GroupWeightOnlyConfig (GPTQ makes group-int weights), got "
+                            f"{type(self.config).__name__}")
 
 
 @dataclass(frozen=True)
@@ -49,13 +67,18 @@ class BitPlan(PerLayerConfig):
     avg_bits_per_weight: float = 0.0
     plan: tuple[LayerPlan, ...] = field(default_factory=tuple)
 
+    gptq_layers: frozenset = frozenset()  # layers planned with a GPTQCandidate (quantize_plan_ runs GPTQ on them)
+
     def table(self) -> str:
         width = max([len("layer")] + [len(p.name) for p in self.plan])
         lines = [f"plan_bits: {self.avg_bits_per_weight:.3f} bits/weight (budget {self.budget_bits_per_weight:g})",
                  f"{'layer':<{width}}  {'weights':>10}  chosen (bits/w, SQNR dB) | other candidates"]
         for p in self.plan:
             def fmt(o):
-                name = "float" if o.config is None else f"{o.config.scheme}/{getattr(o.config, 'bits', 8)}b"
+                cfg = o.config.config if isinstance(o.config, GPTQCandidate) else o.config
+                name = "float" if cfg is None else f"{cfg.scheme}/{getattr(cfg, 'bits', 8)}b"
+                name += f"/g{cfg.group_size}" if isinstance(cfg, GroupWeightOnlyConfig) else ""
+                name += " GPTQ" if isinstance(o.config, GPTQCandidate) else ""
                 return f"{name} ({o.bits_per_weight:.2f}, {o.sqnr_db:.1f})"
             others = ", ".join(fmt(o) for i, o in enumerate(p.options) if i != p.chosen)
             lines.append(f"{p.name:<{width}}  {p.n_weights:>10,}  {fmt(p.options[p.chosen])} | {others}")
@@ -67,14 +90,37 @@ def _swap(sites, new):
         s.replace(new)
 
 
-def _measure(model, sites, linear, config, inputs, ref) -> tuple[float, float]:
-    """(bits per weight, output noise ratio) with only this layer quantized by config; None if it cannot be."""
+def _gptq_weights(model, batches, candidate: GPTQCandidate, names) -> dict:
+    """{layer: GroupQuantizedWeight} from GPTQ of candidate.config over a copy of the model (the layers of `names`
+    whose input width the group size divides)."""
+    from qtorch.algorithms.sequential import gptq_quantize_model
+
+    cfg = candidate.config
+    copied = copy.deepcopy(model)
+    fits = {n for n, m in copied.named_modules() if n in names and m.in_features % cfg.group_size == 0}
+    if not fits:
+        return {}
+    return gptq_quantize_model(copied, batches, bits=cfg.bits, group_size=cfg.group_size, symmetric=cfg.symmetric,
+                               filter_fn=lambda lin, name: name in fits, progress=False)
+
+
+def _measure(model, sites, linear, config, inputs, ref, gptq=None) -> tuple[float, float]:
+    """(bits per weight, output noise ratio) with only this layer quantized by config (by GPTQ: its weights from
+    `gptq`, {layer: GroupQuantizedWeight}); None if it cannot be."""
     if config is None:
         return 8.0 * linear.weight.element_size(), 0.0
-    try:
-        qlinear = QuantLinear.from_float(linear, config)
-    except ValueError:  # e.g. in_features not divisible by the candidate's group size
-        return None
+    if isinstance(config, GPTQCandidate):
+        result = gptq.get(sites[0].name)
+        if result is None:  # the group size does not divide in_features
+            return None
+        qlinear = QuantLinear.from_quantized(config.config, bias=None if linear.bias is None else linear.bias.detach(),
+                                             weight_dtype=linear.weight.dtype, q=result.q, scale=result.scale,
+                                             zero_point=result.zero_point)
+    else:
+        try:
+            qlinear = QuantLinear.from_float(linear, config)
+        except ValueError:  # e.g. in_features not divisible by the candidate's group size
+            return None
     _swap(sites, qlinear)
     try:
         if isinstance(config, W8A8StaticConfig):
@@ -150,11 +196,13 @@ def _infeasible_message(budget, layer_sites, options, costs, candidates) -> str:
 
 @torch.no_grad()
 def plan_bits(model: nn.Module, inputs, budget_bits_per_weight: float, candidates=DEFAULT_CANDIDATES, *,
-              filter_fn=None, skip=(), min_features: int = 0, progress: bool = True) -> BitPlan:
-    """Pick a scheme per layer from `candidates` (configs; None = keep float) with an average of at most
-    `budget_bits_per_weight` stored bits per weight and the least total output error on `inputs` (one batch: a
-    tensor, a tuple/list of positional arguments or a dict). The model is left unchanged. Returns a BitPlan, a
-    PerLayerConfig that quantize_ accepts (print plan.table() to see the choices)."""
+              batches=None, filter_fn=None, skip=(), min_features: int = 0, progress: bool = True) -> BitPlan:
+    """Pick a scheme per layer from `candidates` (configs, GPTQCandidate(config); None = keep float) with an average
+    of at most `budget_bits_per_weight` stored bits per weight and the least total output error on `inputs` (one
+    batch: a tensor, a tuple/list of positional arguments or a dict). batches: the calibration batches GPTQ
+    candidates are calibrated on (needed with a GPTQCandidate; without padding tokens). The model is left unchanged.
+    Returns a BitPlan, a PerLayerConfig (print plan.table() to see the choices): quantize_ accepts it
+    (round-to-nearest everywhere); qtorch.algorithms.quantize_plan_ runs GPTQ on the layers planned with it."""
     if isinstance(budget_bits_per_weight, bool) or not isinstance(budget_bits_per_weight, (int, float)) \
             or not budget_bits_per_weight > 0:
         raise ValueError(f"budget_bits_per_weight: expected a number > 0, got {budget_bits_per_weight!r}")
@@ -162,7 +210,10 @@ def plan_bits(model: nn.Module, inputs, budget_bits_per_weight: float, candidate
     if not candidates:
         raise ValueError("candidates: expected at least one config (or None for float)")
     for i, c in enumerate(candidates):
-        check_config(f"candidates[{i}]", c, allow_none=True)
+        if not isinstance(c, GPTQCandidate):
+            check_config(f"candidates[{i}]", c, allow_none=True)
+    if batches is None and any(isinstance(c, GPTQCandidate) for c in candidates):
+        raise ValueError("batches: GPTQ candidates need calibration batches (plan_bits(..., batches=...))")
     skip = check_selection_args(filter_fn, skip, min_features)
     check_model(model)
     model = unwrap_compiled(model)  # the trials run the uncompiled model (no recompilation per trial)
@@ -177,6 +228,8 @@ def plan_bits(model: nn.Module, inputs, budget_bits_per_weight: float, candidate
         raise ValueError("model: no nn.Linear layer to plan (all skipped or none present)")
     ref = float_leaves(run_model(model, inputs))
     layer_sites = list(groups.values())
+    names = {sites[0].name for sites in layer_sites}
+    gptq = {c: _gptq_weights(model, batches, c, names) for c in candidates if isinstance(c, GPTQCandidate)}
     errors, costs, options = [], [], []
     bar = tqdm(total=len(layer_sites) * len(candidates), desc="plan_bits", unit="trial", disable=not progress)
     for sites in layer_sites:
@@ -184,7 +237,7 @@ def plan_bits(model: nn.Module, inputs, budget_bits_per_weight: float, candidate
         n = linear.weight.numel()
         row = []
         for config in candidates:
-            measured = _measure(model, sites, linear, config, inputs, ref)
+            measured = _measure(model, sites, linear, config, inputs, ref, gptq.get(config))
             bar.update(1)
             if measured is not None:
                 row.append((config, *measured))
@@ -199,11 +252,14 @@ def plan_bits(model: nn.Module, inputs, budget_bits_per_weight: float, candidate
     picks = _knapsack(errors, costs, budget_bits_per_weight * total_weights)
     if picks is None:
         raise ValueError(_infeasible_message(budget_bits_per_weight, layer_sites, options, costs, candidates))
-    layers, plan = {}, []
+    layers, plan, gptq_layers = {}, [], set()
     for sites, row, pick in zip(layer_sites, options, picks):
+        chosen = row[pick][0]
         for s in sites:
-            layers[s.name] = row[pick][0]
+            layers[s.name] = chosen.config if isinstance(chosen, GPTQCandidate) else chosen
+            if isinstance(chosen, GPTQCandidate):
+                gptq_layers.add(s.name)
         opts = tuple(LayerOption(c, bits, math.inf if e == 0 else -10.0 * math.log10(e)) for c, bits, e in row)
         plan.append(LayerPlan(sites[0].name, sites[0].module.weight.numel(), opts, pick))
     avg = sum(costs[i][p] for i, p in enumerate(picks)) / total_weights
-    return BitPlan(layers, None, budget_bits_per_weight, avg, tuple(plan))
+    return BitPlan(layers, None, budget_bits_per_weight, avg, tuple(plan), frozenset(gptq_layers))
