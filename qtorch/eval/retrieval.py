@@ -12,6 +12,7 @@ order is decided by differences of the size 4-bit weights add: fp32's own rankin
 import random
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 VARIANTS = 4  # near-duplicates per evaluation sentence
@@ -62,3 +63,24 @@ def ranking_agreement(ref_queries: torch.Tensor, ref_candidates: torch.Tensor, q
     target = quant.gather(1, best[:, None])  # (Q, 1)
     rank = 1 + (quant > target).sum(dim=1)  # (Q,) position of fp32's best in the quantized ranking
     return {"retrieval_top1": float((rank == 1).double().mean()), "retrieval_mrr": float((1.0 / rank).mean())}
+
+
+class RetrievalCheck:
+    """model -> {retrieval_top1, retrieval_mrr} against the float32 model's ranking; the model embeds with its own
+    encode(sentences) (queries and candidates together, shortest first: less padding)."""
+
+    def __init__(self, float_model: nn.Module, queries: list[str], candidates: list[str]):
+        self.sentences = sorted(queries + candidates, key=len)  # (Q + C) texts, shortest first
+        position = {s: i for i, s in enumerate(self.sentences)}
+        self.queries = torch.tensor([position[s] for s in queries])  # (Q,) rows of the queries
+        self.candidates = torch.tensor([position[s] for s in candidates])  # (C,) rows of the candidates
+        self.reference = self._embed(float_model)  # (Q + C, D) float32
+
+    @torch.no_grad()
+    def _embed(self, model) -> torch.Tensor:
+        return model.encode(self.sentences).float().cpu()
+
+    def __call__(self, model: nn.Module) -> dict[str, float]:
+        out = self._embed(model)
+        return ranking_agreement(self.reference[self.queries], self.reference[self.candidates], out[self.queries],
+                                 out[self.candidates])

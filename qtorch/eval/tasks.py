@@ -4,7 +4,7 @@ import torch
 
 from qtorch.eval.evaluate import EvalTask, logits_errors
 from qtorch.eval.measure import cosine_stats
-from qtorch.eval.retrieval import near_duplicates, ranking_agreement
+from qtorch.eval.retrieval import RetrievalCheck, near_duplicates
 from qtorch.eval.schemes import Calibration
 
 EVAL_SEED, CALIBRATION_SEED = 1, 2
@@ -40,24 +40,16 @@ def embedding_errors(reference: torch.Tensor, out: torch.Tensor) -> dict[str, fl
     return {"cosine_mean": mean, "cosine_min": worst}
 
 
-def per_set_embedding_errors(set_sizes: dict[str, int], retrieval: bool = False):
+def per_set_embedding_errors(set_sizes: dict[str, int]):
     """error_fn over consecutive evaluation sets of the given sizes: cosine_mean_<set> per set, cosine_mean = the
-    worse set's mean (the headline), cosine_min over all sentences. retrieval: the rows after the sets' sentences are
-    the candidates of the near-duplicate retrieval check (qtorch.eval.retrieval) with the sentences as queries:
-    retrieval_top1, retrieval_mrr."""
-    n = sum(set_sizes.values())
-
+    worse set's mean (the headline), cosine_min over all sentences."""
     def errors(reference: torch.Tensor, out: torch.Tensor) -> dict[str, float]:
         out = out.float()
         per_set, start = {}, 0
         for name, size in set_sizes.items():
             per_set[f"cosine_mean_{name}"], _ = cosine_stats(reference[start:start + size], out[start:start + size])
             start += size
-        result = {"cosine_mean": min(per_set.values()), "cosine_min": cosine_stats(reference[:n], out[:n])[1],
-                  **per_set}
-        if retrieval:
-            result.update(ranking_agreement(reference[:n], reference[n:], out[:n], out[n:]))
-        return result
+        return {"cosine_mean": min(per_set.values()), "cosine_min": cosine_stats(reference, out)[1], **per_set}
     return errors
 
 
@@ -65,19 +57,20 @@ def per_set_embedding_errors(set_sizes: dict[str, int], retrieval: bool = False)
 def minilm_task(device="cpu", dtype=torch.float32, progress: bool = True, retrieval: bool = True) -> EvalTask:
     """all-MiniLM-L6-v2; cosine of each evaluation sentence's embedding vs the float32 model's, on both shipped
     evaluation sets (qtorch/data: eval_everyday, eval_longform), calibrated on calibration_generic only.
-    retrieval: also embed the sentences' near-duplicates (qtorch.eval.retrieval) for the ranking-agreement check."""
+    retrieval: also the near-duplicate retrieval check on the same sentences (qtorch.eval.retrieval)."""
     from qtorch.data import EVAL_SETS, load_sentences
     from qtorch.models.minilm import load_minilm
 
     encoder = load_minilm(device=device)
     sets = {name.removeprefix("eval_"): load_sentences(name) for name in EVAL_SETS}
-    variants = near_duplicates(sets) if retrieval else []
-    inputs = encoder.tokenize([s for sentences in sets.values() for s in sentences] + variants)
+    inputs = encoder.tokenize([s for sentences in sets.values() for s in sentences])
     reference = encoder(**inputs)  # (B, 384) float32
     calibration_sentences = load_sentences("calibration_generic")
     calibration = Calibration(batches=encoder.unpadded_batches(calibration_sentences),
                               plan_inputs=encoder.tokenize(calibration_sentences[:PLAN_SENTENCES]), progress=progress)
+    check = RetrievalCheck(encoder, [s for sentences in sets.values() for s in sentences],
+                           near_duplicates(sets)) if retrieval else None
     if dtype != torch.float32:
         encoder = encoder.to(dtype)
-    return EvalTask(encoder, inputs, calibration,
-                    per_set_embedding_errors({k: len(v) for k, v in sets.items()}, retrieval), reference)
+    return EvalTask(encoder, inputs, calibration, per_set_embedding_errors({k: len(v) for k, v in sets.items()}),
+                    reference, check)
