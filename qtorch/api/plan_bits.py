@@ -10,12 +10,11 @@
    so rounding wastes at most ~1% of it).
 Layers that are skipped (filter_fn / skip / min_features, as in quantize_) stay float and are not in the budget.
 Candidates per method: a config is quantized round-to-nearest; GPTQCandidate(config) takes the layer's weights from
-one GPTQ run of that format over a copy of the whole model on the calibration `batches` (qtorch.algorithms), so the
-sensitivity is the one of the weights GPTQ will produce, not of round-to-nearest. quantize_plan_ (qtorch.algorithms)
+GPTQ of that format on the Hessian of the layer's float inputs over the calibration `batches` (one pass of them for
+all layers), so the sensitivity is the one of the weights GPTQ produces, not of round-to-nearest. quantize_plan_ (qtorch.algorithms)
 then quantizes each layer by its planned method. AWQ is a float-equivalent rescaling with its own per-layer choice
 (α = 0: none, searched on calibration data): run awq_ before plan_bits to plan on the scaled model.
 """
-import copy
 import math
 from dataclasses import dataclass, field
 
@@ -90,18 +89,36 @@ def _swap(sites, new):
         s.replace(new)
 
 
-def _gptq_weights(model, batches, candidate: GPTQCandidate, names) -> dict:
-    """{layer: GroupQuantizedWeight} from GPTQ of candidate.config over a copy of the model (the layers of `names`
-    whose input width the group size divides)."""
-    from qtorch.algorithms.sequential import gptq_quantize_model
+def _layer_hessians(model, batches, names) -> dict:
+    """{layer: H = (2/n) Σ x xᵀ} of the inputs each layer of `names` sees in the float model, from one pass."""
+    from qtorch.algorithms.gptq import HessianAccumulator
+
+    linears = {n: m for n, m in model.named_modules() if n in names}
+    accumulators = {n: HessianAccumulator(m.in_features, m.weight.device) for n, m in linears.items()}
+    hooks = [m.register_forward_pre_hook(lambda mod, args, acc=accumulators[n]: acc.add(args[0]))
+             for n, m in linears.items()]
+    try:
+        for batch in batches:
+            run_model(model, batch)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    unseen = [n for n, acc in accumulators.items() if acc.count == 0]
+    if unseen:
+        raise ValueError(f"batches: these layers saw no calibration input: {', '.join(unseen)}")
+    return {n: acc.hessian for n, acc in accumulators.items()}
+
+
+def _gptq_weights(model, hessians, candidate: GPTQCandidate) -> dict:
+    """{layer: GroupQuantizedWeight}: GPTQ of candidate.config for each layer alone (float inputs: the trial that
+    measures it quantizes only that layer), for the layers whose input width the group size divides."""
+    from qtorch.algorithms.gptq import gptq_quantize_weight
 
     cfg = candidate.config
-    copied = copy.deepcopy(model)
-    fits = {n for n, m in copied.named_modules() if n in names and m.in_features % cfg.group_size == 0}
-    if not fits:
-        return {}
-    return gptq_quantize_model(copied, batches, bits=cfg.bits, group_size=cfg.group_size, symmetric=cfg.symmetric,
-                               filter_fn=lambda lin, name: name in fits, progress=False)
+    linears = dict(model.named_modules())
+    return {n: gptq_quantize_weight(linears[n].weight, h, bits=cfg.bits, group_size=cfg.group_size,
+                                    symmetric=cfg.symmetric, act_order=True)
+            for n, h in hessians.items() if linears[n].in_features % cfg.group_size == 0}
 
 
 def _measure(model, sites, linear, config, inputs, ref, gptq=None) -> tuple[float, float]:
@@ -228,8 +245,9 @@ def plan_bits(model: nn.Module, inputs, budget_bits_per_weight: float, candidate
         raise ValueError("model: no nn.Linear layer to plan (all skipped or none present)")
     ref = float_leaves(run_model(model, inputs))
     layer_sites = list(groups.values())
-    names = {sites[0].name for sites in layer_sites}
-    gptq = {c: _gptq_weights(model, batches, c, names) for c in candidates if isinstance(c, GPTQCandidate)}
+    gptq_candidates = [c for c in candidates if isinstance(c, GPTQCandidate)]
+    hessians = _layer_hessians(model, batches, {s[0].name for s in layer_sites}) if gptq_candidates else {}
+    gptq = {c: _gptq_weights(model, hessians, c) for c in gptq_candidates}
     errors, costs, options = [], [], []
     bar = tqdm(total=len(layer_sites) * len(candidates), desc="plan_bits", unit="trial", disable=not progress)
     for sites in layer_sites:
