@@ -91,21 +91,10 @@ def _swap(sites, new):
 
 def _layer_hessians(model, batches, names) -> dict:
     """{layer: H = (2/n) Σ x xᵀ} of the inputs each layer of `names` sees in the float model, from one pass."""
-    from qtorch.algorithms.gptq import HessianAccumulator
+    from qtorch.algorithms.sequential import collect_hessians
 
-    linears = {n: m for n, m in model.named_modules() if n in names}
-    accumulators = {n: HessianAccumulator(m.in_features, m.weight.device) for n, m in linears.items()}
-    hooks = [m.register_forward_pre_hook(lambda mod, args, acc=accumulators[n]: acc.add(args[0]))
-             for n, m in linears.items()]
-    try:
-        for batch in batches:
-            run_model(model, batch)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    unseen = [n for n, acc in accumulators.items() if acc.count == 0]
-    if unseen:
-        raise ValueError(f"batches: these layers saw no calibration input: {', '.join(unseen)}")
+    layers = [(n, m) for n, m in model.named_modules() if n in names]
+    accumulators, _ = collect_hessians(model, "", layers, batches, run_model)  # "": until the whole model has run
     return {n: acc.hessian for n, acc in accumulators.items()}
 
 
