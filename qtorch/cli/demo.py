@@ -16,7 +16,7 @@ from qtorch.cli.table import format_table, human_bytes
 from qtorch.eval.schemes import SCHEMES
 
 LLAMA_SCHEMES = ("w8a8", "w8a8-static", "w8a16", "w4a16", "w4a16-clip", "w4a16-gptq", "codebook4")
-MINILM_SCHEMES = ("w8a8", "w8a8-static-sq", "w8a16", "w4a16", "w4a16-awq-gptq", "mixed45")
+MINILM_SCHEMES = ("w8a8", "w8a8-static-sq", "w8a16", "w4a16", "mixed45")  # the rest: bench_models.py
 DEMO_PRESETS = ("tiny", "small", "llama-200m")
 
 
