@@ -35,7 +35,7 @@ from qtorch_baselines import torchao  # noqa: E402
 from qtorch_baselines.speed import speed_baselines  # noqa: E402
 
 ACCURACY_SCHEMES = ("w8a8", "fp8-sim", "w8a8-sq", "w8a8-static", "w8a8-static-sq", "w8a16", "w4a16", "w4a16-clip",
-                    "w4a16-gptq", "w4a16-awq", "w4a16-awq-gptq", "mixed5")
+                    "w4a16-gptq", "w4a16-awq", "w4a16-awq-gptq", "mixed45", "mixed5")
 PRESET = "llama2-7b-shaped"
 # --act-quant: how compiled W8A8 layers quantize their activations (qtorch::quantize_per_token)
 ACT_QUANT = {"fused": "aten form fused by Inductor into the producing kernel (qtorch.ops.fused_quant)",
@@ -93,6 +93,7 @@ def speed_records(measurements, args, common: dict) -> list[dict]:
 
 def accuracy_records(results, device: torch.device, dtype: torch.dtype, common: dict) -> list[dict]:
     from qtorch.data import EVAL_SETS, load_sentences
+    from qtorch.eval.retrieval import VARIANTS
 
     records = []
     for r in results:
@@ -103,7 +104,9 @@ def accuracy_records(results, device: torch.device, dtype: torch.dtype, common: 
                   "calibration_set": "calibration_generic",
                   "calibration_sentences": len(load_sentences("calibration_generic")),
                   "dtype": str(dtype).replace("torch.", ""), "device": device.type,
-                  "reference": "float32 embeddings (mean pooling, L2-normalised)"}
+                  "reference": "float32 embeddings (mean pooling, L2-normalised)",
+                  "retrieval": f"queries: the evaluation sentences; candidates: {VARIANTS} one-word edits of each "
+                               "(qtorch.eval.retrieval); top-1 / MRR of float32's best candidate"}
         metrics = {**r.errors, "bits_per_weight": r.bits_per_weight, "weight_bytes": r.weight_bytes,
                    "quantize_s": r.quantize_s}
         if r.layer_sqnr_db:

@@ -9,7 +9,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "quantize_": "qtorch.api", "dequantize_": "qtorch.api", "calibrate": "qtorch.api", "compare": "qtorch.api",
     "plan_bits": "qtorch.api", "save_quantized": "qtorch.api", "load_quantized": "qtorch.api",
-    "load_config": "qtorch.api", "quantize_gptq_": "qtorch.algorithms",
+    "load_config": "qtorch.api", "GPTQCandidate": "qtorch.api", "quantize_gptq_": "qtorch.algorithms",
+    "quantize_plan_": "qtorch.algorithms",
     "QuantLinear": "qtorch.nn",
     "W8A8DynamicConfig": "qtorch.config", "W8A8StaticConfig": "qtorch.config", "Int8WeightOnlyConfig": "qtorch.config",
     "GroupWeightOnlyConfig": "qtorch.config", "CodebookConfig": "qtorch.config", "PerLayerConfig": "qtorch.config",

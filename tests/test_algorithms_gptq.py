@@ -183,3 +183,34 @@ def test_group_quantized_weight_dequantize_matches_op():
     assert isinstance(r, GroupQuantizedWeight)
     ref = torch.ops.qtorch.group_dequantize(r.packed(), r.scale, r.zero_point, 4, 32, torch.float32)
     assert torch.equal(r.dequantize(), ref)
+
+
+def test_true_sequential_calibrates_each_layer_on_the_quantized_layers_before_it():
+    class Block(nn.Module):  # q / k read one input (one group), out reads their product, then ffn
+        def __init__(self):
+            super().__init__()
+            self.q, self.k, self.out, self.ffn = (nn.Linear(64, 64) for _ in range(4))
+
+        def forward(self, x):
+            return self.ffn(torch.relu(self.out(self.q(x) * self.k(x))))
+
+    model = nn.Sequential(Block())
+    batches = [correlated_inputs(48, 64, seed=s) for s in range(2)]
+    float_model = copy.deepcopy(model)
+    fmt = dict(bits=4, group_size=32, symmetric=False)
+    results = gptq_quantize_model(model, batches, true_sequential=True, progress=False, **fmt)
+    # out's Hessian comes from the quantized q and k, ffn's from the quantized q, k and out
+    block, ref = model[0], float_model[0]
+    x = torch.cat(batches)
+    with torch.no_grad():
+        h_out = hessian_of(block.q(x) * block.k(x))
+        h_ffn = hessian_of(torch.relu(block.out(block.q(x) * block.k(x))))
+    for name, h, lin in (("0.out", h_out, ref.out), ("0.ffn", h_ffn, ref.ffn)):
+        expected = gptq_quantize_weight(lin.weight, h, act_order=True, **fmt)
+        assert torch.equal(results[name].q, expected.q), name
+        torch.testing.assert_close(results[name].scale, expected.scale)
+    # without it, every layer of the stage sees float inputs
+    plain = gptq_quantize_model(copy.deepcopy(float_model), batches, progress=False, **fmt)
+    with torch.no_grad():
+        h_float = hessian_of(torch.relu(ref.out(ref.q(x) * ref.k(x))))
+    assert torch.equal(plain["0.ffn"].q, gptq_quantize_weight(ref.ffn.weight, h_float, act_order=True, **fmt).q)

@@ -1,4 +1,5 @@
 """plan_bits: per-layer sensitivity, then the least-error choice of schemes under an average-bits budget."""
+import copy
 import itertools
 import math
 import random
@@ -116,3 +117,41 @@ def test_knapsack_is_exact_against_brute_force():
             continue
         assert cost(picks) <= capacity
         assert error(picks) == pytest.approx(min(error(c) for c in feasible))
+
+
+def correlated(n: int, k: int = 64, seed: int = 0) -> torch.Tensor:
+    """(n, k) inputs with a few dominant directions: where GPTQ beats round-to-nearest."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 6, generator=gen) @ torch.randn(6, k, generator=gen) + 0.05 * torch.randn(n, k, generator=gen)
+    return x * torch.exp(torch.randn(k, generator=gen))
+
+
+def test_gptq_candidates_measure_gptq_weights_and_quantize_plan_applies_them():
+    model = mlp()
+    batches = [correlated(128, seed=s) for s in range(2)]
+    x = batches[0]
+    gptq4 = qtorch.GPTQCandidate(INT4)
+    plan = qtorch.plan_bits(model, x, 6.0, candidates=(INT4, gptq4, INT8), batches=batches, progress=False)
+    for p in plan.plan:  # GPTQ's layer error on its own calibration data is below round-to-nearest's
+        rtn, gptq = p.options[0], p.options[1]
+        assert gptq.config == gptq4 and gptq.bits_per_weight == rtn.bits_per_weight
+        assert gptq.sqnr_db > rtn.sqnr_db + 1.0, p
+    assert plan.gptq_layers == {p.name for p in plan.plan if p.options[p.chosen].config == gptq4}
+    assert plan.gptq_layers and all(plan.config_for(n) == INT4 for n in plan.gptq_layers)
+    assert "GPTQ" in plan.table()
+    ref = model(x).detach()
+    quant = copy.deepcopy(model)
+    summary = qtorch.quantize_plan_(quant, plan, batches, progress=False)
+    assert sorted(summary.converted) == ["0", "1", "2", "3"]
+    assert [quant[i].config for i in range(4)] == [plan.config_for(str(i)) for i in range(4)]
+    stored = sum(8 * m.weight_bytes for m in quant) / sum(m.in_features * m.out_features for m in quant)
+    assert stored == pytest.approx(plan.avg_bits_per_weight) and stored <= 6.0
+    rtn_model = copy.deepcopy(model)
+    qtorch.quantize_(rtn_model, plan)  # the same formats, every layer round-to-nearest
+    assert torch.linalg.norm(quant(x) - ref) < torch.linalg.norm(rtn_model(x) - ref)
+    with pytest.raises(ValueError, match="batches"):
+        qtorch.plan_bits(model, x, 6.0, candidates=(gptq4,), progress=False)
+    with pytest.raises(TypeError, match="GroupWeightOnlyConfig"):
+        qtorch.GPTQCandidate(INT8)
+    with pytest.raises(TypeError, match="BitPlan"):
+        qtorch.quantize_plan_(quant, PerLayerConfig({}), batches)

@@ -10,7 +10,7 @@ import torch.nn as nn
 
 from qtorch.algorithms.sequential import _call, gptq_quantize_model
 from qtorch.api.quantize import QuantizeSummary
-from qtorch.config import GroupWeightOnlyConfig
+from qtorch.config import GroupWeightOnlyConfig, PerLayerConfig
 from qtorch.nn.base import QuantLinear
 
 
@@ -22,7 +22,7 @@ def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
 def quantize_gptq_(model: nn.Module, batches: Sequence,
                    config: GroupWeightOnlyConfig | Mapping[str, GroupWeightOnlyConfig] = GroupWeightOnlyConfig(
                        bits=4, group_size=128, symmetric=False), *, forward: Callable = _call, damp: float = 0.1,
-                   clip_search: bool = True, act_order: bool = True,
+                   clip_search: bool = True, act_order: bool = True, true_sequential: bool = False,
                    filter_fn: Callable[[nn.Linear, str], bool] | None = None, progress: bool = True) -> QuantizeSummary:
     """Replace, in place, every nn.Linear of `model` that filter_fn(linear, name) accepts (as in qtorch.quantize_)
     by a QuantLinear of `config` whose weights GPTQ calibrated on `batches` (run as forward(model, batch); no
@@ -53,7 +53,7 @@ def quantize_gptq_(model: nn.Module, batches: Sequence,
     default = GroupWeightOnlyConfig() if configs else config
     results = gptq_quantize_model(model, batches, forward=forward, bits=default.bits, group_size=default.group_size,
                                   symmetric=default.symmetric, damp=damp, clip_search=clip_search,
-                                  act_order=act_order, filter_fn=filter_fn, layer_formats=formats, progress=progress)
+                                  act_order=act_order, true_sequential=true_sequential, filter_fn=filter_fn, layer_formats=formats, progress=progress)
     summary = QuantizeSummary()
     for name, result in results.items():
         linear = float_linears[name]
@@ -70,4 +70,27 @@ def quantize_gptq_(model: nn.Module, batches: Sequence,
     for name, m in float_linears.items():
         if name not in results:
             summary.skipped.append((name, "filter_fn"))
+    return summary
+
+
+def quantize_plan_(model: nn.Module, plan, batches: Sequence, *, damp: float = 0.1, progress: bool = True,
+                   **gptq_options) -> QuantizeSummary:
+    """Quantize `model` in place by a qtorch.plan_bits BitPlan: its round-to-nearest layers (and float ones) through
+    quantize_, then its layers planned with a GPTQCandidate by quantize_gptq_ on `batches`, with the others already
+    in place (gptq_options: quantize_gptq_'s keywords)."""
+    from qtorch.api.plan_bits import BitPlan
+    from qtorch.api.quantize import quantize_
+
+    if not isinstance(plan, BitPlan):
+        raise TypeError(f"plan: expected a BitPlan from qtorch.plan_bits, got {type(plan).__name__}")
+    rtn = {name: cfg for name, cfg in plan.layers.items() if name not in plan.gptq_layers}
+    gptq = {name: cfg for name, cfg in plan.layers.items() if name in plan.gptq_layers}
+    summary = quantize_(model, PerLayerConfig(rtn)) if any(c is not None for c in rtn.values()) else QuantizeSummary()
+    if gptq:
+        done = quantize_gptq_(model, batches, gptq, damp=damp, progress=progress, **gptq_options)
+        summary.converted += done.converted
+        summary.schemes.update(done.schemes)
+        summary.weight_bytes_before += done.weight_bytes_before
+        summary.weight_bytes_after += done.weight_bytes_after
+        summary.skipped = [(n, r) for n, r in summary.skipped if n not in gptq]
     return summary

@@ -9,6 +9,11 @@
    programming over the budget cut into U units (costs rounded up, so the budget always holds; U ≥ 100 per layer,
    so rounding wastes at most ~1% of it).
 Layers that are skipped (filter_fn / skip / min_features, as in quantize_) stay float and are not in the budget.
+Candidates per method: a config is quantized round-to-nearest; GPTQCandidate(config) takes the layer's weights from
+GPTQ of that format on the Hessian of the layer's float inputs over the calibration `batches` (one pass of them for
+all layers), so the sensitivity is the one of the weights GPTQ produces, not of round-to-nearest. quantize_plan_ (qtorch.algorithms)
+then quantizes each layer by its planned method. AWQ is a float-equivalent rescaling with its own per-layer choice
+(α = 0: none, searched on calibration data): run awq_ before plan_bits to plan on the scaled model.
 """
 import math
 from dataclasses import dataclass, field
@@ -24,6 +29,18 @@ from qtorch.config import GroupWeightOnlyConfig, Int8WeightOnlyConfig, PerLayerC
 from qtorch.nn.base import QuantLinear
 
 DEFAULT_CANDIDATES = (GroupWeightOnlyConfig(bits=4, group_size=128), Int8WeightOnlyConfig(), None)
+
+
+@dataclass(frozen=True)
+class GPTQCandidate:
+    """A plan_bits candidate: group-int weights of `config` calibrated by GPTQ (instead of round-to-nearest)."""
+
+    config: GroupWeightOnlyConfig
+
+    def __post_init__(self):
+        if not isinstance(self.config, GroupWeightOnlyConfig):
+            raise TypeError(f"config: expected a GroupWeightOnlyConfig (GPTQ makes group-int weights), got "
+                            f"{type(self.config).__name__}")
 
 
 @dataclass(frozen=True)
@@ -49,13 +66,18 @@ class BitPlan(PerLayerConfig):
     avg_bits_per_weight: float = 0.0
     plan: tuple[LayerPlan, ...] = field(default_factory=tuple)
 
+    gptq_layers: frozenset = frozenset()  # layers planned with a GPTQCandidate (quantize_plan_ runs GPTQ on them)
+
     def table(self) -> str:
         width = max([len("layer")] + [len(p.name) for p in self.plan])
         lines = [f"plan_bits: {self.avg_bits_per_weight:.3f} bits/weight (budget {self.budget_bits_per_weight:g})",
                  f"{'layer':<{width}}  {'weights':>10}  chosen (bits/w, SQNR dB) | other candidates"]
         for p in self.plan:
             def fmt(o):
-                name = "float" if o.config is None else f"{o.config.scheme}/{getattr(o.config, 'bits', 8)}b"
+                cfg = o.config.config if isinstance(o.config, GPTQCandidate) else o.config
+                name = "float" if cfg is None else f"{cfg.scheme}/{getattr(cfg, 'bits', 8)}b"
+                name += f"/g{cfg.group_size}" if isinstance(cfg, GroupWeightOnlyConfig) else ""
+                name += " GPTQ" if isinstance(o.config, GPTQCandidate) else ""
                 return f"{name} ({o.bits_per_weight:.2f}, {o.sqnr_db:.1f})"
             others = ", ".join(fmt(o) for i, o in enumerate(p.options) if i != p.chosen)
             lines.append(f"{p.name:<{width}}  {p.n_weights:>10,}  {fmt(p.options[p.chosen])} | {others}")
@@ -67,14 +89,44 @@ def _swap(sites, new):
         s.replace(new)
 
 
-def _measure(model, sites, linear, config, inputs, ref) -> tuple[float, float]:
-    """(bits per weight, output noise ratio) with only this layer quantized by config; None if it cannot be."""
+def _layer_hessians(model, batches, names) -> dict:
+    """{layer: H = (2/n) Σ x xᵀ} of the inputs each layer of `names` sees in the float model, from one pass."""
+    from qtorch.algorithms.sequential import collect_hessians
+
+    layers = [(n, m) for n, m in model.named_modules() if n in names]
+    accumulators, _ = collect_hessians(model, "", layers, batches, run_model)  # "": until the whole model has run
+    return {n: acc.hessian for n, acc in accumulators.items()}
+
+
+def _gptq_weights(model, hessians, candidate: GPTQCandidate) -> dict:
+    """{layer: GroupQuantizedWeight}: GPTQ of candidate.config for each layer alone (float inputs: the trial that
+    measures it quantizes only that layer), for the layers whose input width the group size divides."""
+    from qtorch.algorithms.gptq import gptq_quantize_weight
+
+    cfg = candidate.config
+    linears = dict(model.named_modules())
+    return {n: gptq_quantize_weight(linears[n].weight, h, bits=cfg.bits, group_size=cfg.group_size,
+                                    symmetric=cfg.symmetric, act_order=True)
+            for n, h in hessians.items() if linears[n].in_features % cfg.group_size == 0}
+
+
+def _measure(model, sites, linear, config, inputs, ref, gptq=None) -> tuple[float, float]:
+    """(bits per weight, output noise ratio) with only this layer quantized by config (by GPTQ: its weights from
+    `gptq`, {layer: GroupQuantizedWeight}); None if it cannot be."""
     if config is None:
         return 8.0 * linear.weight.element_size(), 0.0
-    try:
-        qlinear = QuantLinear.from_float(linear, config)
-    except ValueError:  # e.g. in_features not divisible by the candidate's group size
-        return None
+    if isinstance(config, GPTQCandidate):
+        result = gptq.get(sites[0].name)
+        if result is None:  # the group size does not divide in_features
+            return None
+        qlinear = QuantLinear.from_quantized(config.config, bias=None if linear.bias is None else linear.bias.detach(),
+                                             weight_dtype=linear.weight.dtype, q=result.q, scale=result.scale,
+                                             zero_point=result.zero_point)
+    else:
+        try:
+            qlinear = QuantLinear.from_float(linear, config)
+        except ValueError:  # e.g. in_features not divisible by the candidate's group size
+            return None
     _swap(sites, qlinear)
     try:
         if isinstance(config, W8A8StaticConfig):
@@ -150,11 +202,13 @@ def _infeasible_message(budget, layer_sites, options, costs, candidates) -> str:
 
 @torch.no_grad()
 def plan_bits(model: nn.Module, inputs, budget_bits_per_weight: float, candidates=DEFAULT_CANDIDATES, *,
-              filter_fn=None, skip=(), min_features: int = 0, progress: bool = True) -> BitPlan:
-    """Pick a scheme per layer from `candidates` (configs; None = keep float) with an average of at most
-    `budget_bits_per_weight` stored bits per weight and the least total output error on `inputs` (one batch: a
-    tensor, a tuple/list of positional arguments or a dict). The model is left unchanged. Returns a BitPlan, a
-    PerLayerConfig that quantize_ accepts (print plan.table() to see the choices)."""
+              batches=None, filter_fn=None, skip=(), min_features: int = 0, progress: bool = True) -> BitPlan:
+    """Pick a scheme per layer from `candidates` (configs, GPTQCandidate(config); None = keep float) with an average
+    of at most `budget_bits_per_weight` stored bits per weight and the least total output error on `inputs` (one
+    batch: a tensor, a tuple/list of positional arguments or a dict). batches: the calibration batches GPTQ
+    candidates are calibrated on (needed with a GPTQCandidate; without padding tokens). The model is left unchanged.
+    Returns a BitPlan, a PerLayerConfig (print plan.table() to see the choices): quantize_ accepts it
+    (round-to-nearest everywhere); qtorch.algorithms.quantize_plan_ runs GPTQ on the layers planned with it."""
     if isinstance(budget_bits_per_weight, bool) or not isinstance(budget_bits_per_weight, (int, float)) \
             or not budget_bits_per_weight > 0:
         raise ValueError(f"budget_bits_per_weight: expected a number > 0, got {budget_bits_per_weight!r}")
@@ -162,7 +216,10 @@ def plan_bits(model: nn.Module, inputs, budget_bits_per_weight: float, candidate
     if not candidates:
         raise ValueError("candidates: expected at least one config (or None for float)")
     for i, c in enumerate(candidates):
-        check_config(f"candidates[{i}]", c, allow_none=True)
+        if not isinstance(c, GPTQCandidate):
+            check_config(f"candidates[{i}]", c, allow_none=True)
+    if batches is None and any(isinstance(c, GPTQCandidate) for c in candidates):
+        raise ValueError("batches: GPTQ candidates need calibration batches (plan_bits(..., batches=...))")
     skip = check_selection_args(filter_fn, skip, min_features)
     check_model(model)
     model = unwrap_compiled(model)  # the trials run the uncompiled model (no recompilation per trial)
@@ -177,6 +234,9 @@ def plan_bits(model: nn.Module, inputs, budget_bits_per_weight: float, candidate
         raise ValueError("model: no nn.Linear layer to plan (all skipped or none present)")
     ref = float_leaves(run_model(model, inputs))
     layer_sites = list(groups.values())
+    gptq_candidates = [c for c in candidates if isinstance(c, GPTQCandidate)]
+    hessians = _layer_hessians(model, batches, {s[0].name for s in layer_sites}) if gptq_candidates else {}
+    gptq = {c: _gptq_weights(model, hessians, c) for c in gptq_candidates}
     errors, costs, options = [], [], []
     bar = tqdm(total=len(layer_sites) * len(candidates), desc="plan_bits", unit="trial", disable=not progress)
     for sites in layer_sites:
@@ -184,7 +244,7 @@ def plan_bits(model: nn.Module, inputs, budget_bits_per_weight: float, candidate
         n = linear.weight.numel()
         row = []
         for config in candidates:
-            measured = _measure(model, sites, linear, config, inputs, ref)
+            measured = _measure(model, sites, linear, config, inputs, ref, gptq.get(config))
             bar.update(1)
             if measured is not None:
                 row.append((config, *measured))
@@ -199,11 +259,14 @@ def plan_bits(model: nn.Module, inputs, budget_bits_per_weight: float, candidate
     picks = _knapsack(errors, costs, budget_bits_per_weight * total_weights)
     if picks is None:
         raise ValueError(_infeasible_message(budget_bits_per_weight, layer_sites, options, costs, candidates))
-    layers, plan = {}, []
+    layers, plan, gptq_layers = {}, [], set()
     for sites, row, pick in zip(layer_sites, options, picks):
+        chosen = row[pick][0]
         for s in sites:
-            layers[s.name] = row[pick][0]
+            layers[s.name] = chosen.config if isinstance(chosen, GPTQCandidate) else chosen
+            if isinstance(chosen, GPTQCandidate):
+                gptq_layers.add(s.name)
         opts = tuple(LayerOption(c, bits, math.inf if e == 0 else -10.0 * math.log10(e)) for c, bits, e in row)
         plan.append(LayerPlan(sites[0].name, sites[0].module.weight.numel(), opts, pick))
     avg = sum(costs[i][p] for i, p in enumerate(picks)) / total_weights
-    return BitPlan(layers, None, budget_bits_per_weight, avg, tuple(plan))
+    return BitPlan(layers, None, budget_bits_per_weight, avg, tuple(plan), frozenset(gptq_layers))

@@ -16,7 +16,7 @@ from qtorch.cli.table import format_table, human_bytes
 from qtorch.eval.schemes import SCHEMES
 
 LLAMA_SCHEMES = ("w8a8", "w8a8-static", "w8a16", "w4a16", "w4a16-clip", "w4a16-gptq", "codebook4")
-MINILM_SCHEMES = ("w8a8", "fp8-sim", "w8a8-static-sq", "w8a16", "w4a16", "w4a16-gptq", "w4a16-awq", "mixed5")
+MINILM_SCHEMES = ("w8a8", "fp8-sim", "w8a8-static-sq", "w8a16", "w4a16", "mixed45")  # the rest: bench_models.py
 DEMO_PRESETS = ("tiny", "small", "llama-200m")
 
 
@@ -46,9 +46,12 @@ def add_parser(sub) -> None:
 def _error_columns(results) -> tuple[list[str], list]:
     if "cosine_mean" in results[0].errors:
         sets = [k.removeprefix("cosine_mean_") for k in results[0].errors if k.startswith("cosine_mean_")]
-        return (["cos mean (worse set)", *(f"cos {s}" for s in sets), "cos min"],
+        ranked = "retrieval_top1" in results[0].errors  # the near-duplicate retrieval check (qtorch.eval.retrieval)
+        return (["cos mean (worse set)", *(f"cos {s}" for s in sets), "cos min",
+                 *(["near-dup top-1", "near-dup MRR"] if ranked else [])],
                 [lambda e: f"{e['cosine_mean']:.5f}", *(lambda e, s=s: f"{e['cosine_mean_' + s]:.5f}" for s in sets),
-                 lambda e: f"{e['cosine_min']:.5f}"])
+                 lambda e: f"{e['cosine_min']:.5f}",
+                 *([lambda e: f"{e['retrieval_top1']:.1%}", lambda e: f"{e['retrieval_mrr']:.4f}"] if ranked else [])])
     return ["logits SQNR dB", "top-1 agree"], [lambda e: f"{e['sqnr_db']:.2f}", lambda e: f"{e['top1_agree']:.1%}"]
 
 
@@ -102,7 +105,8 @@ def _demo_minilm(args, device, dtype, progress):
     sets = ", ".join(f"{name} ({len(load_sentences(name))})" for name in EVAL_SETS)
     print(f"\n== all-MiniLM-L6-v2 on {device.type}, {str(dtype).replace('torch.', '')}: cosine of the embeddings vs "
           f"float32 on two evaluation sets: {sets}; calibration on calibration_generic "
-          f"({len(load_sentences('calibration_generic'))} sentences of another style; qtorch/data/README.md) ==")
+          f"({len(load_sentences('calibration_generic'))} sentences of another style; qtorch/data/README.md); near-dup: "
+          f"ranking of one-word edits of each sentence vs float32's (qtorch.eval.retrieval) ==")
     results = evaluate_schemes(task, args.schemes or MINILM_SCHEMES, progress=progress, label="minilm")
     print(results_table(results))
     _print_legend(results)

@@ -37,6 +37,7 @@ class EvalTask:
     calibration: Calibration
     error_fn: Callable[[torch.Tensor, torch.Tensor], dict[str, float]]  # (reference out, out) -> errors
     reference: torch.Tensor  # float32 output of the float model on `inputs` (the ground truth)
+    model_errors: Callable[[nn.Module], dict[str, float]] | None = None  # more errors from running the model itself
 
 
 def _run(model, inputs):
@@ -57,11 +58,14 @@ def evaluate_schemes(task: EvalTask, schemes: Sequence[str], *, repeats: int = 1
     def latency(model):
         return median_ms(lambda: _run(model, task.inputs), device, repeats) if device.type == "cuda" else None
 
+    def errors(model, out):
+        return {**task.error_fn(task.reference, out), **(task.model_errors(model) if task.model_errors else {})}
+
     results = []
     stored, count = linear_weight_storage(task.model)
     float_out = _run(task.model, task.inputs)
     results.append(SchemeResult("float", f"unquantized ({next(task.model.parameters()).dtype})".replace("torch.", ""),
-                                8.0 * stored / count, stored, task.error_fn(task.reference, float_out),
+                                8.0 * stored / count, stored, errors(task.model, float_out),
                                 latency(task.model), 0.0))
     for name in tqdm(schemes, desc=label, unit="scheme", disable=not progress):
         scheme = get_scheme(name)
@@ -77,8 +81,7 @@ def evaluate_schemes(task: EvalTask, schemes: Sequence[str], *, repeats: int = 1
         quant_names = [n for n, m in quant.named_modules() if isinstance(m, QuantLinear)]
         layer_sqnr = ({r.name: r.local_sqnr_db for r in qtorch.compare(task.model, quant, task.inputs).layers}
                       if quant_names and all(n in float_names for n in quant_names) else {})
-        results.append(SchemeResult(name, scheme.description, 8.0 * stored / count, stored,
-                                    task.error_fn(task.reference, out),
+        results.append(SchemeResult(name, scheme.description, 8.0 * stored / count, stored, errors(quant, out),
                                     latency(quant), quantize_s, layer_sqnr))
     return results
 

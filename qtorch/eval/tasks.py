@@ -4,6 +4,7 @@ import torch
 
 from qtorch.eval.evaluate import EvalTask, logits_errors
 from qtorch.eval.measure import cosine_stats
+from qtorch.eval.retrieval import RetrievalCheck, near_duplicates
 from qtorch.eval.schemes import Calibration
 
 EVAL_SEED, CALIBRATION_SEED = 1, 2
@@ -53,9 +54,10 @@ def per_set_embedding_errors(set_sizes: dict[str, int]):
 
 
 @torch.no_grad()
-def minilm_task(device="cpu", dtype=torch.float32, progress: bool = True) -> EvalTask:
+def minilm_task(device="cpu", dtype=torch.float32, progress: bool = True, retrieval: bool = True) -> EvalTask:
     """all-MiniLM-L6-v2; cosine of each evaluation sentence's embedding vs the float32 model's, on both shipped
-    evaluation sets (qtorch/data: eval_everyday, eval_longform), calibrated on calibration_generic only."""
+    evaluation sets (qtorch/data: eval_everyday, eval_longform), calibrated on calibration_generic only.
+    retrieval: also the near-duplicate retrieval check on the same sentences (qtorch.eval.retrieval)."""
     from qtorch.data import EVAL_SETS, load_sentences
     from qtorch.models.minilm import load_minilm
 
@@ -66,7 +68,9 @@ def minilm_task(device="cpu", dtype=torch.float32, progress: bool = True) -> Eva
     calibration_sentences = load_sentences("calibration_generic")
     calibration = Calibration(batches=encoder.unpadded_batches(calibration_sentences),
                               plan_inputs=encoder.tokenize(calibration_sentences[:PLAN_SENTENCES]), progress=progress)
+    check = RetrievalCheck(encoder, [s for sentences in sets.values() for s in sentences],
+                           near_duplicates(sets)) if retrieval else None
     if dtype != torch.float32:
         encoder = encoder.to(dtype)
     return EvalTask(encoder, inputs, calibration, per_set_embedding_errors({k: len(v) for k, v in sets.items()}),
-                    reference)
+                    reference, check)
