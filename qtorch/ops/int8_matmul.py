@@ -153,6 +153,24 @@ def _padded_warning(op: str, n: int, k: int) -> None:
                                       "w_q per call; pad the layer at conversion to avoid it)")
 
 
+def _arg_names(schema: str) -> tuple:
+    """("x_q", "x_scale", …) of a schema "(Tensor x_q, Tensor x_scale, …) -> Tensor", in order."""
+    return tuple(arg.split()[-1] for arg in schema[1:schema.index(")")].split(","))
+
+
+def _run_padded(op: str, schema: str, kernel, args: tuple, per_channel: tuple):
+    """The padded route of `op`: warn once per shape, zero-pad x_q, w_q, w_colsum, w_zp and the per-channel vectors
+    named in per_channel (pad_operands), call `kernel` on them (args in the schema's order), keep the first N
+    columns."""
+    named = dict(zip(_arg_names(schema), args))
+    x_q, w_q = named["x_q"], named["w_q"]
+    _padded_warning(op, w_q.shape[0], x_q.shape[1])
+    x_p, w_p, vectors, n = pad_operands(x_q, w_q, named["w_colsum"], named["w_zp"],
+                                        {name: named[name] for name in per_channel})
+    y = kernel(*dict(named, x_q=x_p, w_q=w_p, **vectors).values())  # (M, N_pad)
+    return y if y.shape[1] == n else y[:, :n].contiguous()
+
+
 NO_EXTENSION = "the CUDA extension qtorch._C is not built (reinstall with nvcc and a CUDA build of torch)"
 
 
@@ -164,14 +182,9 @@ def _scaled_mm_aligned(x_q, x_scale, x_zp, w_q, w_scale, w_colsum, w_zp, bias, o
                                                  bias if bias is None else c(bias), out_dtype)
 
 
-def int8_scaled_mm_padded(x_q, x_scale, x_zp, w_q, w_scale, w_colsum, w_zp, bias, out_dtype,
-                          kernel=_scaled_mm_aligned):
-    """The padded route (pad_operands) around `kernel` (the aligned C++ op; the tests pass the reference)."""
-    _padded_warning("int8_scaled_mm", w_q.shape[0], x_q.shape[1])
-    x_p, w_p, v, n = pad_operands(x_q, w_q, w_colsum, w_zp, {"w_scale": w_scale, "bias": bias})
-    y = kernel(x_p, x_scale.contiguous(), x_zp.contiguous(), w_p, v["w_scale"], v["w_colsum"], v["w_zp"], v["bias"],
-               out_dtype)  # (M, N_pad)
-    return y if y.shape[1] == n else y[:, :n].contiguous()
+def int8_scaled_mm_padded(*args, kernel=_scaled_mm_aligned):
+    """The padded route (_run_padded) around `kernel` (the aligned C++ op; the tests pass the reference)."""
+    return _run_padded("int8_scaled_mm", SCALED_MM_SCHEMA, kernel, args, ("w_scale", "bias"))
 
 
 routing.register_backends("int8_scaled_mm", [
@@ -209,14 +222,9 @@ def _requant_aligned(x_q, x_zp, w_q, w_zp, w_colsum, bias_q, multiplier, shift, 
                                                       c(multiplier), c(shift), y_zp)
 
 
-def int8_linear_requant_padded(x_q, x_zp, w_q, w_zp, w_colsum, bias_q, multiplier, shift, y_zp,
-                               kernel=_requant_aligned):
-    """The padded route (pad_operands) around `kernel` (the aligned C++ op; the tests pass the reference)."""
-    _padded_warning("int8_linear_requant", w_q.shape[0], x_q.shape[1])
-    x_p, w_p, v, n = pad_operands(x_q, w_q, w_colsum, w_zp,
-                                  {"bias_q": bias_q, "multiplier": multiplier, "shift": shift})
-    y = kernel(x_p, x_zp, w_p, v["w_zp"], v["w_colsum"], v["bias_q"], v["multiplier"], v["shift"], y_zp)
-    return y if y.shape[1] == n else y[:, :n].contiguous()
+def int8_linear_requant_padded(*args, kernel=_requant_aligned):
+    """The padded route (_run_padded) around `kernel` (the aligned C++ op; the tests pass the reference)."""
+    return _run_padded("int8_linear_requant", REQUANT_SCHEMA, kernel, args, ("bias_q", "multiplier", "shift"))
 
 
 routing.register_backends("int8_linear_requant", [
