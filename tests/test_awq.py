@@ -61,3 +61,5 @@ def test_bad_arguments(data):
         awq_(TwoBranch(), calib, alpha=-0.1)
     with pytest.raises(ValueError, match="group_size=128 does not divide"):
         awq_(torch.nn.Sequential(torch.nn.Linear(96, 8)), [torch.randn(4, 96)], W4)
+    with pytest.raises(ValueError, match="no float nn.Linear layer to scale"):
+        awq_(TwoBranch(), calib, filter_fn=lambda lin, name: False)

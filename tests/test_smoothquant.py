@@ -55,5 +55,5 @@ def test_bad_arguments(data):
         smooth_quant_(TwoBranch(), calib, alpha=1.5)
     with pytest.raises(ValueError, match="batches"):
         smooth_quant_(TwoBranch(), [])
-    with pytest.raises(ValueError, match="no float nn.Linear"):
+    with pytest.raises(ValueError, match="no float nn.Linear layer to smooth"):
         smooth_quant_(TwoBranch(), calib, filter_fn=lambda lin, name: False)

@@ -19,8 +19,8 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn as nn
 
-from qtorch.algorithms.input_scaling import (apply_input_scale, collect_input_stats, default_folds, float_linears,
-                                             input_groups)
+from qtorch.algorithms.input_scaling import (apply_input_scale, check_alpha, collect_input_stats, default_folds,
+                                             float_linears, input_groups)
 from qtorch.api._batches import run_model
 from qtorch.config import GroupWeightOnlyConfig
 from qtorch.quant.affine import compute_qparams, dequantize, quantize
@@ -61,12 +61,8 @@ def awq_(model: nn.Module, batches: Sequence, config: GroupWeightOnlyConfig = Gr
     """
     if not isinstance(config, GroupWeightOnlyConfig):
         raise TypeError(f"config: expected a GroupWeightOnlyConfig, got {type(config).__name__}")
-    if alpha is not None and (isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or
-                              not 0.0 <= alpha <= 1.0):
-        raise ValueError(f"alpha: expected a number in [0, 1] or None, got {alpha!r}")
-    linears = float_linears(model, filter_fn)
-    if not linears:
-        raise ValueError("model: no float nn.Linear layer to scale (check filter_fn)")
+    check_alpha(alpha)
+    linears = float_linears(model, filter_fn, "scale")
     bad = [n for n, lin in linears.items() if lin.in_features % config.group_size]
     if bad:
         raise ValueError(f"config: group_size={config.group_size} does not divide the input width of "

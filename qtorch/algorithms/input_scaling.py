@@ -148,11 +148,21 @@ def apply_input_scale(model: nn.Module, group: Sequence[str], scale: torch.Tenso
             prev.bias.div_(scale.to(prev.bias))
 
 
-def float_linears(model: nn.Module, filter_fn=None) -> dict[str, nn.Linear]:
+def check_alpha(alpha) -> None:
+    """alpha: a number in [0, 1] (the scale exponent) or None (searched)."""
+    if alpha is not None and (isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or
+                              not 0.0 <= alpha <= 1.0):
+        raise ValueError(f"alpha: expected a number in [0, 1] or None, got {alpha!r}")
+
+
+def float_linears(model: nn.Module, filter_fn, action: str) -> dict[str, nn.Linear]:
     """The float nn.Linear layers filter_fn(linear, name) accepts (an InputScaledLinear's inner layer under its own
-    name `….linear`: scaling it again nests a second InputScaledLinear)."""
+    name `….linear`: scaling it again nests a second InputScaledLinear); none is an error (`action`: what the
+    caller would do to them, for its message)."""
     out = {}
     for name, m in model.named_modules():
         if isinstance(m, nn.Linear) and (filter_fn is None or filter_fn(m, name)):
             out[name] = m
+    if not out:
+        raise ValueError(f"model: no float nn.Linear layer to {action} (check filter_fn)")
     return out

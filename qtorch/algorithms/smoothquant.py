@@ -20,8 +20,8 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn as nn
 
-from qtorch.algorithms.input_scaling import (apply_input_scale, collect_input_stats, default_folds, float_linears,
-                                             input_groups)
+from qtorch.algorithms.input_scaling import (apply_input_scale, check_alpha, collect_input_stats, default_folds,
+                                             float_linears, input_groups)
 from qtorch.api._batches import run_model
 from qtorch.config import W8A8DynamicConfig, W8A8StaticConfig
 from qtorch.quant.affine import compute_qparams, dequantize, fake_quantize, qparams_from_minmax, quantize
@@ -73,12 +73,8 @@ def smooth_quant_(model: nn.Module, batches: Sequence, config=W8A8StaticConfig()
     """
     if not isinstance(config, (W8A8StaticConfig, W8A8DynamicConfig)):
         raise TypeError(f"config: expected W8A8StaticConfig or W8A8DynamicConfig, got {type(config).__name__}")
-    if alpha is not None and (isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or
-                              not 0.0 <= alpha <= 1.0):
-        raise ValueError(f"alpha: expected a number in [0, 1] or None, got {alpha!r}")
-    linears = float_linears(model, filter_fn)
-    if not linears:
-        raise ValueError("model: no float nn.Linear layer to smooth (check filter_fn)")
+    check_alpha(alpha)
+    linears = float_linears(model, filter_fn, "smooth")
     folds = default_folds(model) if folds is None else dict(folds)
     stats = collect_input_stats(model, linears, batches, forward)
     static = isinstance(config, W8A8StaticConfig)
