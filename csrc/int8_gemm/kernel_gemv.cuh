@@ -11,8 +11,11 @@
 //
 // CTA: 8 warps split K (chunk c goes to warp c % 8), kRB 16-row weight blocks per CTA; partial accumulators are
 // summed across warps in shared memory (int32, never global memory) and the epilogue writes y[token, row].
+// Programmatic dependent launch (common/pdl.cuh): weight loads of the first chunks are issued before pdl_wait(),
+// x loads, the epilogue's reads of S_X / Z_X and the stores after it.
 #pragma once
 #include "int8_gemm/epilogue.cuh"
+#include "common/pdl.cuh"
 #include "int8_gemm/ptx.cuh"
 
 namespace qtorch_int8 {
@@ -34,6 +37,9 @@ struct GemvArgs {
   EpilogueParams epi;
 };
 
+using qtorch_ptx::pdl_launch_dependents;
+using qtorch_ptx::pdl_wait;
+
 template <class T, bool kRowSum>
 __global__ void __launch_bounds__(T::kThreads, 1) int8_gemv_kernel(const GemvArgs args) {  // operands + epilogue
   __shared__ int32_t red[T::kWarps * T::kFragInts];  // [warp][rb][nt][i][lane] partial accumulators
@@ -44,6 +50,7 @@ __global__ void __launch_bounds__(T::kThreads, 1) int8_gemv_kernel(const GemvArg
   const int g = lane / 4, q = lane % 4;
   const int n_base = blockIdx.x * T::kRows;
   const int chunks = (K + 63) / 64;
+  pdl_launch_dependents();  // the next kernel's CTAs may start as this grid's SMs free up
 
   // Row pointers of this thread (clamped in range; loads of rows >= N / tokens >= M are predicated off).
   const int8_t* wrow[T::kRB][2];
@@ -90,10 +97,15 @@ __global__ void __launch_bounds__(T::kThreads, 1) int8_gemv_kernel(const GemvArg
 #pragma unroll
         for (int hi = 0; hi < 2; ++hi)
           wv[u][rb][hi] = (kin && wvalid[rb][hi]) ? ld_stream_16(wrow[rb][hi] + c * 64) : make_uint4(0, 0, 0, 0);
+    }
+    pdl_wait();  // x is the previous kernel's output (returns at once after the first call)
+#pragma unroll
+    for (int u = 0; u < T::kUnroll; ++u) {
+      const int c = c0 + u * T::kWarps;
+      const bool kin = c < chunks && c * 64 + 16 * q < K;
 #pragma unroll
       for (int nt = 0; nt < T::kNT; ++nt)
-        xv[u][nt] = (kin && xvalid[nt]) ? ld_readonly_16(xrow[nt] + c * 64)
-                                        : make_uint4(0, 0, 0, 0);
+        xv[u][nt] = (kin && xvalid[nt]) ? ld_readonly_16(xrow[nt] + c * 64) : make_uint4(0, 0, 0, 0);
     }
 #pragma unroll
     for (int u = 0; u < T::kUnroll; ++u) {
@@ -116,6 +128,7 @@ __global__ void __launch_bounds__(T::kThreads, 1) int8_gemv_kernel(const GemvArg
     }
   }
 
+  pdl_wait();  // warps without a chunk have not waited yet; the epilogue reads S_X, Z_X (the previous kernel's)
   // Cross-warp reduction through shared memory.
 #pragma unroll
   for (int rb = 0; rb < T::kRB; ++rb)

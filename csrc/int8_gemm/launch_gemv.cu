@@ -19,6 +19,9 @@ cudaError_t launch_gemv_tile(const GemmProblem& pb, cudaStream_t stream) {
   cfg.gridDim = dim3(ceil_div(pb.epi.N, T::kRows));
   cfg.blockDim = dim3(T::kThreads);
   cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  cfg.attrs = attr;
+  cfg.numAttrs = qtorch_ptx::pdl_launch_attribute(attr[0]);
   return cudaLaunchKernelEx(&cfg, kernel, args);
 }
 

@@ -10,7 +10,10 @@
 // flight per warp). GROUPED: each chunk lies in one group; its mma result is scaled by S in fp32 and added
 // (ŵ is never rounded); otherwise (one group per row, g = K) S multiplies the final sum. Partial sums of the 8 warps
 // meet in shared memory in a fixed order (deterministic), then bias, rounding to the activation dtype and the store.
+// Launched with programmatic dependent launch (common/pdl.cuh): the weight, scale and zero-point loads of the first
+// chunks are issued before pdl_wait(), x loads and the stores after it.
 #pragma once
+#include "common/pdl.cuh"
 #include "mixed_gemm/convert.cuh"
 #include "mixed_gemm/mixed_gemm.h"
 
@@ -42,6 +45,9 @@ __device__ __forceinline__ uint32_t xword(const uint4 (&v)[V], int w) {
   return (w % 4 == 0) ? q.x : (w % 4 == 1) ? q.y : (w % 4 == 2) ? q.z : q.w;
 }
 
+using qtorch_ptx::pdl_launch_dependents;
+using qtorch_ptx::pdl_wait;
+
 template <class TL>
 __global__ void __launch_bounds__(TL::kThreads, TL::kMinBlocks) mixed_gemm_kernel(const MixedGemmParams p) {
   using T = typename TL::Act;
@@ -57,6 +63,7 @@ __global__ void __launch_bounds__(TL::kThreads, TL::kMinBlocks) mixed_gemm_kerne
   const int tiles = (N + 15) / 16;
   const int tile_groups = (tiles + NT - 1) / NT;
   const int m0 = blockIdx.y * TL::kTokens;
+  pdl_launch_dependents();  // the next layer's CTAs may start streaming their weights as this grid's SMs free up
 
   const T* xptr[MT];  // this lane's token row of each token tile, at its K offset inside a chunk
   bool xvalid[MT];
@@ -106,17 +113,12 @@ __global__ void __launch_bounds__(TL::kThreads, TL::kMinBlocks) mixed_gemm_kerne
       float sc[U][NT][2];
       int zz[U][NT][2];
 #pragma unroll
-      for (int u = 0; u < U; ++u) {  // U chunks of loads in flight before the first use
+      for (int u = 0; u < U; ++u) {  // U chunks of loads in flight before the first use: weights first
         const int c = c0 + u * W;
         const bool cin = c < chunks;
 #pragma unroll
         for (int nt = 0; nt < NT; ++nt)
           wv[u][nt] = (cin && tvalid[nt]) ? ld_stream_16(wptr[nt] + static_cast<size_t>(c) * 128) : make_uint4(0, 0, 0, 0);
-#pragma unroll
-        for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-          for (int v = 0; v < TL::kXV; ++v)
-            xv[u][mt][v] = (cin && xvalid[mt]) ? ld_readonly_16(xptr[mt] + c * CK + v * 8) : make_uint4(0, 0, 0, 0);
         if constexpr (TL::GROUPED) {  // the chunk's group: S and Z of rows g, g + 8
           const int grp = min(c, chunks - 1) * CK / p.group_size;
 #pragma unroll
@@ -127,6 +129,17 @@ __global__ void __launch_bounds__(TL::kThreads, TL::kMinBlocks) mixed_gemm_kerne
               zz[u][nt][h] = __ldg(p.zp + static_cast<size_t>(srow[nt][h]) * groups + grp);
             }
         }
+      }
+      pdl_wait();  // x is the previous kernel's output (returns at once after the first call)
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const bool cin = c0 + u * W < chunks;
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+          for (int v = 0; v < TL::kXV; ++v)
+            xv[u][mt][v] = (cin && xvalid[mt]) ? ld_readonly_16(xptr[mt] + (c0 + u * W) * CK + v * 8)
+                                               : make_uint4(0, 0, 0, 0);
       }
 #pragma unroll
       for (int u = 0; u < U; ++u) {
@@ -171,6 +184,7 @@ __global__ void __launch_bounds__(TL::kThreads, TL::kMinBlocks) mixed_gemm_kerne
       }
     }
 
+    pdl_wait();  // warps without a chunk (K < 8 chunks) have not waited yet, and y is written below
     // C fragment i of lane (g, t): row g + 8 (i / 2), token 2 t + i % 2.
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt)

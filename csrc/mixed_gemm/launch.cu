@@ -17,9 +17,15 @@ cudaError_t launch_tile(const MixedGemmParams& p, cudaStream_t stream) {
                                                            cudaFuncAttributeMaxDynamicSharedMemorySize, TL::kSmemBytes);
     if (raised != cudaSuccess) return raised;
   }
-  const dim3 grid(ceil_div(ceil_div(p.N, 16), TL::NT), ceil_div(p.M, TL::kTokens));
-  mixed_gemm_kernel<TL><<<grid, TL::kThreads, TL::kSmemBytes, stream>>>(p);
-  return cudaGetLastError();
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3(ceil_div(ceil_div(p.N, 16), TL::NT), ceil_div(p.M, TL::kTokens));
+  cfg.blockDim = dim3(TL::kThreads);
+  cfg.dynamicSmemBytes = TL::kSmemBytes;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  cfg.attrs = attr;
+  cfg.numAttrs = qtorch_ptx::pdl_launch_attribute(attr[0]);
+  return cudaLaunchKernelEx(&cfg, mixed_gemm_kernel<TL>, p);
 }
 
 // The tile shapes (NT 16-row weight tiles, MT 8-token tiles, U chunks in flight per warp, CTAs per SM the registers

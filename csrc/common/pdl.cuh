@@ -1,0 +1,48 @@
+// Programmatic dependent launch (sm_90+, torch-free): a kernel launched with it may start while the previous kernel
+// in the stream finishes, and must call pdl_wait() before it reads what that kernel wrote (or writes anything).
+// Weights do not depend on the previous layer, so a GEMM issues its first weight loads before pdl_wait() and the
+// HBM stream continues across kernel boundaries. On sm_80 both calls compile to nothing and the launch attribute
+// is left off (pdl_launch_attribute), so the kernels behave exactly as plain launches there.
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include <cstdlib>
+
+namespace qtorch_ptx {
+
+// Block until the grids this one depends on have completed and their memory is visible (no-op without PDL).
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+
+// Let the next kernel in the stream (when launched with PDL) begin launching its CTAs.
+__device__ __forceinline__ void pdl_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::);
+#endif
+}
+
+// Fills `attr` with the PDL attribute and returns 1 on devices of compute capability 9.0+ (0 elsewhere, or when
+// QTORCH_PDL=0: A/B measurements only). The answer is cached per device ordinal.
+inline unsigned pdl_launch_attribute(cudaLaunchAttribute& attr) {
+  static int cached[64] = {};  // 0 unknown, 1 on, 2 off
+  static const bool disabled = [] {
+    const char* v = std::getenv("QTORCH_PDL");
+    return v != nullptr && v[0] == '0';
+  }();
+  int device = 0;
+  if (disabled || cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= 64) return 0;
+  if (cached[device] == 0) {
+    int major = 0;
+    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
+    cached[device] = major >= 9 ? 1 : 2;
+  }
+  if (cached[device] != 1) return 0;
+  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr.val.programmaticStreamSerializationAllowed = 1;
+  return 1;
+}
+
+}  // namespace qtorch_ptx
