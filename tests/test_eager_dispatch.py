@@ -16,8 +16,8 @@ from qtorch.eval.schemes import SCHEMES, SPEED_SCHEMES
 from qtorch.nn import QuantLinear
 from qtorch.quant.layout import LAYOUT_ROWMAJOR, LAYOUT_TILED, WeightLayout
 
-PUBLIC_OPS = ("quantize_per_token", "int8_scaled_mm", "int8_linear_requant", "group_quantize", "group_dequantize",
-              "weight_only_linear", "codebook_linear")
+PUBLIC_OPS = ("quantize_per_token", "quantize_per_tensor", "int8_scaled_mm", "int8_linear_requant", "group_quantize",
+              "group_dequantize", "weight_only_linear", "codebook_linear")
 DIFFERENTIABLE = ("weight_only_linear", "codebook_linear")
 
 

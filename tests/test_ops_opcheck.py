@@ -36,6 +36,13 @@ def test_quantize_per_token(m, dtype):
 
 
 @pytest.mark.parametrize("m", M_SIZES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_quantize_per_tensor(m, dtype):
+    torch.library.opcheck(qops.quantize_per_tensor, (torch.randn(m, K, dtype=dtype), torch.tensor([0.05]),
+                                                     torch.tensor([-4], dtype=torch.int32)))
+
+
+@pytest.mark.parametrize("m", M_SIZES)
 @pytest.mark.parametrize("with_w_zp,with_bias,out_dtype", [(False, True, torch.bfloat16), (True, False, torch.float32),
                                                            (True, True, torch.float16)])
 def test_int8_scaled_mm(m, with_w_zp, with_bias, out_dtype):

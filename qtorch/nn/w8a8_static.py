@@ -18,7 +18,7 @@ from qtorch.config import W8A8StaticConfig
 from qtorch.nn.base import check_quantized, has_values
 from qtorch.nn.w8a8 import W8A8Linear, dequantize_int8_per_channel, int8_weight_buffers
 from qtorch.observers import make_observer
-from qtorch.quant.affine import dequantize, round_clamp
+from qtorch.quant.affine import dequantize
 from qtorch.quant.fixed_point import INT32_MAX, quantize_multiplier
 
 
@@ -116,7 +116,8 @@ class W8A8StaticLinear(W8A8Linear):
     # --- forward ----------------------------------------------------------------------------------------------------
     def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
         """q_X = clamp(round(x / S_X) + Z_X, −128, 127) -> int8, same shape as x."""
-        return round_clamp(x.float(), self.x_scale, self.x_zp, -128, 127).to(torch.int8)
+        x_q, _ = qops.quantize_per_tensor(x.reshape(-1, x.shape[-1]), self.x_scale, self.x_zp)
+        return x_q.reshape(x.shape)
 
     def linear_2d(self, x):
         if self.observing:
@@ -124,14 +125,15 @@ class W8A8StaticLinear(W8A8Linear):
         if not self.is_calibrated:
             raise RuntimeError(f"{type(self).__name__}({self.in_features}, {self.out_features}): not calibrated; "
                                "run qtorch.calibrate(model, batches) first")
-        x_q = self.quantize_input(x)  # (M, K) int8
+        # (M, K) int8; (M,) fp32 S_X, or NaN for a row holding NaN/Inf (its output row comes out NaN)
+        x_q, row_scale = qops.quantize_per_tensor(x.detach(), self.x_scale, self.x_zp)
         if self.config.output == "int8":
             y = dequantize(self._requant(x_q), self.y_scale, self.y_zp).to(x.dtype)  # (M, N)
+            y = torch.where(torch.isnan(row_scale)[:, None], float("nan"), y)
         else:
-            # (1,) S_X, Z_X: per tensor, read by the kernel as one value
-            y = qops.int8_scaled_mm(x_q, self.x_scale, self.x_zp, self.w_q, self.w_scale, self.w_colsum, None,
+            # Z_X (1,): per tensor, read by the kernel as one value
+            y = qops.int8_scaled_mm(x_q, row_scale, self.x_zp, self.w_q, self.w_scale, self.w_colsum, None,
                                     self.bias, x.dtype)  # (M, N)
-        y = torch.where(torch.isfinite(x).all(dim=1, keepdim=True), y, float("nan"))  # NaN/Inf row -> NaN row
         return straight_through(x, y, self.w_q, self.w_scale)
 
     def _requant(self, x_q: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,7 @@ from qtorch.ops.routing import force_backend
 
 # Eager dispatch straight to each op's body (qtorch.ops._registry.register_eager_kernels); the two linear ops with a
 # backward formula keep their autograd layer.
-for _op in (activation.quantize_per_token, int8_matmul.int8_scaled_mm, int8_matmul.int8_linear_requant,
+for _op in (activation.quantize_per_token, activation.quantize_per_tensor, int8_matmul.int8_scaled_mm, int8_matmul.int8_linear_requant,
             group.group_quantize, group.group_dequantize):
     register_eager_kernels(_op)
 for _op in (weight_only.weight_only_linear, codebook.codebook_linear):
@@ -25,6 +25,7 @@ load_extension()
 
 # The OpOverloads (not the packets): a call skips the packet's overload resolution.
 quantize_per_token = torch.ops.qtorch.quantize_per_token.default
+quantize_per_tensor = torch.ops.qtorch.quantize_per_tensor.default
 int8_scaled_mm = torch.ops.qtorch.int8_scaled_mm.default
 int8_linear_requant = torch.ops.qtorch.int8_linear_requant.default
 group_quantize = torch.ops.qtorch.group_quantize.default
@@ -32,5 +33,5 @@ group_dequantize = torch.ops.qtorch.group_dequantize.default
 weight_only_linear = torch.ops.qtorch.weight_only_linear.default
 codebook_linear = torch.ops.qtorch.codebook_linear.default
 
-__all__ = ["force_backend", "quantize_per_token", "int8_scaled_mm", "int8_linear_requant", "group_quantize", "group_dequantize",
+__all__ = ["force_backend", "quantize_per_token", "quantize_per_tensor", "int8_scaled_mm", "int8_linear_requant", "group_quantize", "group_dequantize",
            "weight_only_linear", "codebook_linear"]

@@ -1,22 +1,31 @@
-"""qtorch::quantize_per_token — dynamic per-token asymmetric int8 quantization of activations.
+"""qtorch::quantize_per_token and qtorch::quantize_per_tensor — int8 quantization of activations (asymmetric).
 
-Per row m of x (M, K):  r_min = min(min_k x, 0), r_max = max(max_k x, 0),
+quantize_per_token (dynamic), per row m of x (M, K):  r_min = min(min_k x, 0), r_max = max(max_k x, 0),
   S[m] = (r_max − r_min) / 255,  Z[m] = clamp(round(−128 − r_min / S), −128, 127),
   q[m, k] = clamp(round(x[m, k] / S[m]) + Z[m], −128, 127).
-Backends: in a graph traced for torch.compile on the CPU (on CUDA when forced: measured slower there), the same
-formula in aten ops (qtorch.ops.fused_quant), which Inductor fuses into the kernel producing x; the Triton kernel
-(triton_kernels.act_quant), bit-exact with this reference; the
-reference (CPU, and on CUDA without triton, said once). NaN in a row gives a NaN scale
-(so the layer output is NaN there) rather than an error: checking would need a host synchronisation per call.
+quantize_per_tensor (static, calibrated (S, Z) given as (1,) tensors): q[m, k] = clamp(round(x[m, k] / S) + Z, −128,
+  127), and row_scale[m] = S for a finite row, NaN otherwise: the int8 GEMM multiplies by it, so a non-finite input
+  row gives a NaN output row as in the dynamic layer (whose NaN scale does the same).
+Backends: the CUDA kernels of qtorch._C (csrc/act_quant: one CTA per row, launched from C++: the eager choice); in a
+graph traced for torch.compile on the CPU (on CUDA when forced: measured slower there), the same formula in aten ops
+(qtorch.ops.fused_quant), which Inductor fuses into the kernel producing x; the Triton kernel (triton_kernels.act_quant),
+bit-exact with the reference; the reference (CPU, and on CUDA without qtorch._C or triton, said once). NaN in a row
+gives a NaN scale (so the layer output is NaN there) rather than an error: checking would need a host
+synchronisation per call.
 """
 import torch
 from torch._subclasses.fake_tensor import is_fake
 
-from qtorch.ops._checks import ACT_DTYPES, check_matrix
+from qtorch._ext import load_extension
+from qtorch.ops._checks import ACT_DTYPES, check_matrix, check_vector
 from qtorch.ops import routing
-from qtorch.ops._registry import reference_backend, reference_on_cuda, triton_ready
+from qtorch.ops._registry import LIB, reference_backend, reference_on_cuda, triton_ready
 from qtorch.ops.fused_quant import once_per_traced_value, quantize_per_token_fusable
-from qtorch.quant.affine import qparams_from_minmax, quantize
+from qtorch.quant.affine import qparams_from_minmax, quantize, round_clamp
+
+# CUDA kernels: qtorch._C (csrc/bindings/act_quant_ops.cpp)
+LIB.define("_quantize_per_token_cuda(Tensor x) -> (Tensor, Tensor, Tensor)")
+LIB.define("_quantize_per_tensor_cuda(Tensor x, Tensor scale, Tensor zero_point) -> (Tensor, Tensor)")
 
 
 def quantize_per_token_reference(x: torch.Tensor):
@@ -31,6 +40,14 @@ def check_quantize_per_token(x) -> None:
     check_matrix("x", x, ACT_DTYPES)
     if x.shape[1] == 0:
         raise ValueError("x: expected at least one column (K ≥ 1)")
+
+
+def _extension_ready(**meta) -> tuple[bool, str]:
+    return routing.YES if load_extension() else (False, "qtorch._C (the CUDA extension) is not built")
+
+
+def _cuda_kernel(x):
+    return torch.ops.qtorch._quantize_per_token_cuda.default(x)
 
 
 def _triton(x):
@@ -49,8 +66,10 @@ routing.register_backends("quantize_per_token", [
     routing.Backend("fusable", ("cpu", "cuda"), _traced, quantize_per_token_fusable,
                     preferred=lambda device, **meta: device == "cpu"),
     reference_backend(quantize_per_token_reference),
+    routing.Backend("cuda_kernel", ("cuda",), _extension_ready, _cuda_kernel),
     routing.Backend("triton", ("cuda", "cpu"), lambda device, **meta: triton_ready(device), _triton),
-    reference_on_cuda("quantize_per_token", quantize_per_token_reference, "triton is not installed"),
+    reference_on_cuda("quantize_per_token", quantize_per_token_reference,
+                      "neither qtorch._C nor triton is available"),
 ])
 
 
@@ -70,3 +89,54 @@ def _(x):
     m, k = x.shape
     return (x.new_empty((m, k), dtype=torch.int8), x.new_empty((m,), dtype=torch.float32),
             x.new_empty((m,), dtype=torch.int32))
+
+
+@torch.library.register_fake("qtorch::_quantize_per_token_cuda", lib=LIB)
+def _(x):
+    m, k = x.shape
+    return (x.new_empty((m, k), dtype=torch.int8), x.new_empty((m,), dtype=torch.float32),
+            x.new_empty((m,), dtype=torch.int32))
+
+
+def quantize_per_tensor_reference(x, scale, zero_point):
+    """PyTorch reference: (q (M, K) int8, row_scale (M,) fp32)."""
+    q = round_clamp(x.float(), scale, zero_point, -128, 127).to(torch.int8)  # (M, K); a non-finite row's q unspecified
+    row_scale = torch.where(torch.isfinite(x).all(dim=1), scale, float("nan"))  # (M,) S or NaN
+    return q, row_scale
+
+
+def check_quantize_per_tensor(x, scale, zero_point) -> None:
+    """The contract: x (M, K) bf16/fp16/fp32 with K ≥ 1; scale (1,) fp32 and zero_point (1,) int32 on x's device."""
+    check_quantize_per_token(x)
+    check_vector("scale", scale, 1, (torch.float32,), x)
+    check_vector("zero_point", zero_point, 1, (torch.int32,), x)
+
+
+routing.register_backends("quantize_per_tensor", [
+    reference_backend(quantize_per_tensor_reference),
+    routing.Backend("cuda_kernel", ("cuda",), _extension_ready,
+                    lambda x, scale, zero_point: torch.ops.qtorch._quantize_per_tensor_cuda.default(x, scale,
+                                                                                                     zero_point)),
+    reference_on_cuda("quantize_per_tensor", quantize_per_tensor_reference, "qtorch._C (the CUDA extension) is not built"),
+])
+
+
+@torch.library.custom_op("qtorch::quantize_per_tensor", mutates_args=())
+def quantize_per_tensor(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """x (M, K) -> q (M, K) int8 = clamp(round(x / S) + Z, −128, 127), row_scale (M,) fp32 = S (NaN: non-finite row)."""
+    check_quantize_per_tensor(x, scale, zero_point)
+    return routing.select("quantize_per_tensor", device=x.device.type).run(x, scale, zero_point)
+
+
+@quantize_per_tensor.register_fake
+def _(x, scale, zero_point):
+    check_quantize_per_tensor(x, scale, zero_point)
+    m, k = x.shape
+    return x.new_empty((m, k), dtype=torch.int8), x.new_empty((m,), dtype=torch.float32)
+
+
+@torch.library.register_fake("qtorch::_quantize_per_tensor_cuda", lib=LIB)
+def _(x, scale, zero_point):
+    m, k = x.shape
+    return x.new_empty((m, k), dtype=torch.int8), x.new_empty((m,), dtype=torch.float32)
