@@ -7,7 +7,7 @@ routing), torchao_int4wo (tinygemm, tile_packed_to_4d, g = 128) when torchao imp
 W4A16: g = 128 asymmetric; W8A16: per channel. GB/s = (weight bytes + scales + x + y) / time.
 
     python benchmarks/bench_mixed_gemm.py [--ms 1,16] [--out FILE]
-    python benchmarks/bench_mixed_gemm.py --variants 0-14 --ms 1,16,64   # tuning: every tile variant of the kernel
+    python benchmarks/bench_mixed_gemm.py --variants 0-16 --ms 1,16,64   # tuning: every tile variant of the kernel
                                                                           # forced (QTORCH_MIXED_VARIANT), mixed path
 """
 import argparse
@@ -140,9 +140,6 @@ def _span(part):
     return range(int(lo), int(hi or lo) + 1)
 
 
-FIRST_STAGED_VARIANT = 10  # csrc/mixed_gemm/launch.cu: variants 0-9 the register kernel, 10-14 the staged kernel
-
-
 def tune(ms, variants):
     """Median time of the mixed path for every forced tile variant, beside bf16 and dequantize + cuBLAS: the table
     that sets auto_variant() and MIXED_MAX_M."""
@@ -164,10 +161,10 @@ def tune(ms, variants):
                 for v in variants:
                     os.environ["QTORCH_MIXED_VARIANT"] = str(v)
                     y = ops._mixed_gemm_cuda(x, *qs[0][:3], bits, g, None, 1 << 30)
-                    if v < FIRST_STAGED_VARIANT:  # the register kernel's variants sum each chunk in the same order
-                        if first is not None and not torch.equal(y, first):
-                            print(f"variant {v} differs from variant {variants[0]} at K={k} N={n} bits={bits} M={m}")
-                        first = y if first is None else first
+                    # every variant (register or bulk-copy kernel) sums each chunk in the same order
+                    if first is not None and not torch.equal(y, first):
+                        print(f"variant {v} differs from variant {variants[0]} at K={k} N={n} bits={bits} M={m}")
+                    first = y if first is None else first
                     times.append(graph_time_us([lambda q=q: ops._mixed_gemm_cuda(x, q[0], q[1], q[2], bits, g, None,
                                                                                  1 << 30) for q in qs]))
                 os.environ.pop("QTORCH_MIXED_VARIANT")

@@ -74,11 +74,30 @@ def test_mixed_gemm_matches_float64(bits, n, k, group_size, m, path):
         assert _rel(y, ref) <= 2 * _rel(same_precision, ref) + floor, (dtype, _rel(y, ref), _rel(same_precision, ref))
 
 
-# Shapes for the forced tile variants (csrc/mixed_gemm/launch.cu): ragged N, grouped and per channel, long K.
-VARIANT_CASES = [(4, 136, 1024, 128), (8, 72, 1024, 1024), (4, 40, 4096, 4096), (8, 264, 2048, 64)]
+# Shapes for the forced tile variants (csrc/mixed_gemm/launch.cu): ragged N, grouped and per channel, long K (K of
+# 16384 / 11008: the bulk-copy variants' ring of stages wraps around, and the last stage is partial).
+VARIANT_CASES = [(4, 136, 1024, 128), (8, 72, 1024, 1024), (4, 40, 4096, 4096), (8, 264, 2048, 64),
+                 (4, 40, 16384, 128), (8, 24, 11008, 11008)]
+VARIANTS = 17  # csrc/mixed_gemm/launch.cu kVariants: 0-9 the register kernel, 10-16 the bulk-copy kernel (sm_90)
 
 
-@pytest.mark.parametrize("variant", range(10))
+@pytest.mark.parametrize("bits,n,k,group_size", [(4, 40, 16384, 128), (8, 24, 11008, 11008), (4, 136, 1024, 64)])
+def test_tile_variants_agree_bit_for_bit(bits, n, k, group_size, monkeypatch):
+    """Every variant, register or bulk-copy kernel, gives each warp the same chunks in the same order and reduces
+    the warps in a fixed order: the outputs are identical."""
+    ops = _kernels()
+    q, scale, zp = _weights(bits, n, k, group_size)
+    packed = pack_tiled(q, bits)
+    for m in (1, 17, 64):
+        x = torch.randn(m, k, device="cuda").to(torch.bfloat16)
+        outs = []
+        for variant in range(VARIANTS):
+            monkeypatch.setenv("QTORCH_MIXED_VARIANT", str(variant))
+            outs.append(ops._mixed_gemm_cuda(x, packed, scale, zp, bits, group_size, None, 1 << 30))
+        assert all(torch.equal(o, outs[0]) for o in outs), (m, [int((o != outs[0]).sum()) for o in outs])
+
+
+@pytest.mark.parametrize("variant", range(VARIANTS))
 @pytest.mark.parametrize("bits,n,k,group_size", VARIANT_CASES)
 def test_every_tile_variant_matches_float64(variant, bits, n, k, group_size, monkeypatch):
     ops = _kernels()

@@ -24,22 +24,27 @@ __device__ __forceinline__ void pdl_launch_dependents() {
 #endif
 }
 
+// Compute capability major of the current device (cached per device ordinal; 0 when it cannot be read).
+inline int current_cc_major() {
+  static int cached[64] = {};  // 0: not read yet
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= 64) return 0;
+  if (cached[device] == 0) {
+    int major = 0;
+    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess) return 0;
+    cached[device] = major;
+  }
+  return cached[device];
+}
+
 // Fills `attr` with the PDL attribute and returns 1 on devices of compute capability 9.0+ (0 elsewhere, or when
-// QTORCH_PDL=0: A/B measurements only). The answer is cached per device ordinal.
+// QTORCH_PDL=0: A/B measurements only).
 inline unsigned pdl_launch_attribute(cudaLaunchAttribute& attr) {
-  static int cached[64] = {};  // 0 unknown, 1 on, 2 off
   static const bool disabled = [] {
     const char* v = std::getenv("QTORCH_PDL");
     return v != nullptr && v[0] == '0';
   }();
-  int device = 0;
-  if (disabled || cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= 64) return 0;
-  if (cached[device] == 0) {
-    int major = 0;
-    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
-    cached[device] = major >= 9 ? 1 : 2;
-  }
-  if (cached[device] != 1) return 0;
+  if (disabled || current_cc_major() < 9) return 0;
   attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
   attr.val.programmaticStreamSerializationAllowed = 1;
   return 1;

@@ -111,7 +111,7 @@ __global__ void __launch_bounds__(T::kThreads, 1)
     }
     mbar_init(&order[0], 4);  // arrivals: the 4 warps of the other consumer, after their main loop
     mbar_init(&order[1], 4);
-    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    qtorch_ptx::fence_mbar_init();
     tma_prefetch_desc(&tmap_x);
     tma_prefetch_desc(&tmap_w);
   }

@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "common/global_loads.cuh"
+#include "common/mbarrier.cuh"
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define QTORCH_SM90_ENABLED 1
@@ -13,9 +14,7 @@
 
 namespace qtorch_int8 {
 
-__device__ __forceinline__ uint32_t smem_u32(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
+using qtorch_ptx::smem_u32;
 
 // ---------------------------------------------------------------- sm_80+ (mma.sync path, small-M path)
 
@@ -56,32 +55,10 @@ __device__ __forceinline__ int32_t byte_sum(uint32_t v, int32_t acc) { return __
 // ---------------------------------------------------------------- sm_90a (wgmma + TMA path)
 #if defined(QTORCH_SM90_ENABLED)
 
-__device__ __forceinline__ void mbar_init(uint64_t* bar, uint32_t count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_u32(bar)), "r"(count) : "memory");
-}
-__device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_u32(bar)), "r"(bytes)
-               : "memory");
-}
-__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
-  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_u32(bar)) : "memory");
-}
-// Spin until the phase with parity `parity` of the barrier has completed.
-__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
-  const uint32_t addr = smem_u32(bar);
-  uint32_t done = 0;
-  do {
-    asm volatile(
-        "{\n"
-        ".reg .pred p;\n"
-        "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
-        "selp.u32 %0, 1, 0, p;\n"
-        "}\n"
-        : "=r"(done)
-        : "r"(addr), "r"(parity)
-        : "memory");
-  } while (!done);
-}
+using qtorch_ptx::mbar_arrive;
+using qtorch_ptx::mbar_arrive_expect_tx;
+using qtorch_ptx::mbar_init;
+using qtorch_ptx::mbar_wait;
 
 // 2-D TMA tile load: box at (inner coordinate c0, outer coordinate c1) of the tensor map into smem, completing on bar.
 __device__ __forceinline__ void tma_load_2d(void* smem_dst, const void* tmap, uint64_t* bar, int32_t c0, int32_t c1) {

@@ -12,20 +12,28 @@
 // meet in shared memory in a fixed order (deterministic), then bias, rounding to the activation dtype and the store.
 // Launched with programmatic dependent launch (common/pdl.cuh): the weight, scale and zero-point loads of the first
 // chunks are issued before pdl_wait(), x loads and the stores after it.
+//
+// Two ways to bring the weights in, same arithmetic: mixed_gemm_kernel loads each lane's 16 bytes per chunk into
+// registers (U chunks in flight per warp: the register budget caps the bytes in flight per SM); on sm_90
+// mixed_gemm_bulk_kernel has one thread stream each tile's contiguous K range into a ring of kStages shared-memory
+// stages with 1-D bulk copies (cp.async.bulk, completing on an mbarrier), so the bytes in flight per SM no longer
+// cost registers, and the warps read their 16 bytes from shared memory (conflict-free: a warp reads 512 contiguous
+// bytes).
 #pragma once
+#include "common/mbarrier.cuh"
 #include "common/pdl.cuh"
 #include "mixed_gemm/convert.cuh"
 #include "mixed_gemm/mixed_gemm.h"
 
 namespace qtorch_mixed {
 
-template <class T, int BITS, int NT_, int MT_, int U_, bool GROUPED_, int MINB_ = 1>
+template <class T, int BITS, int NT_, int MT_, int U_, bool GROUPED_, int MINB_ = 1, int STAGES_ = 0>
 struct Tile {
   using Act = T;
   static constexpr int kBits = BITS;
   static constexpr int NT = NT_;               // 16-row weight tiles per CTA
   static constexpr int MT = MT_;               // 8-token tiles per CTA
-  static constexpr int U = U_;                 // chunks loaded per warp before computing
+  static constexpr int U = U_;                 // chunks per warp per step (loads in flight before computing)
   static constexpr bool GROUPED = GROUPED_;    // scale per chunk (g < K) or once at the end (g = K)
   static constexpr int kWarps = 8;
   static constexpr int kThreads = 32 * kWarps;
@@ -35,7 +43,14 @@ struct Tile {
   static constexpr int kRows = 16 * NT;
   static constexpr int kTokens = 8 * MT;
   static constexpr int kMinBlocks = MINB_;     // CTAs per SM the register budget must allow
-  static constexpr int kSmemBytes = kWarps * NT * MT * 4 * 32 * 4;  // cross-warp reduction buffer
+  // 0: weights loaded into registers (mixed_gemm_kernel); > 0: bulk copies into this many shared-memory stages of
+  // kStageChunks chunks per tile (mixed_gemm_bulk_kernel, sm_90)
+  static constexpr int kStages = STAGES_;
+  static constexpr int kStageChunks = kWarps * U;
+  static constexpr int kChunkBytes = 512;      // one chunk of one 16-row tile: 32 lanes x 16 bytes
+  static constexpr int kStageBytes = NT * kStageChunks * kChunkBytes;
+  static constexpr int kRedBytes = kWarps * NT * MT * 4 * 32 * 4;  // cross-warp reduction buffer
+  static constexpr int kSmemBytes = kRedBytes + kStages * kStageBytes;
 };
 
 // Word w (0..4·V−1) of V consecutive 16-byte vectors (w is a compile-time constant after unrolling).
@@ -48,63 +63,174 @@ __device__ __forceinline__ uint32_t xword(const uint4 (&v)[V], int w) {
 using qtorch_ptx::pdl_launch_dependents;
 using qtorch_ptx::pdl_wait;
 
+// What a lane needs to read its part of one CTA's (NT tiles, MT token tiles): rows, validity, x row pointers.
 template <class TL>
-__global__ void __launch_bounds__(TL::kThreads, TL::kMinBlocks) mixed_gemm_kernel(const MixedGemmParams p) {
+struct LaneTiles {
+  using T = typename TL::Act;
+  const T* xptr[TL::MT];  // this lane's token row of each token tile, at its K offset inside a chunk
+  bool xvalid[TL::MT];
+  bool tvalid[TL::NT];
+  int srow[TL::NT][2];    // rows g and g + 8 of each tile (clamped into [0, N): scale / zero-point reads in bounds)
+
+  __device__ LaneTiles(const MixedGemmParams& p, int tile0, int m0, int lane) {
+    const int g = lane / 4, t = lane % 4, tiles = (p.N + 15) / 16;
+#pragma unroll
+    for (int mt = 0; mt < TL::MT; ++mt) {
+      const int m = m0 + mt * 8 + g;
+      xvalid[mt] = m < p.M;
+      xptr[mt] = static_cast<const T*>(p.x) + static_cast<int64_t>(min(m, p.M - 1)) * p.x_stride + t * (TL::CK / 4);
+    }
+#pragma unroll
+    for (int nt = 0; nt < TL::NT; ++nt) {
+      tvalid[nt] = tile0 + nt < tiles;
+#pragma unroll
+      for (int h = 0; h < 2; ++h) srow[nt][h] = min(16 * (tile0 + nt) + g + 8 * h, p.N - 1);
+    }
+  }
+
+  // x of chunk c for every token tile (zeros past K or M).
+  __device__ __forceinline__ void load_x(int c, int chunks, uint4 (&xv)[TL::MT][TL::kXV]) const {
+#pragma unroll
+    for (int mt = 0; mt < TL::MT; ++mt)
+#pragma unroll
+      for (int v = 0; v < TL::kXV; ++v)
+        xv[mt][v] = (c < chunks && xvalid[mt]) ? ld_readonly_16(xptr[mt] + c * TL::CK + v * 8) : make_uint4(0, 0, 0, 0);
+  }
+
+  // GROUPED: S and Z of rows g, g + 8 of each tile for chunk c's group.
+  __device__ __forceinline__ void load_qparams(const MixedGemmParams& p, int c, int chunks, float (&sc)[TL::NT][2],
+                                               int (&zz)[TL::NT][2]) const {
+    const int groups = p.K / p.group_size;
+    const int grp = min(c, chunks - 1) * TL::CK / p.group_size;
+#pragma unroll
+    for (int nt = 0; nt < TL::NT; ++nt)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        sc[nt][h] = __ldg(p.scale + static_cast<size_t>(srow[nt][h]) * groups + grp);
+        zz[nt][h] = __ldg(p.zp + static_cast<size_t>(srow[nt][h]) * groups + grp);
+      }
+  }
+};
+
+// acc += the chunk's products: fields -> bf16/fp16 (q − Z) in registers, the tensor-core mmas, and (GROUPED) the
+// chunk's sum scaled by S in fp32. off holds the per-row constants (set here from zz when GROUPED).
+template <class TL>
+__device__ __forceinline__ void mma_chunk(const uint4 (&wv)[TL::NT], const uint4 (&xv)[TL::MT][TL::kXV],
+                                          const float (&sc)[TL::NT][2], const int (&zz)[TL::NT][2],
+                                          typename Offset<typename TL::Act, TL::kBits>::type (&off)[TL::NT][2],
+                                          float (&acc)[TL::NT][TL::MT][4]) {
   using T = typename TL::Act;
   using Off = Offset<T, TL::kBits>;
-  constexpr int NT = TL::NT, MT = TL::MT, U = TL::U, W = TL::kWarps, CK = TL::CK;
-  extern __shared__ float red[];  // [warp][nt][mt][i][lane], TL::kSmemBytes
-
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int g = lane / 4, t = lane % 4;
-  const int M = p.M, N = p.N;
-  const int chunks = p.K / CK;
-  const int groups = p.K / p.group_size;
-  const int tiles = (N + 15) / 16;
-  const int tile_groups = (tiles + NT - 1) / NT;
-  const int m0 = blockIdx.y * TL::kTokens;
-  pdl_launch_dependents();  // the next layer's CTAs may start streaming their weights as this grid's SMs free up
-
-  const T* xptr[MT];  // this lane's token row of each token tile, at its K offset inside a chunk
-  bool xvalid[MT];
-#pragma unroll
-  for (int mt = 0; mt < MT; ++mt) {
-    const int m = m0 + mt * 8 + g;
-    xvalid[mt] = m < M;
-    xptr[mt] = static_cast<const T*>(p.x) + static_cast<int64_t>(min(m, M - 1)) * p.x_stride + t * (CK / 4);
-  }
-  T* y = static_cast<T*>(p.y);
-
-  // Groups of NT weight tiles: one per CTA at the launcher's grid (a smaller grid would loop).
-#pragma unroll 1
-  for (int tg = blockIdx.x; tg < tile_groups; tg += gridDim.x) {
-    const int tile0 = tg * NT;
-    const int32_t* wptr[NT];  // this lane's 16 bytes of chunk 0 of each tile
-    bool tvalid[NT];
-    int srow[NT][2];  // rows g and g + 8 of each tile (clamped into [0, N): scale / zero-point reads in bounds)
+  constexpr int NT = TL::NT, MT = TL::MT;
+  float part[NT][MT][4];  // GROUPED: this chunk's sum, scaled by S in fp32 below
+  if constexpr (TL::GROUPED) {
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt) {
-      const int tile = tile0 + nt;
-      tvalid[nt] = tile < tiles;
-      wptr[nt] = p.w + static_cast<size_t>(min(tile, tiles - 1)) * chunks * 128 + lane * 4;
 #pragma unroll
-      for (int h = 0; h < 2; ++h) srow[nt][h] = min(16 * tile + g + 8 * h, N - 1);
+      for (int h = 0; h < 2; ++h) off[nt][h] = Off::make(zz[nt][h]);
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) part[nt][mt][i] = 0.f;
     }
-
-    float acc[NT][MT][4];
+  }
+#pragma unroll
+  for (int s = 0; s < TL::kSteps; ++s) {
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+      uint32_t a[4];
+      fragment<T, TL::kBits>(wv[nt], s, off[nt], a);
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) {
+        const uint32_t b0 = xword(xv[mt], 2 * s), b1 = xword(xv[mt], 2 * s + 1);
+        if constexpr (TL::GROUPED)
+          mma_16816<T>(part[nt][mt], a, b0, b1);
+        else
+          mma_16816<T>(acc[nt][mt], a, b0, b1);
+      }
+    }
+  }
+  if constexpr (TL::GROUPED) {
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
       for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-        for (int i = 0; i < 4; ++i) acc[nt][mt][i] = 0.f;
-    typename Off::type off[NT][2];  // (magic + 2^(bits-1) + Z) of rows g, g + 8
-    if constexpr (!TL::GROUPED) {  // one group per row: loop invariants
+        for (int i = 0; i < 4; ++i) acc[nt][mt][i] = fmaf(sc[nt][i / 2], part[nt][mt][i], acc[nt][mt][i]);
+  }
+}
+
+// The 8 warps' partial sums meet in shared memory in a fixed order (deterministic), then (g = K) the scale, the
+// bias, rounding to the activation dtype and the store of the CTA's (kTokens, kRows) block of y.
+template <class TL>
+__device__ __forceinline__ void reduce_and_store(const MixedGemmParams& p, const float (&acc)[TL::NT][TL::MT][4],
+                                                 float* red, int tile0, int m0) {
+  using T = typename TL::Act;
+  constexpr int NT = TL::NT, MT = TL::MT, W = TL::kWarps;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  pdl_wait();  // warps without a chunk (K < 8 chunks) have not waited yet, and y is written below
+  // C fragment i of lane (g, t): row g + 8 (i / 2), token 2 t + i % 2.
 #pragma unroll
-      for (int nt = 0; nt < NT; ++nt)
+  for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
-        for (int h = 0; h < 2; ++h) off[nt][h] = Off::make(p.zp[srow[nt][h]]);
-    }
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) red[(((warp * NT + nt) * MT + mt) * 4 + i) * 32 + lane] = acc[nt][mt][i];
+  __syncthreads();
+  T* y = static_cast<T*>(p.y);
+  for (int e = threadIdx.x; e < TL::kTokens * TL::kRows; e += TL::kThreads) {
+    const int row = e % TL::kRows, token = e / TL::kRows;  // rows fastest: contiguous stores along y's rows
+    const int n = tile0 * 16 + row, m = m0 + token;
+    if (m >= p.M || n >= p.N) continue;
+    const int nt = row / 16, r16 = row % 16, mt = token / 8, t8 = token % 8;
+    const int i = (r16 / 8) * 2 + t8 % 2, src = (r16 % 8) * 4 + t8 / 2;
+    float sum = 0.f;
+#pragma unroll
+    for (int w = 0; w < W; ++w) sum += red[(((w * NT + nt) * MT + mt) * 4 + i) * 32 + src];
+    if constexpr (!TL::GROUPED) sum *= __ldg(p.scale + n);
+    if (p.bias_kind == BiasKind::kAct)
+      sum += Act2<T>::to_float(static_cast<const T*>(p.bias)[n]);
+    else if (p.bias_kind == BiasKind::kFP32)
+      sum += static_cast<const float*>(p.bias)[n];
+    y[static_cast<int64_t>(m) * p.N + n] = Act2<T>::from_float(sum);
+  }
+  __syncthreads();  // red may be rewritten next
+}
+
+// g = K: the per-row constants (magic + 2^(bits−1) + Z) are loop invariants.
+template <class TL>
+__device__ __forceinline__ void init_offsets(const MixedGemmParams& p, const LaneTiles<TL>& lt,
+                                             typename Offset<typename TL::Act, TL::kBits>::type (&off)[TL::NT][2]) {
+  if constexpr (!TL::GROUPED) {
+#pragma unroll
+    for (int nt = 0; nt < TL::NT; ++nt)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) off[nt][h] = Offset<typename TL::Act, TL::kBits>::make(p.zp[lt.srow[nt][h]]);
+  }
+}
+
+template <class TL>
+__global__ void __launch_bounds__(TL::kThreads, TL::kMinBlocks) mixed_gemm_kernel(const MixedGemmParams p) {
+  constexpr int NT = TL::NT, MT = TL::MT, U = TL::U, W = TL::kWarps;
+  extern __shared__ float red[];  // [warp][nt][mt][i][lane], TL::kRedBytes
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int chunks = p.K / TL::CK;
+  const int tiles = (p.N + 15) / 16;
+  const int tile_groups = (tiles + NT - 1) / NT;
+  const int m0 = blockIdx.y * TL::kTokens;
+  pdl_launch_dependents();  // the next layer's CTAs may start streaming their weights as this grid's SMs free up
+
+  // Groups of NT weight tiles: one per CTA at the launcher's grid (a smaller grid would loop).
+#pragma unroll 1
+  for (int tg = blockIdx.x; tg < tile_groups; tg += gridDim.x) {
+    const int tile0 = tg * NT;
+    const LaneTiles<TL> lt(p, tile0, m0, lane);
+    const int32_t* wptr[NT];  // this lane's 16 bytes of chunk 0 of each tile
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) wptr[nt] = p.w + static_cast<size_t>(min(tile0 + nt, tiles - 1)) * chunks * 128 + lane * 4;
+    float acc[NT][MT][4] = {};
+    typename Offset<typename TL::Act, TL::kBits>::type off[NT][2];
+    init_offsets<TL>(p, lt, off);
 
 #pragma unroll 1
     for (int c0 = warp; c0 < chunks; c0 += W * U) {
@@ -115,102 +241,94 @@ __global__ void __launch_bounds__(TL::kThreads, TL::kMinBlocks) mixed_gemm_kerne
 #pragma unroll
       for (int u = 0; u < U; ++u) {  // U chunks of loads in flight before the first use: weights first
         const int c = c0 + u * W;
-        const bool cin = c < chunks;
 #pragma unroll
         for (int nt = 0; nt < NT; ++nt)
-          wv[u][nt] = (cin && tvalid[nt]) ? ld_stream_16(wptr[nt] + static_cast<size_t>(c) * 128) : make_uint4(0, 0, 0, 0);
-        if constexpr (TL::GROUPED) {  // the chunk's group: S and Z of rows g, g + 8
-          const int grp = min(c, chunks - 1) * CK / p.group_size;
-#pragma unroll
-          for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-            for (int h = 0; h < 2; ++h) {
-              sc[u][nt][h] = __ldg(p.scale + static_cast<size_t>(srow[nt][h]) * groups + grp);
-              zz[u][nt][h] = __ldg(p.zp + static_cast<size_t>(srow[nt][h]) * groups + grp);
-            }
-        }
+          wv[u][nt] = (c < chunks && lt.tvalid[nt]) ? ld_stream_16(wptr[nt] + static_cast<size_t>(c) * 128)
+                                                    : make_uint4(0, 0, 0, 0);
+        if constexpr (TL::GROUPED) lt.load_qparams(p, c, chunks, sc[u], zz[u]);
       }
       pdl_wait();  // x is the previous kernel's output (returns at once after the first call)
 #pragma unroll
-      for (int u = 0; u < U; ++u) {
-        const bool cin = c0 + u * W < chunks;
-#pragma unroll
-        for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-          for (int v = 0; v < TL::kXV; ++v)
-            xv[u][mt][v] = (cin && xvalid[mt]) ? ld_readonly_16(xptr[mt] + (c0 + u * W) * CK + v * 8)
-                                               : make_uint4(0, 0, 0, 0);
-      }
+      for (int u = 0; u < U; ++u) lt.load_x(c0 + u * W, chunks, xv[u]);
 #pragma unroll
       for (int u = 0; u < U; ++u) {
         if (c0 + u * W >= chunks) break;  // warp-uniform
-        float part[NT][MT][4];  // GROUPED: this chunk's sum, scaled by S in fp32 below
-        if constexpr (TL::GROUPED) {
-#pragma unroll
-          for (int nt = 0; nt < NT; ++nt) {
-#pragma unroll
-            for (int h = 0; h < 2; ++h) off[nt][h] = Off::make(zz[u][nt][h]);
-#pragma unroll
-            for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-              for (int i = 0; i < 4; ++i) part[nt][mt][i] = 0.f;
-          }
-        }
-#pragma unroll
-        for (int s = 0; s < TL::kSteps; ++s) {
-#pragma unroll
-          for (int nt = 0; nt < NT; ++nt) {
-            uint32_t a[4];
-            fragment<T, TL::kBits>(wv[u][nt], s, off[nt], a);
-#pragma unroll
-            for (int mt = 0; mt < MT; ++mt) {
-              const uint32_t b0 = xword(xv[u][mt], 2 * s), b1 = xword(xv[u][mt], 2 * s + 1);
-              if constexpr (TL::GROUPED)
-                mma_16816<T>(part[nt][mt], a, b0, b1);
-              else
-                mma_16816<T>(acc[nt][mt], a, b0, b1);
-            }
-          }
-        }
-        if constexpr (TL::GROUPED) {
-#pragma unroll
-          for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-            for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-              for (int i = 0; i < 4; ++i)
-                acc[nt][mt][i] = fmaf(sc[u][nt][i / 2], part[nt][mt][i], acc[nt][mt][i]);
-        }
+        mma_chunk<TL>(wv[u], xv[u], sc[u], zz[u], off, acc);
       }
     }
-
-    pdl_wait();  // warps without a chunk (K < 8 chunks) have not waited yet, and y is written below
-    // C fragment i of lane (g, t): row g + 8 (i / 2), token 2 t + i % 2.
-#pragma unroll
-    for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-      for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-        for (int i = 0; i < 4; ++i) red[(((warp * NT + nt) * MT + mt) * 4 + i) * 32 + lane] = acc[nt][mt][i];
-    __syncthreads();
-    for (int e = threadIdx.x; e < TL::kTokens * TL::kRows; e += TL::kThreads) {
-      const int row = e % TL::kRows, token = e / TL::kRows;  // rows fastest: contiguous stores along y's rows
-      const int n = tile0 * 16 + row, m = m0 + token;
-      if (m >= M || n >= N) continue;
-      const int nt = row / 16, r16 = row % 16, mt = token / 8, t8 = token % 8;
-      const int i = (r16 / 8) * 2 + t8 % 2, src = (r16 % 8) * 4 + t8 / 2;
-      float sum = 0.f;
-#pragma unroll
-      for (int w = 0; w < W; ++w) sum += red[(((w * NT + nt) * MT + mt) * 4 + i) * 32 + src];
-      if constexpr (!TL::GROUPED) sum *= __ldg(p.scale + n);
-      if (p.bias_kind == BiasKind::kAct)
-        sum += Act2<T>::to_float(static_cast<const T*>(p.bias)[n]);
-      else if (p.bias_kind == BiasKind::kFP32)
-        sum += static_cast<const float*>(p.bias)[n];
-      y[static_cast<int64_t>(m) * N + n] = Act2<T>::from_float(sum);
-    }
-    __syncthreads();  // red is rewritten by the next tile group
+    reduce_and_store<TL>(p, acc, red, tile0, m0);
   }
+}
+
+// sm_90: the same GEMM with the weights streamed by bulk copies. Stage s holds chunks [s·kStageChunks,
+// (s+1)·kStageChunks) of each of the CTA's NT tiles (each tile's K stream is contiguous in the tiled layout, so one
+// copy per tile and stage); warp w computes chunks s·kStageChunks + u·8 + w as in mixed_gemm_kernel. Thread 0 fills
+// the ring (before pdl_wait: weights do not depend on the previous kernel) and refills a slot once every warp has
+// passed it. One tile group per CTA (the launcher's grid).
+template <class TL>
+__global__ void __launch_bounds__(TL::kThreads, TL::kMinBlocks) mixed_gemm_bulk_kernel(const MixedGemmParams p) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  constexpr int NT = TL::NT, MT = TL::MT, U = TL::U, W = TL::kWarps, S = TL::kStages, SC = TL::kStageChunks;
+  extern __shared__ __align__(128) unsigned char smem[];
+  uint4* ring = reinterpret_cast<uint4*>(smem);                     // [S][NT][SC][32 lanes] 16-byte fields
+  float* red = reinterpret_cast<float*>(smem + S * TL::kStageBytes);  // [warp][nt][mt][i][lane]
+  __shared__ uint64_t full[S];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int chunks = p.K / TL::CK;
+  const int stages = (chunks + SC - 1) / SC;
+  const int tiles = (p.N + 15) / 16;
+  const int tile0 = blockIdx.x * NT, m0 = blockIdx.y * TL::kTokens;
+
+  auto issue = [&](int st) {  // thread 0: stage st of every valid tile into slot st % S
+    const int first = st * SC, n = min(SC, chunks - first);
+    const int valid = min(NT, tiles - tile0);
+    uint64_t* bar = &full[st % S];
+    qtorch_ptx::mbar_arrive_expect_tx(bar, static_cast<uint32_t>(valid * n * TL::kChunkBytes));
+    for (int nt = 0; nt < valid; ++nt)
+      qtorch_ptx::bulk_copy_g2s(ring + ((st % S) * NT + nt) * SC * 32,
+                                p.w + (static_cast<size_t>(tile0 + nt) * chunks + first) * 128,
+                                static_cast<uint32_t>(n * TL::kChunkBytes), bar);
+  };
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < S; ++s) qtorch_ptx::mbar_init(&full[s], 1);
+    qtorch_ptx::fence_mbar_init();
+    for (int st = 0; st < min(S, stages); ++st) issue(st);
+  }
+  __syncthreads();  // barriers initialised before anyone waits on them
+  pdl_launch_dependents();
+
+  const LaneTiles<TL> lt(p, tile0, m0, lane);
+  float acc[NT][MT][4] = {};
+  typename Offset<typename TL::Act, TL::kBits>::type off[NT][2];
+  init_offsets<TL>(p, lt, off);
+  pdl_wait();  // x is the previous kernel's output
+
+#pragma unroll 1
+  for (int st = 0; st < stages; ++st) {
+    const int slot = st % S, c0 = st * SC + warp;
+    uint4 xv[U][MT][TL::kXV];
+    float sc[U][NT][2];
+    int zz[U][NT][2];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {  // x, S and Z in flight while the stage's weights arrive
+      lt.load_x(c0 + u * W, chunks, xv[u]);
+      if constexpr (TL::GROUPED) lt.load_qparams(p, c0 + u * W, chunks, sc[u], zz[u]);
+    }
+    qtorch_ptx::mbar_wait(&full[slot], (st / S) & 1);
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      if (c0 + u * W >= chunks) break;  // warp-uniform
+      uint4 wv[NT];
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt)
+        wv[nt] = lt.tvalid[nt] ? ring[((slot * NT + nt) * SC + u * W + warp) * 32 + lane] : make_uint4(0, 0, 0, 0);
+      mma_chunk<TL>(wv, xv[u], sc[u], zz[u], off, acc);
+    }
+    __syncthreads();  // every warp is done with the slot
+    if (threadIdx.x == 0 && st + S < stages) issue(st + S);
+  }
+  reduce_and_store<TL>(p, acc, red, tile0, m0);
+#endif
 }
 
 // Ŵ (N, K) = S (q − Z) in fp32, rounded once to the activation dtype (bit-exact with qtorch::group_dequantize).

@@ -2,7 +2,10 @@
 #include "mixed_gemm/kernel.cuh"
 #include "mixed_gemm/mixed_gemm.h"
 
+#include <cstdint>
 #include <cstdlib>
+
+#include "common/pdl.cuh"
 
 namespace qtorch_mixed {
 
@@ -11,10 +14,17 @@ namespace {
 inline int ceil_div(int a, int b) { return (a + b - 1) / b; }
 
 template <class TL>
+constexpr auto kernel_of() {
+  if constexpr (TL::kStages > 0) return mixed_gemm_bulk_kernel<TL>;
+  else return mixed_gemm_kernel<TL>;
+}
+
+template <class TL>
 cudaError_t launch_tile(const MixedGemmParams& p, cudaStream_t stream) {
+  const auto kernel = kernel_of<TL>();
   if (TL::kSmemBytes > 48 * 1024) {
-    static const cudaError_t raised = cudaFuncSetAttribute(mixed_gemm_kernel<TL>,
-                                                           cudaFuncAttributeMaxDynamicSharedMemorySize, TL::kSmemBytes);
+    static const cudaError_t raised =
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, TL::kSmemBytes);
     if (raised != cudaSuccess) return raised;
   }
   cudaLaunchConfig_t cfg{};
@@ -25,15 +35,16 @@ cudaError_t launch_tile(const MixedGemmParams& p, cudaStream_t stream) {
   cudaLaunchAttribute attr[1];
   cfg.attrs = attr;
   cfg.numAttrs = qtorch_ptx::pdl_launch_attribute(attr[0]);
-  return cudaLaunchKernelEx(&cfg, mixed_gemm_kernel<TL>, p);
+  return cudaLaunchKernelEx(&cfg, kernel, p);
 }
 
-// The tile shapes (NT 16-row weight tiles, MT 8-token tiles, U chunks in flight per warp, CTAs per SM the registers
-// must allow), by index. kAutoByM picks one from M (measured on the H200: benchmarks/NOTES.md "mixed-input GEMM");
+// The tile shapes (NT 16-row weight tiles, MT 8-token tiles, U chunks per warp and step, CTAs per SM the registers
+// must allow, shared-memory stages: 0 = weights through registers, > 0 = the bulk-copy kernel, sm_90), by index.
+// auto_variant picks one from (bits, M) (measured on the H200: benchmarks/NOTES.md "mixed-input GEMM");
 // QTORCH_MIXED_VARIANT=<index> forces one (tuning only: benchmarks/bench_mixed_gemm.py --variants).
 template <class T, int BITS, bool GROUPED>
 cudaError_t launch_variant(int variant, const MixedGemmParams& p, cudaStream_t stream) {
-  switch (variant) {  //                       NT MT  U           min CTAs/SM
+  switch (variant) {  //                       NT MT  U           min CTAs/SM, stages
     case 0: return launch_tile<Tile<T, BITS, 1, 1, 4, GROUPED>>(p, stream);
     case 1: return launch_tile<Tile<T, BITS, 1, 1, 4, GROUPED, 3>>(p, stream);
     case 2: return launch_tile<Tile<T, BITS, 1, 2, 4, GROUPED>>(p, stream);
@@ -44,10 +55,18 @@ cudaError_t launch_variant(int variant, const MixedGemmParams& p, cudaStream_t s
     case 7: return launch_tile<Tile<T, BITS, 4, 4, 1, GROUPED>>(p, stream);
     case 8: return launch_tile<Tile<T, BITS, 1, 8, 1, GROUPED>>(p, stream);
     case 9: return launch_tile<Tile<T, BITS, 2, 8, 1, GROUPED>>(p, stream);
+    case 10: return launch_tile<Tile<T, BITS, 1, 1, 4, GROUPED, 1, 4>>(p, stream);
+    case 11: return launch_tile<Tile<T, BITS, 1, 1, 2, GROUPED, 1, 8>>(p, stream);
+    case 12: return launch_tile<Tile<T, BITS, 1, 2, 4, GROUPED, 1, 4>>(p, stream);
+    case 13: return launch_tile<Tile<T, BITS, 2, 2, 2, GROUPED, 1, 4>>(p, stream);
+    case 14: return launch_tile<Tile<T, BITS, 2, 4, 2, GROUPED, 1, 4>>(p, stream);
+    case 15: return launch_tile<Tile<T, BITS, 2, 8, 1, GROUPED, 1, 6>>(p, stream);
+    case 16: return launch_tile<Tile<T, BITS, 4, 4, 1, GROUPED, 1, 6>>(p, stream);
     default: return cudaErrorInvalidValue;
   }
 }
-constexpr int kVariants = 10;
+constexpr int kVariants = 17;
+constexpr int kFirstBulkVariant = 10;
 
 // Fastest variant by (bits, M) from the H200 sweep of every variant on the three LLaMA-2-7B shapes
 // (benchmarks/NOTES.md "mixed-input GEMM v2"); above M = 64 the op layer routes to dequantize + cuBLAS.
@@ -55,6 +74,11 @@ int auto_variant(int bits, int M) {
   if (M <= 8) return 0;
   if (bits == 4) return M <= 32 ? 4 : 9;
   return M <= 16 ? 2 : (M <= 32 ? 4 : 6);
+}
+
+// The bulk-copy variants need sm_90 and 16-byte aligned weights (the tiled weight's storage offset).
+bool bulk_ready(const MixedGemmParams& p) {
+  return qtorch_ptx::current_cc_major() >= 9 && reinterpret_cast<uintptr_t>(p.w) % 16 == 0;
 }
 
 int forced_variant() {
@@ -66,8 +90,10 @@ int forced_variant() {
 
 template <class T, int BITS, bool GROUPED>
 cudaError_t launch_by_m(const MixedGemmParams& p, cudaStream_t stream) {
-  const int forced = forced_variant();
-  return launch_variant<T, BITS, GROUPED>(forced >= 0 ? forced : auto_variant(BITS, p.M), p, stream);
+  int variant = forced_variant();
+  if (variant < 0) variant = auto_variant(BITS, p.M);
+  if (variant >= kFirstBulkVariant && !bulk_ready(p)) variant = 0;  // same results: every variant sums alike
+  return launch_variant<T, BITS, GROUPED>(variant, p, stream);
 }
 
 template <class T>
