@@ -27,7 +27,8 @@
 
 namespace qtorch_mixed {
 
-template <class T, int BITS, int NT_, int MT_, int U_, bool GROUPED_, int MINB_ = 1, int STAGES_ = 0>
+template <class T, int BITS, int NT_, int MT_, int U_, bool GROUPED_, int MINB_ = 1, int STAGES_ = 0,
+          bool PERSISTENT_ = false>
 struct Tile {
   using Act = T;
   static constexpr int kBits = BITS;
@@ -46,6 +47,8 @@ struct Tile {
   // 0: weights loaded into registers (mixed_gemm_kernel); > 0: bulk copies into this many shared-memory stages of
   // kStageChunks chunks per tile (mixed_gemm_bulk_kernel, sm_90)
   static constexpr int kStages = STAGES_;
+  static constexpr bool kPersistent = PERSISTENT_;  // bulk kernel: a grid of as many CTAs as fit at once, each
+                                                    // streaming several tile groups through its ring
   static constexpr int kStageChunks = kWarps * U;
   static constexpr int kChunkBytes = 512;      // one chunk of one 16-row tile: 32 lanes x 16 bytes
   static constexpr int kStageBytes = NT * kStageChunks * kChunkBytes;
@@ -260,11 +263,13 @@ __global__ void __launch_bounds__(TL::kThreads, TL::kMinBlocks) mixed_gemm_kerne
   }
 }
 
-// sm_90: the same GEMM with the weights streamed by bulk copies. Stage s holds chunks [s·kStageChunks,
-// (s+1)·kStageChunks) of each of the CTA's NT tiles (each tile's K stream is contiguous in the tiled layout, so one
-// copy per tile and stage); warp w computes chunks s·kStageChunks + u·8 + w as in mixed_gemm_kernel. Thread 0 fills
-// the ring (before pdl_wait: weights do not depend on the previous kernel) and refills a slot once every warp has
-// passed it. One tile group per CTA (the launcher's grid).
+// sm_90: the same GEMM with the weights streamed by bulk copies. Work item (j, s): stage s of the CTA's j-th tile
+// group (tile groups blockIdx.x, blockIdx.x + gridDim.x, ...: one per CTA at a full grid, several at a persistent
+// grid); it holds chunks [s·kStageChunks, (s+1)·kStageChunks) of each of the group's NT tiles (each tile's K stream
+// is contiguous in the tiled layout, so one copy per tile and item), and warp w computes chunks
+// s·kStageChunks + u·8 + w as in mixed_gemm_kernel. Thread 0 fills the ring of kStages slots (before pdl_wait:
+// weights do not depend on the previous kernel) and refills a slot once every warp has passed it, so the copies of
+// the next tile group are in flight while this one is reduced and stored.
 template <class TL>
 __global__ void __launch_bounds__(TL::kThreads, TL::kMinBlocks) mixed_gemm_bulk_kernel(const MixedGemmParams p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -277,57 +282,64 @@ __global__ void __launch_bounds__(TL::kThreads, TL::kMinBlocks) mixed_gemm_bulk_
   const int chunks = p.K / TL::CK;
   const int stages = (chunks + SC - 1) / SC;
   const int tiles = (p.N + 15) / 16;
-  const int tile0 = blockIdx.x * NT, m0 = blockIdx.y * TL::kTokens;
+  const int tile_groups = (tiles + NT - 1) / NT;
+  const int my_groups = blockIdx.x < tile_groups ? (tile_groups - 1 - blockIdx.x) / gridDim.x + 1 : 0;
+  const int items = my_groups * stages;
+  const int m0 = blockIdx.y * TL::kTokens;
 
-  auto issue = [&](int st) {  // thread 0: stage st of every valid tile into slot st % S
-    const int first = st * SC, n = min(SC, chunks - first);
+  auto issue = [&](int item) {  // thread 0: work item `item` of every valid tile into slot item % S
+    const int tile0 = (blockIdx.x + (item / stages) * gridDim.x) * NT;
+    const int first = (item % stages) * SC, n = min(SC, chunks - first);
     const int valid = min(NT, tiles - tile0);
-    uint64_t* bar = &full[st % S];
+    uint64_t* bar = &full[item % S];
     qtorch_ptx::mbar_arrive_expect_tx(bar, static_cast<uint32_t>(valid * n * TL::kChunkBytes));
     for (int nt = 0; nt < valid; ++nt)
-      qtorch_ptx::bulk_copy_g2s(ring + ((st % S) * NT + nt) * SC * 32,
+      qtorch_ptx::bulk_copy_g2s(ring + ((item % S) * NT + nt) * SC * 32,
                                 p.w + (static_cast<size_t>(tile0 + nt) * chunks + first) * 128,
                                 static_cast<uint32_t>(n * TL::kChunkBytes), bar);
   };
   if (threadIdx.x == 0) {
     for (int s = 0; s < S; ++s) qtorch_ptx::mbar_init(&full[s], 1);
     qtorch_ptx::fence_mbar_init();
-    for (int st = 0; st < min(S, stages); ++st) issue(st);
+    for (int item = 0; item < min(S, items); ++item) issue(item);
   }
   __syncthreads();  // barriers initialised before anyone waits on them
   pdl_launch_dependents();
-
-  const LaneTiles<TL> lt(p, tile0, m0, lane);
-  float acc[NT][MT][4] = {};
-  typename Offset<typename TL::Act, TL::kBits>::type off[NT][2];
-  init_offsets<TL>(p, lt, off);
   pdl_wait();  // x is the previous kernel's output
 
 #pragma unroll 1
-  for (int st = 0; st < stages; ++st) {
-    const int slot = st % S, c0 = st * SC + warp;
-    uint4 xv[U][MT][TL::kXV];
-    float sc[U][NT][2];
-    int zz[U][NT][2];
+  for (int j = 0; j < my_groups; ++j) {
+    const int tile0 = (blockIdx.x + j * gridDim.x) * NT;
+    const LaneTiles<TL> lt(p, tile0, m0, lane);
+    float acc[NT][MT][4] = {};
+    typename Offset<typename TL::Act, TL::kBits>::type off[NT][2];
+    init_offsets<TL>(p, lt, off);
+#pragma unroll 1
+    for (int st = 0; st < stages; ++st) {
+      const int item = j * stages + st, slot = item % S, c0 = st * SC + warp;
+      uint4 xv[U][MT][TL::kXV];
+      float sc[U][NT][2];
+      int zz[U][NT][2];
 #pragma unroll
-    for (int u = 0; u < U; ++u) {  // x, S and Z in flight while the stage's weights arrive
-      lt.load_x(c0 + u * W, chunks, xv[u]);
-      if constexpr (TL::GROUPED) lt.load_qparams(p, c0 + u * W, chunks, sc[u], zz[u]);
+      for (int u = 0; u < U; ++u) {  // x, S and Z in flight while the item's weights arrive
+        lt.load_x(c0 + u * W, chunks, xv[u]);
+        if constexpr (TL::GROUPED) lt.load_qparams(p, c0 + u * W, chunks, sc[u], zz[u]);
+      }
+      qtorch_ptx::mbar_wait(&full[slot], (item / S) & 1);
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        if (c0 + u * W >= chunks) break;  // warp-uniform
+        uint4 wv[NT];
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt)
+          wv[nt] = lt.tvalid[nt] ? ring[((slot * NT + nt) * SC + u * W + warp) * 32 + lane] : make_uint4(0, 0, 0, 0);
+        mma_chunk<TL>(wv, xv[u], sc[u], zz[u], off, acc);
+      }
+      __syncthreads();  // every warp is done with the slot
+      if (threadIdx.x == 0 && item + S < items) issue(item + S);
     }
-    qtorch_ptx::mbar_wait(&full[slot], (st / S) & 1);
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      if (c0 + u * W >= chunks) break;  // warp-uniform
-      uint4 wv[NT];
-#pragma unroll
-      for (int nt = 0; nt < NT; ++nt)
-        wv[nt] = lt.tvalid[nt] ? ring[((slot * NT + nt) * SC + u * W + warp) * 32 + lane] : make_uint4(0, 0, 0, 0);
-      mma_chunk<TL>(wv, xv[u], sc[u], zz[u], off, acc);
-    }
-    __syncthreads();  // every warp is done with the slot
-    if (threadIdx.x == 0 && st + S < stages) issue(st + S);
+    reduce_and_store<TL>(p, acc, red, tile0, m0);
   }
-  reduce_and_store<TL>(p, acc, red, tile0, m0);
 #endif
 }
 

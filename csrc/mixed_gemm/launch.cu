@@ -2,6 +2,7 @@
 #include "mixed_gemm/kernel.cuh"
 #include "mixed_gemm/mixed_gemm.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 
@@ -27,8 +28,20 @@ cudaError_t launch_tile(const MixedGemmParams& p, cudaStream_t stream) {
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, TL::kSmemBytes);
     if (raised != cudaSuccess) return raised;
   }
+  int groups = ceil_div(ceil_div(p.N, 16), TL::NT);
+  if constexpr (TL::kPersistent) {  // as many CTAs as are resident at once (per launch: the cached occupancy)
+    static const int resident = [&] {
+      int per_sm = 0, device = 0, sms = 0;
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, TL::kThreads, TL::kSmemBytes);
+      cudaGetDevice(&device);
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+      return per_sm * sms;
+    }();
+    const int token_tiles = ceil_div(p.M, TL::kTokens);
+    if (resident > 0) groups = std::min(groups, std::max(1, resident / token_tiles));
+  }
   cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(ceil_div(ceil_div(p.N, 16), TL::NT), ceil_div(p.M, TL::kTokens));
+  cfg.gridDim = dim3(groups, ceil_div(p.M, TL::kTokens));
   cfg.blockDim = dim3(TL::kThreads);
   cfg.dynamicSmemBytes = TL::kSmemBytes;
   cfg.stream = stream;
@@ -39,7 +52,8 @@ cudaError_t launch_tile(const MixedGemmParams& p, cudaStream_t stream) {
 }
 
 // The tile shapes (NT 16-row weight tiles, MT 8-token tiles, U chunks per warp and step, CTAs per SM the registers
-// must allow, shared-memory stages: 0 = weights through registers, > 0 = the bulk-copy kernel, sm_90), by index.
+// must allow, shared-memory stages: 0 = weights through registers, > 0 = the bulk-copy kernel, sm_90; persistent
+// grid), by index.
 // auto_variant picks one from (bits, M) (measured on the H200: benchmarks/NOTES.md "mixed-input GEMM");
 // QTORCH_MIXED_VARIANT=<index> forces one (tuning only: benchmarks/bench_mixed_gemm.py --variants).
 template <class T, int BITS, bool GROUPED>
@@ -62,10 +76,14 @@ cudaError_t launch_variant(int variant, const MixedGemmParams& p, cudaStream_t s
     case 14: return launch_tile<Tile<T, BITS, 2, 4, 2, GROUPED, 1, 4>>(p, stream);
     case 15: return launch_tile<Tile<T, BITS, 2, 8, 1, GROUPED, 1, 6>>(p, stream);
     case 16: return launch_tile<Tile<T, BITS, 4, 4, 1, GROUPED, 1, 6>>(p, stream);
+    case 17: return launch_tile<Tile<T, BITS, 1, 1, 4, GROUPED, 1, 4, true>>(p, stream);  // persistent grids
+    case 18: return launch_tile<Tile<T, BITS, 1, 1, 2, GROUPED, 1, 8, true>>(p, stream);
+    case 19: return launch_tile<Tile<T, BITS, 1, 2, 4, GROUPED, 1, 4, true>>(p, stream);
+    case 20: return launch_tile<Tile<T, BITS, 2, 2, 2, GROUPED, 1, 4, true>>(p, stream);
     default: return cudaErrorInvalidValue;
   }
 }
-constexpr int kVariants = 17;
+constexpr int kVariants = 21;
 constexpr int kFirstBulkVariant = 10;
 
 // Fastest variant by (bits, M) from the H200 sweep of every variant on the three LLaMA-2-7B shapes
