@@ -35,7 +35,7 @@ GROUP_SHAPES = [(8192, 8192), (11008, 4096)]  # (N, K) weights to quantize
 WEIGHT_SHAPES = [(4096, 4096), (4096, 11008), (11008, 4096)]  # (K, N) of the LLaMA-2-7B projections
 MS = [1, 2, 4, 8, 16, 32, 64, 128]
 TORCHAO_INT8_M = (1, 16)
-ACT_SHAPES = [(1, 4096), (16, 11008), (2048, 4096), (4096, 11008)]
+ACT_SHAPES = [(1, 4096), (16, 11008), (128, 4096), (2048, 4096), (4096, 11008)]
 REPLAYS = 50
 STREAM_BYTES = 2 * 60 * 2**20  # working set per graph: > 2x the 50-60 MB L2 of an H100/H200
 
@@ -98,19 +98,26 @@ def bench_group_quant(device, smoke):
 
 def bench_act_quant(device, smoke):
     import qtorch.ops as qops
+    from qtorch.ops import routing
 
     records = []
     for m, k in ([(4, 100)] if smoke else ACT_SHAPES):
         xs = [torch.randn(m, k, device=device).to(torch.bfloat16) for _ in range(copies_for(m * k * 2, smoke))]
         dsts = [torch.empty_like(x) for x in xs]
         copy_us = graph_time_us([lambda x=x, d=d: d.copy_(x) for x, d in zip(xs, dsts)], smoke)
-        us = graph_time_us([lambda x=x: qops.quantize_per_token(x) for x in xs], smoke)
         moved = m * k * 2 + m * k + m * 8
         params = {"M": m, "K": k, "dtype": "bfloat16"}
         _add(records, {"benchmark": "act_quant", "impl": "copy", "params": params, "median_us": copy_us,
                         "metrics": {"gbps": 2 * m * k * 2 / copy_us / 1e3}})
-        _add(records, {"benchmark": "act_quant", "impl": "qtorch", "params": params, "median_us": us,
-                        "metrics": {"gbps": moved / us / 1e3, "fraction_of_copy": (moved / us) / (4 * m * k / copy_us)}})
+        # every CUDA backend of qtorch::quantize_per_token side by side (the routing table's preference order)
+        for backend in [b.name for b in routing.backends("quantize_per_token") if b.name in ("cuda_kernel", "triton")]:
+            if device.type != "cuda" and backend == "cuda_kernel":
+                continue
+            with qops.force_backend("quantize_per_token", backend):
+                us = graph_time_us([lambda x=x: qops.quantize_per_token(x) for x in xs], smoke)
+            _add(records, {"benchmark": "act_quant", "impl": f"qtorch_{backend}", "params": params, "median_us": us,
+                            "metrics": {"gbps": moved / us / 1e3,
+                                        "fraction_of_copy": (moved / us) / (4 * m * k / copy_us)}})
     return records
 
 
