@@ -126,10 +126,12 @@ def test_no_host_sync_and_graph_capture():
         assert torch.equal(got, ref)
 
 
-def test_eager_routes_to_the_cuda_kernel():
-    """Without forcing, CUDA calls of both ops pick the C++ kernels (one dispatcher call, no Triton launcher)."""
+def test_routing_of_the_cuda_kernels():
+    """Eager calls of up to EAGER_KERNEL_MAX_M rows take the C++ kernel (one launch from C++, no Triton launcher);
+    larger M and compiled graphs take Triton's (faster on the GPU); quantize_per_tensor always the C++ kernel."""
     from qtorch.ops import routing
 
-    meta = {"device": "cuda", "traced": False}
-    assert routing.select("quantize_per_token", **meta).name == "cuda_kernel"
+    assert routing.select("quantize_per_token", device="cuda", traced=False, small_m=True).name == "cuda_kernel"
+    assert routing.select("quantize_per_token", device="cuda", traced=False, small_m=False).name == "triton"
+    assert routing.select("quantize_per_token", device="cuda", traced=True, small_m=False).name == "triton"
     assert routing.select("quantize_per_tensor", device="cuda").name == "cuda_kernel"

@@ -1,5 +1,10 @@
-// Kernels of act_quant.h. The per-token kernel gives each row one warp and two passes (min / max, then quantize);
-// the per-tensor kernel gives each row one CTA, quantizes in one pass and ORs a "non-finite" flag over the row.
+// Kernels of act_quant.h. One CTA per row: the per-token kernel keeps up to kKeep 16-byte vectors per thread in
+// registers between its min/max pass and its quantize pass (rows up to 256 · kKeep vectors are read once; longer
+// rows are read again from L2); the per-tensor kernel quantizes in one pass and ORs a "non-finite" flag over the row.
+// Measured on the H200 (benchmarks/NOTES.md "activation quantization in CUDA"): the per-token kernel holds 92
+// registers (2 CTAs per SM), so it is the eager choice for small M only (one C++ launch instead of the Triton
+// launcher's host time); Triton's kernel serves large M and compiled graphs. A warp-per-row variant measured slower
+// at every M (9.5 us at M = 1, 15.9 vs 10.9 us at M = 2048).
 // r / S uses the row's correctly rounded reciprocal and two Markstein steps (exact RN(r / S), as
 // triton_kernels/act_quant.py derives) when S lies in [2^-64, 2^64], div.rn otherwise.
 #include "act_quant/act_quant.h"
@@ -13,7 +18,7 @@ namespace qtorch_act {
 
 namespace {
 
-constexpr int kRowsPerCta = 8;     // per-token kernel: one warp per row
+constexpr int kKeep = 8;           // 16-byte vectors per thread kept in registers across the two passes
 constexpr float kFastDivMin = 5.421010862427522e-20f;  // 2^-64
 constexpr float kFastDivMax = 1.8446744073709552e19f;  // 2^64
 
@@ -82,21 +87,50 @@ __device__ __forceinline__ void quantize_vec(const Vec<T, VEC>& v, const Divider
   store_q<VEC>(out, q);
 }
 
-// One warp per row, kRowsPerCta rows per CTA: pass 1 reduces the row's min / max (shuffles only), pass 2 reads the
-// row again (from L2: a row is at most a few tens of KB) and quantizes it. Few registers (at most 64: 4+ CTAs, 32+
-// rows in flight per SM), which is what hides the memory latency at prefill sizes.
+// Block-wide (min, max) with NaN kept; every thread gets the result.
+__device__ __forceinline__ void block_min_max(float& lo, float& hi) {
+  __shared__ float smin[32], smax[32];
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    lo = min_nan(lo, __shfl_xor_sync(0xffffffffu, lo, o));
+    hi = max_nan(hi, __shfl_xor_sync(0xffffffffu, hi, o));
+  }
+  const int warp = threadIdx.x / 32, warps = blockDim.x / 32;
+  if (threadIdx.x % 32 == 0) {
+    smin[warp] = lo;
+    smax[warp] = hi;
+  }
+  __syncthreads();
+  lo = smin[0];
+  hi = smax[0];
+  for (int w = 1; w < warps; ++w) {
+    lo = min_nan(lo, smin[w]);
+    hi = max_nan(hi, smax[w]);
+  }
+}
+
 template <class T, int VEC>
-__global__ void __launch_bounds__(32 * kRowsPerCta, 4) quantize_per_token_kernel(const ActQuantParams p) {
+__global__ void __launch_bounds__(256) quantize_per_token_kernel(const ActQuantParams p) {
   qtorch_ptx::pdl_wait();  // x is the previous kernel's output
   qtorch_ptx::pdl_launch_dependents();
-  const int lane = threadIdx.x % 32, m = blockIdx.x * kRowsPerCta + threadIdx.x / 32;
-  if (m >= p.M) return;  // warp-uniform; no block-wide barrier below
-  const int nvec = p.K / VEC;
+  const int m = blockIdx.x, nvec = p.K / VEC;
   const T* x = static_cast<const T*>(p.x) + static_cast<int64_t>(m) * p.x_stride;
   int8_t* q = p.q + static_cast<int64_t>(m) * p.K;
+  Vec<T, VEC> keep[kKeep];
   float lo = 0.f, hi = 0.f;  // the range always holds 0
-#pragma unroll 4
-  for (int i = lane; i < nvec; i += 32) {
+#pragma unroll
+  for (int j = 0; j < kKeep; ++j) {
+    const int i = threadIdx.x + j * blockDim.x;
+    if (i < nvec) {
+      keep[j] = load_vec<T, VEC>(x + i * VEC);
+#pragma unroll
+      for (int e = 0; e < VEC; ++e) {
+        lo = min_nan(lo, to_f32(keep[j].v[e]));
+        hi = max_nan(hi, to_f32(keep[j].v[e]));
+      }
+    }
+  }
+  for (int i = threadIdx.x + kKeep * blockDim.x; i < nvec; i += blockDim.x) {
     const Vec<T, VEC> v = load_vec<T, VEC>(x + i * VEC);
 #pragma unroll
     for (int e = 0; e < VEC; ++e) {
@@ -104,18 +138,19 @@ __global__ void __launch_bounds__(32 * kRowsPerCta, 4) quantize_per_token_kernel
       hi = max_nan(hi, to_f32(v.v[e]));
     }
   }
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) {
-    lo = min_nan(lo, __shfl_xor_sync(0xffffffffu, lo, o));
-    hi = max_nan(hi, __shfl_xor_sync(0xffffffffu, hi, o));
-  }
+  block_min_max(lo, hi);
   float s = __fdiv_rn(hi - lo, 255.f);
   if (s == 0.f) s = 1.f;
   const float z = fminf(fmaxf(rintf(-128.f - __fdiv_rn(lo, s)), -128.f), 127.f);  // NaN row: unspecified
   const Divider div(s);
-#pragma unroll 4
-  for (int i = lane; i < nvec; i += 32) quantize_vec<T, VEC>(load_vec<T, VEC>(x + i * VEC), div, z, q + i * VEC);
-  if (lane == 0) {
+#pragma unroll
+  for (int j = 0; j < kKeep; ++j) {
+    const int i = threadIdx.x + j * blockDim.x;
+    if (i < nvec) quantize_vec<T, VEC>(keep[j], div, z, q + i * VEC);
+  }
+  for (int i = threadIdx.x + kKeep * blockDim.x; i < nvec; i += blockDim.x)
+    quantize_vec<T, VEC>(load_vec<T, VEC>(x + i * VEC), div, z, q + i * VEC);
+  if (threadIdx.x == 0) {
     p.scale[m] = s;
     p.zero_point[m] = static_cast<int32_t>(z);
   }
@@ -150,14 +185,14 @@ bool vectorizable(const ActQuantParams& p) {
   return p.K % kVec<T> == 0 && p.x_stride % kVec<T> == 0 && reinterpret_cast<uintptr_t>(p.x) % 16 == 0;
 }
 
-// Threads per row of the per-tensor kernel: one or two vectors each on short rows, 256 from 512 vectors on.
+// Threads per row: enough for one or two vectors each on short rows, 256 from 512 vectors on.
 int block_threads(int nvec) { return nvec <= 64 ? 64 : nvec <= 256 ? 128 : 256; }
 
 template <class T, int VEC, bool PER_TOKEN>
 cudaError_t launch_typed(const ActQuantParams& p, cudaStream_t stream) {
   cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(PER_TOKEN ? (p.M + kRowsPerCta - 1) / kRowsPerCta : p.M);
-  cfg.blockDim = dim3(PER_TOKEN ? 32 * kRowsPerCta : block_threads(p.K / VEC));
+  cfg.gridDim = dim3(p.M);
+  cfg.blockDim = dim3(block_threads(p.K / VEC));
   cfg.stream = stream;
   cudaLaunchAttribute attr[1];
   cfg.attrs = attr;

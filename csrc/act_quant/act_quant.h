@@ -27,7 +27,7 @@ struct ActQuantParams {
   Dtype dtype;
 };
 
-// x's rows are read with 16-byte loads when K, the row stride and the base allow it.
+// One CTA per row; x's rows are read with 16-byte loads when K, the row stride and the base allow it.
 cudaError_t launch_quantize_per_token(const ActQuantParams& p, cudaStream_t stream);
 cudaError_t launch_quantize_per_tensor(const ActQuantParams& p, cudaStream_t stream);
 

@@ -86,12 +86,13 @@ cudaError_t launch_variant(int variant, const MixedGemmParams& p, cudaStream_t s
 constexpr int kVariants = 21;
 constexpr int kFirstBulkVariant = 10;
 
-// Fastest variant by (bits, M) from the H200 sweep of every variant on the three LLaMA-2-7B shapes
-// (benchmarks/NOTES.md "mixed-input GEMM v2"); above M = 64 the op layer routes to dequantize + cuBLAS.
+// Fastest variant by (bits, M) from the H200 sweep of every variant on the three LLaMA-2-7B shapes, least total time
+// over the shapes (benchmarks/NOTES.md "mixed-input GEMM v3": with programmatic dependent launch; the bulk-copy
+// variants measured 5-15 % slower at every M); above M = 64 the op layer routes to dequantize + cuBLAS.
 int auto_variant(int bits, int M) {
   if (M <= 8) return 0;
-  if (bits == 4) return M <= 32 ? 4 : 9;
-  return M <= 16 ? 2 : (M <= 32 ? 4 : 6);
+  if (bits == 4) return M <= 16 ? 3 : (M <= 32 ? 6 : 9);
+  return M <= 16 ? 2 : (M <= 32 ? 5 : 6);
 }
 
 // The bulk-copy variants need sm_90 and 16-byte aligned weights (the tiled weight's storage offset).

@@ -6,10 +6,13 @@ quantize_per_token (dynamic), per row m of x (M, K):  r_min = min(min_k x, 0), r
 quantize_per_tensor (static, calibrated (S, Z) given as (1,) tensors): q[m, k] = clamp(round(x[m, k] / S) + Z, −128,
   127), and row_scale[m] = S for a finite row, NaN otherwise: the int8 GEMM multiplies by it, so a non-finite input
   row gives a NaN output row as in the dynamic layer (whose NaN scale does the same).
-Backends: the CUDA kernels of qtorch._C (csrc/act_quant: one CTA per row, launched from C++: the eager choice); in a
-graph traced for torch.compile on the CPU (on CUDA when forced: measured slower there), the same formula in aten ops
-(qtorch.ops.fused_quant), which Inductor fuses into the kernel producing x; the Triton kernel (triton_kernels.act_quant),
-bit-exact with the reference; the reference (CPU, and on CUDA without qtorch._C or triton, said once). NaN in a row
+Backends of quantize_per_token: in a graph traced for torch.compile on the CPU (on CUDA when forced: measured slower
+there), the same formula in aten ops (qtorch.ops.fused_quant), which Inductor fuses into the kernel producing x; the
+CUDA kernel of qtorch._C (csrc/act_quant), preferred in eager calls up to EAGER_KERNEL_MAX_M rows, where the host
+time of a launch decides (one C++ launch instead of the Triton launcher); the Triton kernel (triton_kernels.act_quant,
+faster on the GPU from M = 128 and the compiled choice); the reference (CPU, and on CUDA without qtorch._C or
+triton, said once). Every backend is bit-exact with the reference. quantize_per_tensor runs the CUDA kernel of
+qtorch._C on CUDA. NaN in a row
 gives a NaN scale (so the layer output is NaN there) rather than an error: checking would need a host
 synchronisation per call.
 """
@@ -42,6 +45,11 @@ def check_quantize_per_token(x) -> None:
         raise ValueError("x: expected at least one column (K ≥ 1)")
 
 
+# Largest M for which an eager quantize_per_token call prefers the C++ kernel (H200: W8A8 M = 1 9.3 us either way,
+# the kernel 3x slower than Triton's at M = 2048, benchmarks/NOTES.md "activation quantization in CUDA").
+EAGER_KERNEL_MAX_M = 64
+
+
 def _extension_ready(**meta) -> tuple[bool, str]:
     return routing.YES if load_extension() else (False, "qtorch._C (the CUDA extension) is not built")
 
@@ -66,7 +74,8 @@ routing.register_backends("quantize_per_token", [
     routing.Backend("fusable", ("cpu", "cuda"), _traced, quantize_per_token_fusable,
                     preferred=lambda device, **meta: device == "cpu"),
     reference_backend(quantize_per_token_reference),
-    routing.Backend("cuda_kernel", ("cuda",), _extension_ready, _cuda_kernel),
+    routing.Backend("cuda_kernel", ("cuda",), _extension_ready, _cuda_kernel,
+                    preferred=lambda traced, small_m, **meta: small_m and not traced),
     routing.Backend("triton", ("cuda", "cpu"), lambda device, **meta: triton_ready(device), _triton),
     reference_on_cuda("quantize_per_token", quantize_per_token_reference,
                       "neither qtorch._C nor triton is available"),
@@ -79,7 +88,8 @@ def quantize_per_token(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tor
     check_quantize_per_token(x)
     # traced: AOTAutograd runs this body on fake tensors to decompose the op for Inductor
     traced = is_fake(x)
-    backend = routing.select("quantize_per_token", device=x.device.type, traced=traced)
+    small_m = not traced and x.shape[0] <= EAGER_KERNEL_MAX_M
+    backend = routing.select("quantize_per_token", device=x.device.type, traced=traced, small_m=small_m)
     return once_per_traced_value(x, backend.run) if traced else backend.run(x)
 
 
