@@ -1,8 +1,11 @@
 """The committed GPU-suite record (benchmarks/results/h200_tests.json, written on the H200 by
 benchmarks/run_gpu_tests.py) gates landing: it parses, covers every test file with cuda tests, shows no failure,
 error or time-out, and was taken at a commit after which nothing changed that a GPU test could see: only results,
-prose (*.md), test files without cuda tests, and GPU test files whose entry in the record carries its own later
-"commit" (that file alone re-run after a change to it) with no change since that commit."""
+prose (*.md), test files without cuda tests, GPU test files whose entry in the record carries its own later
+"commit" (that file alone re-run after a change to it) with no change since that commit, and GPU test files whose
+change lies entirely in test functions not marked cuda (what a GPU run of the file executes, compared as syntax
+trees, is unchanged)."""
+import ast
 import json
 import subprocess
 import sys
@@ -45,6 +48,38 @@ def _changed_since(commit: str) -> list[str]:
         pytest.fail(f"cannot compare the record's commit {commit} with HEAD: {exc}")
 
 
+def _gpu_visible(source: str) -> str:
+    """The part of a test module that a GPU run (pytest -m cuda) executes, as a syntax-tree dump: the module without
+    its test functions that are not marked cuda (the whole module when it is marked cuda as a whole)."""
+    tree = ast.parse(source)
+    module_marked = any(isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "pytestmark" for t in node.targets)
+                        and "cuda" in ast.unparse(node.value) for node in tree.body)
+    if not module_marked:
+        tree.body = [node for node in tree.body
+                     if not (isinstance(node, ast.FunctionDef) and node.name.startswith("test_")
+                             and not any("cuda" in ast.unparse(d) for d in node.decorator_list))]
+    return ast.dump(tree)
+
+
+def _only_cpu_tests_changed(path: str, commit: str) -> bool:
+    try:
+        old = subprocess.run(["git", "show", f"{commit}:{path}"], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return False  # new since the record: it must be in the record (test_record_covers_every_gpu_test_file)
+    return _gpu_visible(old) == _gpu_visible((ROOT / path).read_text())
+
+
+def test_gpu_visible_part_ignores_cpu_tests_only():
+    mark = "pytest.mark." + "cuda"  # split: this file has no GPU tests (run_gpu_tests.CUDA_MARK)
+    base = f"import pytest\nX = 1\n\n@{mark}\ndef test_g():\n    assert X\n\ndef test_c():\n    assert 1\n"
+    assert _gpu_visible(base) == _gpu_visible(base.replace("assert 1", "assert 2 > 1"))  # a CPU test edited
+    assert _gpu_visible(base) != _gpu_visible(base.replace("X = 1", "X = 2"))  # module code the GPU test reads
+    assert _gpu_visible(base) != _gpu_visible(base.replace("assert X", "assert not X"))  # the GPU test itself
+    marked = f"import pytest\npytestmark = {mark}\n\ndef test_c():\n    assert 1\n"
+    assert _gpu_visible(marked) != _gpu_visible(marked.replace("assert 1", "assert 2"))  # every test is a GPU test
+
+
 def test_record_is_fresh():
     """Nothing a GPU test could see changed after the commit the record measured (see the module docstring)."""
     rec = _record()
@@ -56,7 +91,9 @@ def test_record_is_fresh():
     def seen_by_gpu_tests(path: str) -> bool:
         if path.startswith("benchmarks/results/") or path.endswith(".md") or path in rerun:
             return False
-        return not (path.startswith("tests/test_") and path.endswith(".py") and path not in gpu_files)
+        if path.startswith("tests/test_") and path.endswith(".py"):
+            return path in gpu_files and not _only_cpu_tests_changed(path, commit)
+        return True
 
     stale = [f for f in _changed_since(commit) if seen_by_gpu_tests(f)]
     assert not stale, f"changed since the GPU suite ran at {commit} (rerun benchmarks/run_gpu_tests.py): {stale}"

@@ -91,19 +91,28 @@ def test_requant_without_w_zp_equals_zero_w_zp(m, n, k):
 
 
 def test_static_layer_passes_per_tensor_parameters(monkeypatch):
+    """Z_X reaches the GEMM as its (1,) buffer; S_X as the row scale qtorch::quantize_per_tensor writes in its one pass
+    over x (S_X on every finite row, NaN on a row holding NaN/Inf: the NaN policy without a separate pass)."""
     layer = _static_layer(24, 40)
     x = torch.randn(2, 5, 40)
+    x[1, 2, 7] = float("nan")
     expected = layer(x)
     seen = []
     real = qops.int8_scaled_mm
 
     def spy(*args):
-        seen.append((tuple(args[1].shape), tuple(args[2].shape)))
+        seen.append((args[1].clone(), args[2]))
         return real(*args)
 
     monkeypatch.setattr(qops, "int8_scaled_mm", spy)
-    assert torch.equal(layer(x), expected)
-    assert seen == [((1,), (1,))]
+    y = layer(x)
+    torch.testing.assert_close(y, expected, rtol=0, atol=0, equal_nan=True)
+    (row_scale, x_zp), = seen
+    assert x_zp is layer.x_zp and row_scale.shape == (10,)
+    finite = torch.ones(10, dtype=torch.bool)
+    finite[7] = False  # row (1, 2) of the (2, 5) leading dims
+    assert torch.equal(row_scale[finite], layer.x_scale.expand(9)) and torch.isnan(row_scale[7])
+    assert torch.isnan(y[1, 2]).all() and torch.isfinite(y.reshape(10, -1)[finite]).all()
 
 
 # ------------------------------------------------------------------------------------------------ GPU
