@@ -1,5 +1,5 @@
-// Kernels of act_quant.h. One CTA per row: the per-token kernel keeps up to kKeep 16-byte vectors per thread in
-// registers between its min/max pass and its quantize pass (rows up to 256 · kKeep vectors are read once; longer
+// Kernels of act_quant.h. One CTA per row: the per-token kernel keeps up to KEEP 16-byte vectors per thread in
+// registers between its min/max pass and its quantize pass (rows up to 256 · KEEP vectors are read once; longer
 // rows are read again from L2); the per-tensor kernel quantizes in one pass and ORs a "non-finite" flag over the row.
 // Measured on the H200 (benchmarks/NOTES.md "activation quantization in CUDA"): the per-token kernel holds 92
 // registers (2 CTAs per SM), so it is the eager choice for small M only (one C++ launch instead of the Triton
@@ -18,7 +18,6 @@ namespace qtorch_act {
 
 namespace {
 
-constexpr int kKeep = 8;           // 16-byte vectors per thread kept in registers across the two passes
 constexpr float kFastDivMin = 5.421010862427522e-20f;  // 2^-64
 constexpr float kFastDivMax = 1.8446744073709552e19f;  // 2^64
 
@@ -109,17 +108,19 @@ __device__ __forceinline__ void block_min_max(float& lo, float& hi) {
   }
 }
 
-template <class T, int VEC>
+// KEEP: 16-byte vectors per thread kept in registers across the two passes (the launcher picks the smallest that
+// holds the row: fewer registers, more rows in flight per SM).
+template <class T, int VEC, int KEEP>
 __global__ void __launch_bounds__(256) quantize_per_token_kernel(const ActQuantParams p) {
   qtorch_ptx::pdl_wait();  // x is the previous kernel's output
   qtorch_ptx::pdl_launch_dependents();
   const int m = blockIdx.x, nvec = p.K / VEC;
   const T* x = static_cast<const T*>(p.x) + static_cast<int64_t>(m) * p.x_stride;
   int8_t* q = p.q + static_cast<int64_t>(m) * p.K;
-  Vec<T, VEC> keep[kKeep];
+  Vec<T, VEC> keep[KEEP];
   float lo = 0.f, hi = 0.f;  // the range always holds 0
 #pragma unroll
-  for (int j = 0; j < kKeep; ++j) {
+  for (int j = 0; j < KEEP; ++j) {
     const int i = threadIdx.x + j * blockDim.x;
     if (i < nvec) {
       keep[j] = load_vec<T, VEC>(x + i * VEC);
@@ -130,7 +131,7 @@ __global__ void __launch_bounds__(256) quantize_per_token_kernel(const ActQuantP
       }
     }
   }
-  for (int i = threadIdx.x + kKeep * blockDim.x; i < nvec; i += blockDim.x) {
+  for (int i = threadIdx.x + KEEP * blockDim.x; i < nvec; i += blockDim.x) {
     const Vec<T, VEC> v = load_vec<T, VEC>(x + i * VEC);
 #pragma unroll
     for (int e = 0; e < VEC; ++e) {
@@ -144,11 +145,11 @@ __global__ void __launch_bounds__(256) quantize_per_token_kernel(const ActQuantP
   const float z = fminf(fmaxf(rintf(-128.f - __fdiv_rn(lo, s)), -128.f), 127.f);  // NaN row: unspecified
   const Divider div(s);
 #pragma unroll
-  for (int j = 0; j < kKeep; ++j) {
+  for (int j = 0; j < KEEP; ++j) {
     const int i = threadIdx.x + j * blockDim.x;
     if (i < nvec) quantize_vec<T, VEC>(keep[j], div, z, q + i * VEC);
   }
-  for (int i = threadIdx.x + kKeep * blockDim.x; i < nvec; i += blockDim.x)
+  for (int i = threadIdx.x + KEEP * blockDim.x; i < nvec; i += blockDim.x)
     quantize_vec<T, VEC>(load_vec<T, VEC>(x + i * VEC), div, z, q + i * VEC);
   if (threadIdx.x == 0) {
     p.scale[m] = s;
@@ -188,7 +189,7 @@ bool vectorizable(const ActQuantParams& p) {
 // Threads per row: enough for one or two vectors each on short rows, 256 from 512 vectors on.
 int block_threads(int nvec) { return nvec <= 64 ? 64 : nvec <= 256 ? 128 : 256; }
 
-template <class T, int VEC, bool PER_TOKEN>
+template <class T, int VEC, bool PER_TOKEN, int KEEP = 1>
 cudaError_t launch_typed(const ActQuantParams& p, cudaStream_t stream) {
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = dim3(p.M);
@@ -197,13 +198,25 @@ cudaError_t launch_typed(const ActQuantParams& p, cudaStream_t stream) {
   cudaLaunchAttribute attr[1];
   cfg.attrs = attr;
   cfg.numAttrs = qtorch_ptx::pdl_launch_attribute(attr[0]);
-  if constexpr (PER_TOKEN) return cudaLaunchKernelEx(&cfg, quantize_per_token_kernel<T, VEC>, p);
+  if constexpr (PER_TOKEN) return cudaLaunchKernelEx(&cfg, quantize_per_token_kernel<T, VEC, KEEP>, p);
   else return cudaLaunchKernelEx(&cfg, quantize_per_tensor_kernel<T, VEC>, p);
+}
+
+// Per token: the smallest KEEP in {2, 4, 8} whose 256 · KEEP vectors hold the row (longer rows keep 8 and re-read).
+template <class T, int VEC>
+cudaError_t launch_per_token(const ActQuantParams& p, cudaStream_t stream) {
+  const int nvec = p.K / VEC;
+  if (nvec <= 256 * 2) return launch_typed<T, VEC, true, 2>(p, stream);
+  if (nvec <= 256 * 4) return launch_typed<T, VEC, true, 4>(p, stream);
+  return launch_typed<T, VEC, true, 8>(p, stream);
 }
 
 template <bool PER_TOKEN, class T>
 cudaError_t launch_dtype(const ActQuantParams& p, cudaStream_t stream) {
-  return vectorizable<T>(p) ? launch_typed<T, kVec<T>, PER_TOKEN>(p, stream) : launch_typed<T, 1, PER_TOKEN>(p, stream);
+  if constexpr (PER_TOKEN)
+    return vectorizable<T>(p) ? launch_per_token<T, kVec<T>>(p, stream) : launch_per_token<T, 1>(p, stream);
+  else
+    return vectorizable<T>(p) ? launch_typed<T, kVec<T>, false>(p, stream) : launch_typed<T, 1, false>(p, stream);
 }
 
 template <bool PER_TOKEN>
