@@ -28,7 +28,7 @@
 namespace qtorch_mixed {
 
 template <class T, int BITS, int NT_, int MT_, int U_, bool GROUPED_, int MINB_ = 1, int STAGES_ = 0,
-          bool PERSISTENT_ = false>
+          bool PERSISTENT_ = false, int WARPS_ = 8>
 struct Tile {
   using Act = T;
   static constexpr int kBits = BITS;
@@ -36,7 +36,7 @@ struct Tile {
   static constexpr int MT = MT_;               // 8-token tiles per CTA
   static constexpr int U = U_;                 // chunks per warp per step (loads in flight before computing)
   static constexpr bool GROUPED = GROUPED_;    // scale per chunk (g < K) or once at the end (g = K)
-  static constexpr int kWarps = 8;
+  static constexpr int kWarps = WARPS_;         // warps per CTA, splitting K (chunk c to warp c % kWarps)
   static constexpr int kThreads = 32 * kWarps;
   static constexpr int CK = BITS == 4 ? 64 : 32;  // K values per chunk
   static constexpr int kSteps = CK / 16;          // mma k-steps per chunk

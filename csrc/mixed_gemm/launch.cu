@@ -80,10 +80,14 @@ cudaError_t launch_variant(int variant, const MixedGemmParams& p, cudaStream_t s
     case 18: return launch_tile<Tile<T, BITS, 1, 1, 2, GROUPED, 1, 8, true>>(p, stream);
     case 19: return launch_tile<Tile<T, BITS, 1, 2, 4, GROUPED, 1, 4, true>>(p, stream);
     case 20: return launch_tile<Tile<T, BITS, 2, 2, 2, GROUPED, 1, 4, true>>(p, stream);
+    // 4-warp CTAs: finer occupancy steps at ~96 registers (5 CTAs = 20 warps per SM instead of 2 x 8)
+    case 21: return launch_tile<Tile<T, BITS, 1, 1, 4, GROUPED, 1, 0, false, 4>>(p, stream);
+    case 22: return launch_tile<Tile<T, BITS, 1, 2, 2, GROUPED, 1, 0, false, 4>>(p, stream);
+    case 23: return launch_tile<Tile<T, BITS, 2, 2, 2, GROUPED, 1, 0, false, 4>>(p, stream);
     default: return cudaErrorInvalidValue;
   }
 }
-constexpr int kVariants = 21;
+constexpr int kVariants = 24;
 constexpr int kFirstBulkVariant = 10;
 
 // Fastest variant by (bits, M) from the H200 sweep of every variant on the three LLaMA-2-7B shapes, least total time
