@@ -7,6 +7,7 @@
 
 #include "common/global_loads.cuh"
 #include "common/mbarrier.cuh"
+#include "common/wgmma.cuh"
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define QTORCH_SM90_ENABLED 1
@@ -71,23 +72,11 @@ __device__ __forceinline__ void tma_prefetch_desc(const void* tmap) {
   asm volatile("prefetch.tensormap [%0];\n" ::"l"(tmap) : "memory");
 }
 
-// Orders this thread's generic-proxy shared-memory writes before later async-proxy (wgmma / TMA) accesses.
-__device__ __forceinline__ void fence_proxy_async_smem() {
-  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-}
-
-__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
-template <int N>
-__device__ __forceinline__ void wgmma_wait() {
-  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
-}
-// Keeps the compiler from moving accumulator reads/writes across wgmma fences/waits.
-template <int R>
-__device__ __forceinline__ void fence_regs(int32_t (&d)[R]) {
-#pragma unroll
-  for (int i = 0; i < R; ++i) asm volatile("" : "+r"(d[i])::"memory");
-}
+using qtorch_ptx::fence_proxy_async_smem;
+using qtorch_ptx::fence_regs;
+using qtorch_ptx::wgmma_commit;
+using qtorch_ptx::wgmma_fence;
+using qtorch_ptx::wgmma_wait;
 
 template <uint32_t kRegs>
 __device__ __forceinline__ void setmaxnreg_inc() {
@@ -127,15 +116,7 @@ __device__ __forceinline__ int4 ld_cluster_16(uint32_t cluster_addr) {
   return v;
 }
 
-// wgmma shared-memory matrix descriptor for a K-major tile written by TMA with 128-byte swizzle:
-// rows of 128 bytes, 8-row core groups 1024 bytes apart (stride byte offset), tile base 1024-byte aligned.
-__device__ __forceinline__ uint64_t smem_desc_sw128(uint32_t smem_addr) {
-  uint64_t desc = static_cast<uint64_t>((smem_addr & 0x3FFFF) >> 4);  // start address >> 4, bits 0-13
-  desc |= static_cast<uint64_t>(16 >> 4) << 16;                        // leading byte offset (unused for SW128 K-major)
-  desc |= static_cast<uint64_t>(1024 >> 4) << 32;                      // stride byte offset: 8 rows x 128 B
-  desc |= static_cast<uint64_t>(1) << 62;                              // layout: 128-byte swizzle
-  return desc;
-}
+using qtorch_ptx::smem_desc_sw128;
 
 #endif  // QTORCH_SM90_ENABLED
 

@@ -1,5 +1,6 @@
 // Launchers of the mixed-input GEMM and the tiled dequantization (torch-free): the tile shape from M.
 #include "mixed_gemm/kernel.cuh"
+#include "mixed_gemm/kernel_wgmma.cuh"
 #include "mixed_gemm/mixed_gemm.h"
 
 #include <algorithm>
@@ -51,6 +52,24 @@ cudaError_t launch_tile(const MixedGemmParams& p, cudaStream_t stream) {
   return cudaLaunchKernelEx(&cfg, kernel, p);
 }
 
+template <class TL>
+cudaError_t launch_wgmma(const MixedGemmParams& p, cudaStream_t stream) {
+  if (TL::kSmemBytes > 48 * 1024) {
+    static const cudaError_t raised = cudaFuncSetAttribute(mixed_gemm_wgmma_kernel<TL>,
+                                                           cudaFuncAttributeMaxDynamicSharedMemorySize, TL::kSmemBytes);
+    if (raised != cudaSuccess) return raised;
+  }
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3(ceil_div(ceil_div(p.N, 16), TL::kRows / 16), ceil_div(p.M, TL::kTokens));
+  cfg.blockDim = dim3(TL::kThreads);
+  cfg.dynamicSmemBytes = TL::kSmemBytes;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  cfg.attrs = attr;
+  cfg.numAttrs = qtorch_ptx::pdl_launch_attribute(attr[0]);
+  return cudaLaunchKernelEx(&cfg, mixed_gemm_wgmma_kernel<TL>, p);
+}
+
 // The tile shapes (NT 16-row weight tiles, MT 8-token tiles, U chunks per warp and step, CTAs per SM the registers
 // must allow, shared-memory stages: 0 = weights through registers, > 0 = the bulk-copy kernel, sm_90; persistent
 // grid), by index.
@@ -84,10 +103,18 @@ cudaError_t launch_variant(int variant, const MixedGemmParams& p, cudaStream_t s
     case 21: return launch_tile<Tile<T, BITS, 1, 1, 4, GROUPED, 1, 0, false, 4>>(p, stream);
     case 22: return launch_tile<Tile<T, BITS, 1, 2, 2, GROUPED, 1, 0, false, 4>>(p, stream);
     case 23: return launch_tile<Tile<T, BITS, 2, 2, 2, GROUPED, 1, 0, false, 4>>(p, stream);
+    // int4, sm_90a: warpgroup MMAs, 64 tokens x 64 (WG = 1) or 128 (WG = 2) weight rows per CTA
+    case 24:
+      if constexpr (BITS == 4) return launch_wgmma<WgmmaTile<T, GROUPED, 1, 2>>(p, stream);
+      else return cudaErrorInvalidValue;
+    case 25:
+      if constexpr (BITS == 4) return launch_wgmma<WgmmaTile<T, GROUPED, 2, 2>>(p, stream);
+      else return cudaErrorInvalidValue;
     default: return cudaErrorInvalidValue;
   }
 }
-constexpr int kVariants = 24;
+constexpr int kVariants = 26;
+constexpr int kFirstWgmmaVariant = 24;
 constexpr int kFirstBulkVariant = 10;
 
 // Fastest variant by (bits, M) from the H200 sweep of every variant on the three LLaMA-2-7B shapes, least total time
@@ -115,7 +142,8 @@ template <class T, int BITS, bool GROUPED>
 cudaError_t launch_by_m(const MixedGemmParams& p, cudaStream_t stream) {
   int variant = forced_variant();
   if (variant < 0) variant = auto_variant(BITS, p.M);
-  if (variant >= kFirstBulkVariant && !bulk_ready(p)) variant = 0;  // same results: every variant sums alike
+  if (variant >= kFirstBulkVariant && variant < 21 && !bulk_ready(p)) variant = 0;  // same sums as variant 0
+  if (variant >= kFirstWgmmaVariant && (BITS != 4 || qtorch_ptx::current_cc_major() != 9)) variant = 0;
   return launch_variant<T, BITS, GROUPED>(variant, p, stream);
 }
 
