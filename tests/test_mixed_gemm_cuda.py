@@ -78,11 +78,11 @@ def test_mixed_gemm_matches_float64(bits, n, k, group_size, m, path):
 # 16384 / 11008: the bulk-copy variants' ring of stages wraps around, and the last stage is partial).
 VARIANT_CASES = [(4, 136, 1024, 128), (8, 72, 1024, 1024), (4, 40, 4096, 4096), (8, 264, 2048, 64),
                  (4, 40, 16384, 128), (8, 24, 11008, 11008)]
-VARIANTS = 26  # csrc/mixed_gemm/launch.cu kVariants: 0-9, 21-23 the register kernel, 10-20 the bulk-copy kernel (sm_90),
-#               24-25 the warpgroup-MMA kernel (int4, sm_90a; int8 falls back to variant 0)
+VARIANTS = 27  # csrc/mixed_gemm/launch.cu kVariants: 0-9, 21-23 the register kernel, 10-20 the bulk-copy kernel (sm_90),
+#               24-26 the warpgroup-MMA kernel (int4, sm_90a; int8 falls back to variant 0)
 # Variants with the same warps per CTA give each warp the same chunks (c % warps) and sum them in the same order; the
 # warpgroup kernel sums every chunk of a row in one thread.
-SAME_SUMS = (range(0, 21), range(21, 24), range(24, 26))  # 8 warps, 4 warps, warpgroup MMA
+SAME_SUMS = (range(0, 21), range(21, 24), range(24, 27))  # 8 warps, 4 warps, warpgroup MMA
 
 
 # N of 16392 / 12296: more tile groups than resident CTAs, so the persistent variants' CTAs stream several each.

@@ -103,17 +103,20 @@ cudaError_t launch_variant(int variant, const MixedGemmParams& p, cudaStream_t s
     case 21: return launch_tile<Tile<T, BITS, 1, 1, 4, GROUPED, 1, 0, false, 4>>(p, stream);
     case 22: return launch_tile<Tile<T, BITS, 1, 2, 2, GROUPED, 1, 0, false, 4>>(p, stream);
     case 23: return launch_tile<Tile<T, BITS, 2, 2, 2, GROUPED, 1, 0, false, 4>>(p, stream);
-    // int4, sm_90a: warpgroup MMAs, 64 tokens x 64 (WG = 1) or 128 (WG = 2) weight rows per CTA
+    // int4, sm_90a: warpgroup MMAs, 64 tokens x 64 WG weight rows per CTA
     case 24:
       if constexpr (BITS == 4) return launch_wgmma<WgmmaTile<T, GROUPED, 1, 2>>(p, stream);
       else return cudaErrorInvalidValue;
     case 25:
       if constexpr (BITS == 4) return launch_wgmma<WgmmaTile<T, GROUPED, 2, 2>>(p, stream);
       else return cudaErrorInvalidValue;
+    case 26:  // 256 rows share each x tile: a quarter of WG = 1's x traffic from L2
+      if constexpr (BITS == 4) return launch_wgmma<WgmmaTile<T, GROUPED, 4, 1>>(p, stream);
+      else return cudaErrorInvalidValue;
     default: return cudaErrorInvalidValue;
   }
 }
-constexpr int kVariants = 26;
+constexpr int kVariants = 27;
 constexpr int kFirstWgmmaVariant = 24;
 constexpr int kFirstBulkVariant = 10;
 
