@@ -136,6 +136,8 @@ __global__ void __launch_bounds__(TL::kThreads, 1) mixed_gemm_wgmma_kernel(const
         for (int h = 0; h < 2; ++h) sc[h] = __ldg(p.scale + static_cast<size_t>(srow[h]) * groups + grp);
       }
       qtorch_ptx::wgmma_wait<0>();
+#pragma unroll
+      for (int s = 0; s < 4; ++s) qtorch_ptx::fence_regs(a[s]);  // A registers stay untouched until here
       if constexpr (TL::GROUPED) {
         qtorch_ptx::fence_regs(part);
 #pragma unroll
