@@ -163,12 +163,23 @@ __device__ __forceinline__ void mma_chunk(const uint4 (&wv)[TL::NT], const uint4
   }
 }
 
+// y[m, n] = sum (· S[n] when g = K) + bias[n], rounded once to the activation dtype.
+template <class TL>
+__device__ __forceinline__ void store_output(const MixedGemmParams& p, int m, int n, float sum) {
+  using T = typename TL::Act;
+  if constexpr (!TL::GROUPED) sum *= __ldg(p.scale + n);
+  if (p.bias_kind == BiasKind::kAct)
+    sum += Act2<T>::to_float(static_cast<const T*>(p.bias)[n]);
+  else if (p.bias_kind == BiasKind::kFP32)
+    sum += static_cast<const float*>(p.bias)[n];
+  static_cast<T*>(p.y)[static_cast<int64_t>(m) * p.N + n] = Act2<T>::from_float(sum);
+}
+
 // The 8 warps' partial sums meet in shared memory in a fixed order (deterministic), then (g = K) the scale, the
 // bias, rounding to the activation dtype and the store of the CTA's (kTokens, kRows) block of y.
 template <class TL>
 __device__ __forceinline__ void reduce_and_store(const MixedGemmParams& p, const float (&acc)[TL::NT][TL::MT][4],
                                                  float* red, int tile0, int m0) {
-  using T = typename TL::Act;
   constexpr int NT = TL::NT, MT = TL::MT, W = TL::kWarps;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   pdl_wait();  // warps without a chunk (K < 8 chunks) have not waited yet, and y is written below
@@ -180,7 +191,6 @@ __device__ __forceinline__ void reduce_and_store(const MixedGemmParams& p, const
 #pragma unroll
       for (int i = 0; i < 4; ++i) red[(((warp * NT + nt) * MT + mt) * 4 + i) * 32 + lane] = acc[nt][mt][i];
   __syncthreads();
-  T* y = static_cast<T*>(p.y);
   for (int e = threadIdx.x; e < TL::kTokens * TL::kRows; e += TL::kThreads) {
     const int row = e % TL::kRows, token = e / TL::kRows;  // rows fastest: contiguous stores along y's rows
     const int n = tile0 * 16 + row, m = m0 + token;
@@ -190,12 +200,7 @@ __device__ __forceinline__ void reduce_and_store(const MixedGemmParams& p, const
     float sum = 0.f;
 #pragma unroll
     for (int w = 0; w < W; ++w) sum += red[(((w * NT + nt) * MT + mt) * 4 + i) * 32 + src];
-    if constexpr (!TL::GROUPED) sum *= __ldg(p.scale + n);
-    if (p.bias_kind == BiasKind::kAct)
-      sum += Act2<T>::to_float(static_cast<const T*>(p.bias)[n]);
-    else if (p.bias_kind == BiasKind::kFP32)
-      sum += static_cast<const float*>(p.bias)[n];
-    y[static_cast<int64_t>(m) * p.N + n] = Act2<T>::from_float(sum);
+    store_output<TL>(p, m, n, sum);
   }
   __syncthreads();  // red may be rewritten next
 }

@@ -18,6 +18,7 @@
 #include "common/pdl.cuh"
 #include "common/wgmma.cuh"
 #include "mixed_gemm/convert.cuh"
+#include "mixed_gemm/kernel.cuh"
 #include "mixed_gemm/mixed_gemm.h"
 #include "mixed_gemm/wgmma_rs.cuh"
 
@@ -150,18 +151,10 @@ __global__ void __launch_bounds__(TL::kThreads, 1) mixed_gemm_wgmma_kernel(const
 
   // acc[4 j + i]: row 16 tile + g + 8 (i / 2), token m0 + 8 j + 2 t + i % 2.
   if (!tvalid) return;
-  T* y = static_cast<T*>(p.y);
 #pragma unroll
   for (int i = 0; i < 32; ++i) {
     const int n = 16 * tile + g + 8 * ((i % 4) / 2), m = m0 + 8 * (i / 4) + 2 * t + i % 2;
-    if (n >= p.N || m >= p.M) continue;
-    float v = acc[i];
-    if constexpr (!TL::GROUPED) v *= __ldg(p.scale + n);
-    if (p.bias_kind == BiasKind::kAct)
-      v += Act2<T>::to_float(static_cast<const T*>(p.bias)[n]);
-    else if (p.bias_kind == BiasKind::kFP32)
-      v += static_cast<const float*>(p.bias)[n];
-    y[static_cast<int64_t>(m) * p.N + n] = Act2<T>::from_float(v);
+    if (n < p.N && m < p.M) store_output<TL>(p, m, n, acc[i]);
   }
 #endif
 }

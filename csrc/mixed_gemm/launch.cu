@@ -21,28 +21,16 @@ constexpr auto kernel_of() {
   else return mixed_gemm_kernel<TL>;
 }
 
-template <class TL>
-cudaError_t launch_tile(const MixedGemmParams& p, cudaStream_t stream) {
-  const auto kernel = kernel_of<TL>();
+// Launches `kernel` with TL's block and shared memory (the attribute raised once when above 48 KB) and PDL.
+template <class TL, class Kernel>
+cudaError_t launch_with(Kernel kernel, dim3 grid, const MixedGemmParams& p, cudaStream_t stream) {
   if (TL::kSmemBytes > 48 * 1024) {
     static const cudaError_t raised =
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, TL::kSmemBytes);
     if (raised != cudaSuccess) return raised;
   }
-  int groups = ceil_div(ceil_div(p.N, 16), TL::NT);
-  if constexpr (TL::kPersistent) {  // as many CTAs as are resident at once (per launch: the cached occupancy)
-    static const int resident = [&] {
-      int per_sm = 0, device = 0, sms = 0;
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, TL::kThreads, TL::kSmemBytes);
-      cudaGetDevice(&device);
-      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
-      return per_sm * sms;
-    }();
-    const int token_tiles = ceil_div(p.M, TL::kTokens);
-    if (resident > 0) groups = std::min(groups, std::max(1, resident / token_tiles));
-  }
   cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(groups, ceil_div(p.M, TL::kTokens));
+  cfg.gridDim = grid;
   cfg.blockDim = dim3(TL::kThreads);
   cfg.dynamicSmemBytes = TL::kSmemBytes;
   cfg.stream = stream;
@@ -53,21 +41,29 @@ cudaError_t launch_tile(const MixedGemmParams& p, cudaStream_t stream) {
 }
 
 template <class TL>
-cudaError_t launch_wgmma(const MixedGemmParams& p, cudaStream_t stream) {
-  if (TL::kSmemBytes > 48 * 1024) {
-    static const cudaError_t raised = cudaFuncSetAttribute(mixed_gemm_wgmma_kernel<TL>,
-                                                           cudaFuncAttributeMaxDynamicSharedMemorySize, TL::kSmemBytes);
-    if (raised != cudaSuccess) return raised;
+cudaError_t launch_tile(const MixedGemmParams& p, cudaStream_t stream) {
+  const auto kernel = kernel_of<TL>();
+  int groups = ceil_div(ceil_div(p.N, 16), TL::NT);
+  if constexpr (TL::kPersistent) {  // as many CTAs as are resident at once (per launch: the cached occupancy)
+    static const int resident = [&] {
+      int per_sm = 0, device = 0, sms = 0;
+      if (TL::kSmemBytes > 48 * 1024)
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, TL::kSmemBytes);
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, TL::kThreads, TL::kSmemBytes);
+      cudaGetDevice(&device);
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+      return per_sm * sms;
+    }();
+    const int token_tiles = ceil_div(p.M, TL::kTokens);
+    if (resident > 0) groups = std::min(groups, std::max(1, resident / token_tiles));
   }
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(ceil_div(ceil_div(p.N, 16), TL::kRows / 16), ceil_div(p.M, TL::kTokens));
-  cfg.blockDim = dim3(TL::kThreads);
-  cfg.dynamicSmemBytes = TL::kSmemBytes;
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  cfg.attrs = attr;
-  cfg.numAttrs = qtorch_ptx::pdl_launch_attribute(attr[0]);
-  return cudaLaunchKernelEx(&cfg, mixed_gemm_wgmma_kernel<TL>, p);
+  return launch_with<TL>(kernel, dim3(groups, ceil_div(p.M, TL::kTokens)), p, stream);
+}
+
+template <class TL>
+cudaError_t launch_wgmma(const MixedGemmParams& p, cudaStream_t stream) {
+  const dim3 grid(ceil_div(ceil_div(p.N, 16), TL::kRows / 16), ceil_div(p.M, TL::kTokens));
+  return launch_with<TL>(mixed_gemm_wgmma_kernel<TL>, grid, p, stream);
 }
 
 // The tile shapes (NT 16-row weight tiles, MT 8-token tiles, U chunks per warp and step, CTAs per SM the registers
