@@ -194,7 +194,7 @@ def bench_torchao(x, lins, quantize):
 # --- tile sweep (tooling for the plan table, csrc/int8_gemm/plan.cpp) -------------------------------------------------
 SWEEP_M = (32, 64, 128, 256, 512)
 ACT_QUANT_M = (1, 16, 64, 256)
-SM90_COOPERATIVE = ("sm90_128x256", "sm90_128x128", "sm90_64x256")  # split-K through a cluster of split_k CTAs
+SM90_COOPERATIVE = ("sm90_128x256", "sm90_128x128", "sm90_64x256", "sm90_64x128")  # split-K through a cluster of split_k CTAs
 SM90_PINGPONG = ("sm90pp_128x128", "sm90pp_64x256")  # persistent only
 GEMV_MAX_M = 32  # kGemvMaxM (csrc/int8_gemm/int8_gemm.h)
 

@@ -191,6 +191,7 @@ std::vector<Config> configs_for(const Device& d, int M, int K, bool all_splits) 
     add_sm90(Kernel::kSm90_128x256);
     add_sm90(Kernel::kSm90_128x128);
     add_sm90(Kernel::kSm90_64x256);
+    add_sm90(Kernel::kSm90_64x128);
     add_sm90(Kernel::kSm90pp_128x128);
     add_sm90(Kernel::kSm90pp_64x256);
   }

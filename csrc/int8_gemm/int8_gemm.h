@@ -25,6 +25,7 @@ enum class Kernel : int32_t {
   kSm80_128x128,    // mma.sync + cp.async, BM=BN=128, 4 stages (sm_80 / sm_86 / sm_89)
   kGemv16,          // small M (<= 32): 16 weight rows per CTA, mma.sync on streamed weights (sm_80+)
   kGemv32,          // small M (<= 32): 32 weight rows per CTA
+  kSm90_64x128,     // wgmma, BM=64  BN=128, 8 stages      (M = 32-128: twice the N tiles of 64x256, with split-K)
 };
 
 struct LaunchPlan {

@@ -26,7 +26,7 @@ bool is_sm8x(int major) { return major == 8; }
 
 constexpr Kernel kAllKernels[] = {Kernel::kSm90_128x256, Kernel::kSm90_128x128,   Kernel::kSm90_64x256,
                                   Kernel::kSm90pp_128x128, Kernel::kSm90pp_64x256, Kernel::kSm80_128x128,
-                                  Kernel::kGemv16,         Kernel::kGemv32};
+                                  Kernel::kGemv16,         Kernel::kGemv32,         Kernel::kSm90_64x128};
 
 // The forced plan, kernel in the low 16 bits and split_k above (0: none); one word so readers never see half of it.
 std::atomic<int32_t> forced_plan{0};
@@ -38,6 +38,7 @@ const char* kernel_name(Kernel k) {
     case Kernel::kSm90_128x256: return "sm90_128x256";
     case Kernel::kSm90_128x128: return "sm90_128x128";
     case Kernel::kSm90_64x256: return "sm90_64x256";
+    case Kernel::kSm90_64x128: return "sm90_64x128";
     case Kernel::kSm90pp_128x128: return "sm90pp_128x128";
     case Kernel::kSm90pp_64x256: return "sm90pp_64x256";
     case Kernel::kSm80_128x128: return "sm80_128x128";
@@ -53,6 +54,7 @@ bool kernel_supported(Kernel k, int cc_major, int cc_minor, int M) {
     case Kernel::kSm90_128x256:
     case Kernel::kSm90_128x128:
     case Kernel::kSm90_64x256:
+    case Kernel::kSm90_64x128:
     case Kernel::kSm90pp_128x128:
     case Kernel::kSm90pp_64x256: return is_sm90(cc_major, cc_minor);
     case Kernel::kSm80_128x128: return portable;
@@ -119,6 +121,7 @@ cudaError_t launch_int8_gemm(const GemmProblem& problem, const LaunchPlan& plan,
     case Kernel::kSm90_128x256:
     case Kernel::kSm90_128x128:
     case Kernel::kSm90_64x256:
+    case Kernel::kSm90_64x128:
     case Kernel::kSm90pp_128x128:
     case Kernel::kSm90pp_64x256: return launch_sm90(problem, plan.kernel, plan.split_k, plan.num_sms, stream);
     case Kernel::kSm80_128x128: return launch_sm80(problem, stream);

@@ -12,6 +12,7 @@ namespace qtorch_int8 {
 using Sm90Tile128x256 = Sm90Tile<256, 2, 1, 1, 4, false>;   // cooperative, 192 KB ring
 using Sm90Tile128x128 = Sm90Tile<128, 2, 1, 1, 6, false>;   // cooperative, 192 KB ring
 using Sm90Tile64x256 = Sm90Tile<128, 1, 2, 1, 5, false>;    // cooperative, 200 KB ring
+using Sm90Tile64x128 = Sm90Tile<64, 1, 2, 1, 8, false>;     // cooperative, 192 KB ring (mid M: twice the N tiles)
 using Sm90TilePP128x128 = Sm90Tile<128, 1, 1, 2, 6, true>;  // ping-pong, 128x128 per consumer, 192 KB ring
 using Sm90TilePP64x256 = Sm90Tile<256, 1, 1, 1, 5, true>;   // ping-pong, 64x256 per consumer, 200 KB ring
 
@@ -79,6 +80,7 @@ cudaError_t launch_sm90_tile(const GemmProblem& pb, int split_k, int num_sms, cu
 extern template cudaError_t launch_sm90_tile<Sm90Tile128x256>(const GemmProblem&, int, int, cudaStream_t);
 extern template cudaError_t launch_sm90_tile<Sm90Tile128x128>(const GemmProblem&, int, int, cudaStream_t);
 extern template cudaError_t launch_sm90_tile<Sm90Tile64x256>(const GemmProblem&, int, int, cudaStream_t);
+extern template cudaError_t launch_sm90_tile<Sm90Tile64x128>(const GemmProblem&, int, int, cudaStream_t);
 extern template cudaError_t launch_sm90_tile<Sm90TilePP128x128>(const GemmProblem&, int, int, cudaStream_t);
 extern template cudaError_t launch_sm90_tile<Sm90TilePP64x256>(const GemmProblem&, int, int, cudaStream_t);
 
