@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import qtorch.ops as qops
-from qtorch.ops import int8_matmul, routing
+from qtorch.ops import _registry, int8_matmul, routing
 from qtorch.quant import quantize_multiplier
 
 
@@ -63,18 +63,18 @@ def test_int8_padded_route_is_exact(m, n, k):
                                                   (32, 64, False, "cuda_int8_padded")])
 def test_int8_cuda_routing(monkeypatch, n, k, aligned, expected):
     """With qtorch._C, aligned shapes take the kernel and every other shape the padded route; without, the reference."""
-    monkeypatch.setattr(int8_matmul, "load_extension", lambda: True)
+    monkeypatch.setattr(_registry, "load_extension", lambda: True)
     routing.clear_cache()  # select remembers its answers per call shape
     for op in ("int8_scaled_mm", "int8_linear_requant"):
         assert routing.select(op, device="cuda", n=n, k=k, aligned=aligned).name == expected
-    monkeypatch.setattr(int8_matmul, "load_extension", lambda: False)
+    monkeypatch.setattr(_registry, "load_extension", lambda: False)
     routing.clear_cache()
     assert routing.select("int8_scaled_mm", device="cuda", n=n, k=k, aligned=aligned).name == "reference_cuda"
     routing.clear_cache()
 
 
 def test_force_backend_names_the_reason(monkeypatch):
-    monkeypatch.setattr(int8_matmul, "load_extension", lambda: True)
+    monkeypatch.setattr(_registry, "load_extension", lambda: True)
     with qops.force_backend("int8_scaled_mm", "cuda_int8"):
         with pytest.raises(ValueError, match="cuda_int8.*N = 200"):
             routing.select("int8_scaled_mm", device="cuda", n=200, k=64, aligned=True)

@@ -5,6 +5,7 @@ import warnings
 
 import torch
 
+from qtorch._ext import load_extension
 from qtorch.ops import routing
 
 LIB = torch.library.Library("qtorch", "FRAGMENT")  # private schemas; their CUDA kernels come from qtorch._C
@@ -55,6 +56,11 @@ def triton_ready(device: str) -> tuple[bool, str]:
     if device != "cuda" and not interpreting():
         return False, "Triton kernels need CUDA tensors (or TRITON_INTERPRET=1 on CPU)"
     return routing.YES
+
+
+def extension_ready(**meta) -> tuple[bool, str]:
+    """Whether the CUDA kernels of qtorch._C are loaded (every backend that calls them asks this)."""
+    return routing.YES if load_extension() else (False, "qtorch._C (the CUDA extension) is not built")
 
 
 def always(**meta) -> tuple[bool, str]:

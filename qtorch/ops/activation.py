@@ -19,12 +19,11 @@ synchronisation per call.
 import torch
 from torch._subclasses.fake_tensor import is_fake
 
-from qtorch._ext import load_extension
 from qtorch.ops._checks import ACT_DTYPES, check_matrix, check_vector
 from qtorch.ops import routing
-from qtorch.ops._registry import LIB, reference_backend, reference_on_cuda, triton_ready
+from qtorch.ops._registry import LIB, extension_ready, reference_backend, reference_on_cuda, triton_ready
 from qtorch.ops.fused_quant import once_per_traced_value, quantize_per_token_fusable
-from qtorch.quant.affine import qparams_from_minmax, quantize, round_clamp
+from qtorch.quant.affine import qparams_from_minmax, quantize
 
 # CUDA kernels: qtorch._C (csrc/bindings/act_quant_ops.cpp)
 LIB.define("_quantize_per_token_cuda(Tensor x) -> (Tensor, Tensor, Tensor)")
@@ -50,10 +49,6 @@ def check_quantize_per_token(x) -> None:
 EAGER_KERNEL_MAX_M = 64
 
 
-def _extension_ready(**meta) -> tuple[bool, str]:
-    return routing.YES if load_extension() else (False, "qtorch._C (the CUDA extension) is not built")
-
-
 def _cuda_kernel(x):
     return torch.ops.qtorch._quantize_per_token_cuda.default(x)
 
@@ -74,7 +69,7 @@ routing.register_backends("quantize_per_token", [
     routing.Backend("fusable", ("cpu", "cuda"), _traced, quantize_per_token_fusable,
                     preferred=lambda device, **meta: device == "cpu"),
     reference_backend(quantize_per_token_reference),
-    routing.Backend("cuda_kernel", ("cuda",), _extension_ready, _cuda_kernel,
+    routing.Backend("cuda_kernel", ("cuda",), extension_ready, _cuda_kernel,
                     preferred=lambda traced, small_m, **meta: small_m and not traced),
     routing.Backend("triton", ("cuda", "cpu"), lambda device, **meta: triton_ready(device), _triton),
     reference_on_cuda("quantize_per_token", quantize_per_token_reference,
@@ -110,7 +105,7 @@ def _(x):
 
 def quantize_per_tensor_reference(x, scale, zero_point):
     """PyTorch reference: (q (M, K) int8, row_scale (M,) fp32)."""
-    q = round_clamp(x.float(), scale, zero_point, -128, 127).to(torch.int8)  # (M, K); a non-finite row's q unspecified
+    q = quantize(x, scale, zero_point, 8, allow_nonfinite=True)  # (M, K) int8; a non-finite row's q unspecified
     row_scale = torch.where(torch.isfinite(x).all(dim=1), scale, float("nan"))  # (M,) S or NaN
     return q, row_scale
 
@@ -124,7 +119,7 @@ def check_quantize_per_tensor(x, scale, zero_point) -> None:
 
 routing.register_backends("quantize_per_tensor", [
     reference_backend(quantize_per_tensor_reference),
-    routing.Backend("cuda_kernel", ("cuda",), _extension_ready,
+    routing.Backend("cuda_kernel", ("cuda",), extension_ready,
                     lambda x, scale, zero_point: torch.ops.qtorch._quantize_per_tensor_cuda.default(x, scale,
                                                                                                      zero_point)),
     reference_on_cuda("quantize_per_tensor", quantize_per_tensor_reference, "qtorch._C (the CUDA extension) is not built"),

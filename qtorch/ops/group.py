@@ -12,10 +12,9 @@ said once, or without triton).
 """
 import torch
 
-from qtorch._ext import load_extension
 from qtorch.ops import routing
 from qtorch.ops._checks import ACT_DTYPES, check_bits_group, check_layout, check_matrix, check_packed_weight, packed_cols
-from qtorch.ops._registry import reference_backend, reference_on_cuda, triton_ready, warn_once
+from qtorch.ops._registry import extension_ready, reference_backend, reference_on_cuda, triton_ready, warn_once
 from qtorch.quant.affine import compute_qparams, dequantize, quantize
 from qtorch.quant.layout import LAYOUT_ROWMAJOR, LAYOUT_TILED, tiled_chunk, unpack_tiled
 from qtorch.quant.packing import pack, unpack
@@ -97,8 +96,9 @@ def mixed_gemm_ready(layout, dtype, **meta):
     """The tiled layout's CUDA kernels (qtorch._C: the mixed-input GEMM) take 16-bit activations / outputs."""
     if layout != LAYOUT_TILED:
         return False, f"reads layout {LAYOUT_TILED} (tiled), got layout {layout}"
-    if not load_extension():
-        return False, "qtorch._C (the CUDA extension) is not built"
+    ok, reason = extension_ready()
+    if not ok:
+        return ok, reason
     if dtype not in (torch.bfloat16, torch.float16):
         return False, f"needs bf16/fp16, got {dtype}"
     return routing.YES

@@ -17,10 +17,9 @@ without qtorch._C, said once). Every device accepts the same inputs.
 import torch
 import torch.nn.functional as F
 
-from qtorch._ext import load_extension
 from qtorch.ops import routing
 from qtorch.ops._checks import ACT_DTYPES, check_device, check_matrix, check_vector
-from qtorch.ops._registry import LIB, reference_backend, reference_on_cuda, warn_once
+from qtorch.ops._registry import LIB, extension_ready, reference_backend, reference_on_cuda, warn_once
 from qtorch.quant.fixed_point import requantize
 
 SCALED_MM_SCHEMA = ("(Tensor x_q, Tensor x_scale, Tensor x_zp, Tensor w_q, Tensor w_scale, Tensor w_colsum, "
@@ -134,17 +133,14 @@ def _fresh(t: torch.Tensor) -> torch.Tensor:
 
 
 def _cuda_int8_ready(n, k, aligned, **meta):
-    if not load_extension():
-        return False, "qtorch._C (the CUDA extension) is not built"
+    ok, reason = extension_ready()
+    if not ok:
+        return ok, reason
     if k == 0 or k % KERNEL_MULTIPLE or n % KERNEL_MULTIPLE:
         return False, f"needs N and K multiples of {KERNEL_MULTIPLE} (K > 0), got N = {n}, K = {k}"
     if not aligned:
         return False, f"needs contiguous, {KERNEL_ALIGN_BYTES}-byte aligned x_q and w_q"
     return routing.YES
-
-
-def _extension_built(**meta):
-    return (True, "") if load_extension() else (False, "qtorch._C (the CUDA extension) is not built")
 
 
 def _padded_warning(op: str, n: int, k: int) -> None:
@@ -190,7 +186,7 @@ def int8_scaled_mm_padded(*args, kernel=_scaled_mm_aligned):
 routing.register_backends("int8_scaled_mm", [
     reference_backend(int8_scaled_mm_reference),
     routing.Backend("cuda_int8", ("cuda",), _cuda_int8_ready, _scaled_mm_aligned),
-    routing.Backend("cuda_int8_padded", ("cuda",), _extension_built, int8_scaled_mm_padded),
+    routing.Backend("cuda_int8_padded", ("cuda",), extension_ready, int8_scaled_mm_padded),
     reference_on_cuda("int8_scaled_mm", int8_scaled_mm_reference, NO_EXTENSION),
 ])
 
@@ -230,7 +226,7 @@ def int8_linear_requant_padded(*args, kernel=_requant_aligned):
 routing.register_backends("int8_linear_requant", [
     reference_backend(int8_linear_requant_reference),
     routing.Backend("cuda_int8", ("cuda",), _cuda_int8_ready, _requant_aligned),
-    routing.Backend("cuda_int8_padded", ("cuda",), _extension_built, int8_linear_requant_padded),
+    routing.Backend("cuda_int8_padded", ("cuda",), extension_ready, int8_linear_requant_padded),
     reference_on_cuda("int8_linear_requant", int8_linear_requant_reference, NO_EXTENSION),
 ])
 
