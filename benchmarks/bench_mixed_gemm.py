@@ -7,7 +7,7 @@ routing), torchao_int4wo (tinygemm, tile_packed_to_4d, g = 128) when torchao imp
 W4A16: g = 128 asymmetric; W8A16: per channel. GB/s = (weight bytes + scales + x + y) / time.
 
     python benchmarks/bench_mixed_gemm.py [--ms 1,16] [--out FILE]
-    python benchmarks/bench_mixed_gemm.py --variants 0-16 --ms 1,16,64   # tuning: every tile variant of the kernel
+    python benchmarks/bench_mixed_gemm.py --variants 0-15 --ms 1,16,64   # tuning: every tile variant of the kernel
                                                                           # forced (QTORCH_MIXED_VARIANT), mixed path
 """
 import argparse
@@ -161,7 +161,7 @@ def tune(ms, variants):
                 for v in variants:
                     os.environ["QTORCH_MIXED_VARIANT"] = str(v)
                     y = ops._mixed_gemm_cuda(x, *qs[0][:3], bits, g, None, 1 << 30)
-                    # every variant (register or bulk-copy kernel) sums each chunk in the same order
+                    # variants with the same warps per CTA sum each chunk in the same order (SAME_SUMS in the tests)
                     if first is not None and not torch.equal(y, first):
                         print(f"variant {v} differs from variant {variants[0]} at K={k} N={n} bits={bits} M={m}")
                     first = y if first is None else first

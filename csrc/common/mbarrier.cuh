@@ -1,5 +1,5 @@
-// Shared-memory barriers and 1-D bulk copies (torch-free), shared by the int8 GEMM and the mixed-input GEMM.
-// smem_u32 is sm_80+; the rest is sm_90 (mbarrier transaction counts, cp.async.bulk), compiled only where
+// Shared-memory addresses and barriers (torch-free), shared by the int8 GEMM and the mixed-input GEMM.
+// smem_u32 is sm_80+; the rest is sm_90 (mbarrier transaction counts), compiled only where
 // __CUDA_ARCH_FEAT_SM90_ALL is defined (the sm_90a pass), so the sm_80 pass never sees it.
 #pragma once
 #include <cstdint>
@@ -41,14 +41,6 @@ __device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
         : "r"(addr), "r"(parity)
         : "memory");
   } while (!done);
-}
-
-// `bytes` (a multiple of 16; both addresses 16-byte aligned) from global to this CTA's shared memory, completing
-// as transaction bytes on `bar`.
-__device__ __forceinline__ void bulk_copy_g2s(void* smem_dst, const void* src, uint32_t bytes, uint64_t* bar) {
-  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n"
-               ::"r"(smem_u32(smem_dst)), "l"(src), "r"(bytes), "r"(smem_u32(bar))
-               : "memory");
 }
 
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL

@@ -5,30 +5,24 @@
 // global memory as consecutive values (the layout's K permutation, qtorch/quant/layout.py). No shared-memory staging:
 // at the M this kernel serves, the layer is bound by streaming the weights once.
 //
-// CTA: 8 warps split K (chunk c goes to warp c % 8, so the CTA reads 8 adjacent chunks at a time), NT 16-row tiles ×
+// CTA: kWarps (8, or 4) warps split K (chunk c goes to warp c % kWarps, so the CTA reads adjacent chunks at a time), NT 16-row tiles ×
 // MT 8-token tiles per CTA; each warp loads U chunks before the mmas that use them (U · NT · 512 weight bytes in
 // flight per warp). GROUPED: each chunk lies in one group; its mma result is scaled by S in fp32 and added
-// (ŵ is never rounded); otherwise (one group per row, g = K) S multiplies the final sum. Partial sums of the 8 warps
+// (ŵ is never rounded); otherwise (one group per row, g = K) S multiplies the final sum. Partial sums of the warps
 // meet in shared memory in a fixed order (deterministic), then bias, rounding to the activation dtype and the store.
 // Launched with programmatic dependent launch (common/pdl.cuh): the weight, scale and zero-point loads of the first
 // chunks are issued before pdl_wait(), x loads and the stores after it.
-//
-// Two ways to bring the weights in, same arithmetic: mixed_gemm_kernel loads each lane's 16 bytes per chunk into
-// registers (U chunks in flight per warp: the register budget caps the bytes in flight per SM); on sm_90
-// mixed_gemm_bulk_kernel has one thread stream each tile's contiguous K range into a ring of kStages shared-memory
-// stages with 1-D bulk copies (cp.async.bulk, completing on an mbarrier), so the bytes in flight per SM no longer
-// cost registers, and the warps read their 16 bytes from shared memory (conflict-free: a warp reads 512 contiguous
-// bytes).
+// (The sm_90 bulk-copy variant that streamed weights into a shared-memory ring measured 5-15 % slower at every M and
+// was removed: benchmarks/NOTES.md "mixed-input GEMM v3".)
 #pragma once
-#include "common/mbarrier.cuh"
+#include "common/global_loads.cuh"
 #include "common/pdl.cuh"
 #include "mixed_gemm/convert.cuh"
 #include "mixed_gemm/mixed_gemm.h"
 
 namespace qtorch_mixed {
 
-template <class T, int BITS, int NT_, int MT_, int U_, bool GROUPED_, int MINB_ = 1, int STAGES_ = 0,
-          bool PERSISTENT_ = false, int WARPS_ = 8>
+template <class T, int BITS, int NT_, int MT_, int U_, bool GROUPED_, int MINB_ = 1, int WARPS_ = 8>
 struct Tile {
   using Act = T;
   static constexpr int kBits = BITS;
@@ -44,16 +38,8 @@ struct Tile {
   static constexpr int kRows = 16 * NT;
   static constexpr int kTokens = 8 * MT;
   static constexpr int kMinBlocks = MINB_;     // CTAs per SM the register budget must allow
-  // 0: weights loaded into registers (mixed_gemm_kernel); > 0: bulk copies into this many shared-memory stages of
-  // kStageChunks chunks per tile (mixed_gemm_bulk_kernel, sm_90)
-  static constexpr int kStages = STAGES_;
-  static constexpr bool kPersistent = PERSISTENT_;  // bulk kernel: a grid of as many CTAs as fit at once, each
-                                                    // streaming several tile groups through its ring
-  static constexpr int kStageChunks = kWarps * U;
-  static constexpr int kChunkBytes = 512;      // one chunk of one 16-row tile: 32 lanes x 16 bytes
-  static constexpr int kStageBytes = NT * kStageChunks * kChunkBytes;
   static constexpr int kRedBytes = kWarps * NT * MT * 4 * 32 * 4;  // cross-warp reduction buffer
-  static constexpr int kSmemBytes = kRedBytes + kStages * kStageBytes;
+  static constexpr int kSmemBytes = kRedBytes;
 };
 
 // Word w (0..4·V−1) of V consecutive 16-byte vectors (w is a compile-time constant after unrolling).
@@ -175,7 +161,7 @@ __device__ __forceinline__ void store_output(const MixedGemmParams& p, int m, in
   static_cast<T*>(p.y)[static_cast<int64_t>(m) * p.N + n] = Act2<T>::from_float(sum);
 }
 
-// The 8 warps' partial sums meet in shared memory in a fixed order (deterministic), then (g = K) the scale, the
+// The warps' partial sums meet in shared memory in a fixed order (deterministic), then (g = K) the scale, the
 // bias, rounding to the activation dtype and the store of the CTA's (kTokens, kRows) block of y.
 template <class TL>
 __device__ __forceinline__ void reduce_and_store(const MixedGemmParams& p, const float (&acc)[TL::NT][TL::MT][4],
@@ -266,86 +252,6 @@ __global__ void __launch_bounds__(TL::kThreads, TL::kMinBlocks) mixed_gemm_kerne
     }
     reduce_and_store<TL>(p, acc, red, tile0, m0);
   }
-}
-
-// sm_90: the same GEMM with the weights streamed by bulk copies. Work item (j, s): stage s of the CTA's j-th tile
-// group (tile groups blockIdx.x, blockIdx.x + gridDim.x, ...: one per CTA at a full grid, several at a persistent
-// grid); it holds chunks [s·kStageChunks, (s+1)·kStageChunks) of each of the group's NT tiles (each tile's K stream
-// is contiguous in the tiled layout, so one copy per tile and item), and warp w computes chunks
-// s·kStageChunks + u·8 + w as in mixed_gemm_kernel. Thread 0 fills the ring of kStages slots (before pdl_wait:
-// weights do not depend on the previous kernel) and refills a slot once every warp has passed it, so the copies of
-// the next tile group are in flight while this one is reduced and stored.
-template <class TL>
-__global__ void __launch_bounds__(TL::kThreads, TL::kMinBlocks) mixed_gemm_bulk_kernel(const MixedGemmParams p) {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  constexpr int NT = TL::NT, MT = TL::MT, U = TL::U, W = TL::kWarps, S = TL::kStages, SC = TL::kStageChunks;
-  extern __shared__ __align__(128) unsigned char smem[];
-  uint4* ring = reinterpret_cast<uint4*>(smem);                     // [S][NT][SC][32 lanes] 16-byte fields
-  float* red = reinterpret_cast<float*>(smem + S * TL::kStageBytes);  // [warp][nt][mt][i][lane]
-  __shared__ uint64_t full[S];
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int chunks = p.K / TL::CK;
-  const int stages = (chunks + SC - 1) / SC;
-  const int tiles = (p.N + 15) / 16;
-  const int tile_groups = (tiles + NT - 1) / NT;
-  const int my_groups = blockIdx.x < tile_groups ? (tile_groups - 1 - blockIdx.x) / gridDim.x + 1 : 0;
-  const int items = my_groups * stages;
-  const int m0 = blockIdx.y * TL::kTokens;
-
-  auto issue = [&](int item) {  // thread 0: work item `item` of every valid tile into slot item % S
-    const int tile0 = (blockIdx.x + (item / stages) * gridDim.x) * NT;
-    const int first = (item % stages) * SC, n = min(SC, chunks - first);
-    const int valid = min(NT, tiles - tile0);
-    uint64_t* bar = &full[item % S];
-    qtorch_ptx::mbar_arrive_expect_tx(bar, static_cast<uint32_t>(valid * n * TL::kChunkBytes));
-    for (int nt = 0; nt < valid; ++nt)
-      qtorch_ptx::bulk_copy_g2s(ring + ((item % S) * NT + nt) * SC * 32,
-                                p.w + (static_cast<size_t>(tile0 + nt) * chunks + first) * 128,
-                                static_cast<uint32_t>(n * TL::kChunkBytes), bar);
-  };
-  if (threadIdx.x == 0) {
-    for (int s = 0; s < S; ++s) qtorch_ptx::mbar_init(&full[s], 1);
-    qtorch_ptx::fence_mbar_init();
-    for (int item = 0; item < min(S, items); ++item) issue(item);
-  }
-  __syncthreads();  // barriers initialised before anyone waits on them
-  pdl_launch_dependents();
-  pdl_wait();  // x is the previous kernel's output
-
-#pragma unroll 1
-  for (int j = 0; j < my_groups; ++j) {
-    const int tile0 = (blockIdx.x + j * gridDim.x) * NT;
-    const LaneTiles<TL> lt(p, tile0, m0, lane);
-    float acc[NT][MT][4] = {};
-    typename Offset<typename TL::Act, TL::kBits>::type off[NT][2];
-    init_offsets<TL>(p, lt, off);
-#pragma unroll 1
-    for (int st = 0; st < stages; ++st) {
-      const int item = j * stages + st, slot = item % S, c0 = st * SC + warp;
-      uint4 xv[U][MT][TL::kXV];
-      float sc[U][NT][2];
-      int zz[U][NT][2];
-#pragma unroll
-      for (int u = 0; u < U; ++u) {  // x, S and Z in flight while the item's weights arrive
-        lt.load_x(c0 + u * W, chunks, xv[u]);
-        if constexpr (TL::GROUPED) lt.load_qparams(p, c0 + u * W, chunks, sc[u], zz[u]);
-      }
-      qtorch_ptx::mbar_wait(&full[slot], (item / S) & 1);
-#pragma unroll
-      for (int u = 0; u < U; ++u) {
-        if (c0 + u * W >= chunks) break;  // warp-uniform
-        uint4 wv[NT];
-#pragma unroll
-        for (int nt = 0; nt < NT; ++nt)
-          wv[nt] = lt.tvalid[nt] ? ring[((slot * NT + nt) * SC + u * W + warp) * 32 + lane] : make_uint4(0, 0, 0, 0);
-        mma_chunk<TL>(wv, xv[u], sc[u], zz[u], off, acc);
-      }
-      __syncthreads();  // every warp is done with the slot
-      if (threadIdx.x == 0 && item + S < items) issue(item + S);
-    }
-    reduce_and_store<TL>(p, acc, red, tile0, m0);
-  }
-#endif
 }
 
 // Ŵ (N, K) = S (q − Z) in fp32, rounded once to the activation dtype (bit-exact with qtorch::group_dequantize).

@@ -15,6 +15,7 @@
 // GROUPED: each chunk's products go to a fresh fp32 part (scale_d = 0 at its first k-step), scaled by S and added,
 // as in the register kernel (ŵ is never rounded).
 #pragma once
+#include "common/mbarrier.cuh"
 #include "common/pdl.cuh"
 #include "common/wgmma.cuh"
 #include "mixed_gemm/convert.cuh"

@@ -3,8 +3,6 @@
 #include "mixed_gemm/kernel_wgmma.cuh"
 #include "mixed_gemm/mixed_gemm.h"
 
-#include <algorithm>
-#include <cstdint>
 #include <cstdlib>
 
 #include "common/pdl.cuh"
@@ -14,12 +12,6 @@ namespace qtorch_mixed {
 namespace {
 
 inline int ceil_div(int a, int b) { return (a + b - 1) / b; }
-
-template <class TL>
-constexpr auto kernel_of() {
-  if constexpr (TL::kStages > 0) return mixed_gemm_bulk_kernel<TL>;
-  else return mixed_gemm_kernel<TL>;
-}
 
 // Launches `kernel` with TL's block and shared memory (the attribute raised once when above 48 KB) and PDL.
 template <class TL, class Kernel>
@@ -42,22 +34,8 @@ cudaError_t launch_with(Kernel kernel, dim3 grid, const MixedGemmParams& p, cuda
 
 template <class TL>
 cudaError_t launch_tile(const MixedGemmParams& p, cudaStream_t stream) {
-  const auto kernel = kernel_of<TL>();
-  int groups = ceil_div(ceil_div(p.N, 16), TL::NT);
-  if constexpr (TL::kPersistent) {  // as many CTAs as are resident at once (per launch: the cached occupancy)
-    static const int resident = [&] {
-      int per_sm = 0, device = 0, sms = 0;
-      if (TL::kSmemBytes > 48 * 1024)
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, TL::kSmemBytes);
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, TL::kThreads, TL::kSmemBytes);
-      cudaGetDevice(&device);
-      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
-      return per_sm * sms;
-    }();
-    const int token_tiles = ceil_div(p.M, TL::kTokens);
-    if (resident > 0) groups = std::min(groups, std::max(1, resident / token_tiles));
-  }
-  return launch_with<TL>(kernel, dim3(groups, ceil_div(p.M, TL::kTokens)), p, stream);
+  const dim3 grid(ceil_div(ceil_div(p.N, 16), TL::NT), ceil_div(p.M, TL::kTokens));
+  return launch_with<TL>(mixed_gemm_kernel<TL>, grid, p, stream);
 }
 
 template <class TL>
@@ -67,13 +45,12 @@ cudaError_t launch_wgmma(const MixedGemmParams& p, cudaStream_t stream) {
 }
 
 // The tile shapes (NT 16-row weight tiles, MT 8-token tiles, U chunks per warp and step, CTAs per SM the registers
-// must allow, shared-memory stages: 0 = weights through registers, > 0 = the bulk-copy kernel, sm_90; persistent
-// grid), by index.
-// auto_variant picks one from (bits, M) (measured on the H200: benchmarks/NOTES.md "mixed-input GEMM");
-// QTORCH_MIXED_VARIANT=<index> forces one (tuning only: benchmarks/bench_mixed_gemm.py --variants).
+// must allow, warps per CTA), by index. auto_variant picks one from (bits, M) (measured on the H200:
+// benchmarks/NOTES.md "mixed-input GEMM"); QTORCH_MIXED_VARIANT=<index> forces one (tuning only:
+// benchmarks/bench_mixed_gemm.py --variants).
 template <class T, int BITS, bool GROUPED>
 cudaError_t launch_variant(int variant, const MixedGemmParams& p, cudaStream_t stream) {
-  switch (variant) {  //                       NT MT  U           min CTAs/SM, stages
+  switch (variant) {  //                       NT MT  U           min CTAs/SM, warps
     case 0: return launch_tile<Tile<T, BITS, 1, 1, 4, GROUPED>>(p, stream);
     case 1: return launch_tile<Tile<T, BITS, 1, 1, 4, GROUPED, 3>>(p, stream);
     case 2: return launch_tile<Tile<T, BITS, 1, 2, 4, GROUPED>>(p, stream);
@@ -84,50 +61,33 @@ cudaError_t launch_variant(int variant, const MixedGemmParams& p, cudaStream_t s
     case 7: return launch_tile<Tile<T, BITS, 4, 4, 1, GROUPED>>(p, stream);
     case 8: return launch_tile<Tile<T, BITS, 1, 8, 1, GROUPED>>(p, stream);
     case 9: return launch_tile<Tile<T, BITS, 2, 8, 1, GROUPED>>(p, stream);
-    case 10: return launch_tile<Tile<T, BITS, 1, 1, 4, GROUPED, 1, 4>>(p, stream);
-    case 11: return launch_tile<Tile<T, BITS, 1, 1, 2, GROUPED, 1, 8>>(p, stream);
-    case 12: return launch_tile<Tile<T, BITS, 1, 2, 4, GROUPED, 1, 4>>(p, stream);
-    case 13: return launch_tile<Tile<T, BITS, 2, 2, 2, GROUPED, 1, 4>>(p, stream);
-    case 14: return launch_tile<Tile<T, BITS, 2, 4, 2, GROUPED, 1, 4>>(p, stream);
-    case 15: return launch_tile<Tile<T, BITS, 2, 8, 1, GROUPED, 1, 6>>(p, stream);
-    case 16: return launch_tile<Tile<T, BITS, 4, 4, 1, GROUPED, 1, 6>>(p, stream);
-    case 17: return launch_tile<Tile<T, BITS, 1, 1, 4, GROUPED, 1, 4, true>>(p, stream);  // persistent grids
-    case 18: return launch_tile<Tile<T, BITS, 1, 1, 2, GROUPED, 1, 8, true>>(p, stream);
-    case 19: return launch_tile<Tile<T, BITS, 1, 2, 4, GROUPED, 1, 4, true>>(p, stream);
-    case 20: return launch_tile<Tile<T, BITS, 2, 2, 2, GROUPED, 1, 4, true>>(p, stream);
     // 4-warp CTAs: finer occupancy steps at ~96 registers (5 CTAs = 20 warps per SM instead of 2 x 8)
-    case 21: return launch_tile<Tile<T, BITS, 1, 1, 4, GROUPED, 1, 0, false, 4>>(p, stream);
-    case 22: return launch_tile<Tile<T, BITS, 1, 2, 2, GROUPED, 1, 0, false, 4>>(p, stream);
-    case 23: return launch_tile<Tile<T, BITS, 2, 2, 2, GROUPED, 1, 0, false, 4>>(p, stream);
-    // int4, sm_90a: warpgroup MMAs, 64 tokens x 64 WG weight rows per CTA
-    case 24:
+    case 10: return launch_tile<Tile<T, BITS, 1, 1, 4, GROUPED, 1, 4>>(p, stream);
+    case 11: return launch_tile<Tile<T, BITS, 1, 2, 2, GROUPED, 1, 4>>(p, stream);
+    case 12: return launch_tile<Tile<T, BITS, 2, 2, 2, GROUPED, 1, 4>>(p, stream);
+    // int4, sm_90a: warpgroup MMAs, 64 tokens x 64 WG weight rows per CTA (WG = 4: a quarter of WG = 1's x traffic)
+    case 13:
       if constexpr (BITS == 4) return launch_wgmma<WgmmaTile<T, GROUPED, 1, 2>>(p, stream);
       else return cudaErrorInvalidValue;
-    case 25:
+    case 14:
       if constexpr (BITS == 4) return launch_wgmma<WgmmaTile<T, GROUPED, 2, 2>>(p, stream);
       else return cudaErrorInvalidValue;
-    case 26:  // 256 rows share each x tile: a quarter of WG = 1's x traffic from L2
+    case 15:
       if constexpr (BITS == 4) return launch_wgmma<WgmmaTile<T, GROUPED, 4, 1>>(p, stream);
       else return cudaErrorInvalidValue;
     default: return cudaErrorInvalidValue;
   }
 }
-constexpr int kVariants = 27;
-constexpr int kFirstWgmmaVariant = 24;
-constexpr int kFirstBulkVariant = 10;
+constexpr int kVariants = 16;
+constexpr int kFirstWgmmaVariant = 13;
 
 // Fastest variant by (bits, M) from the H200 sweep of every variant on the three LLaMA-2-7B shapes, least total time
-// over the shapes (benchmarks/NOTES.md "mixed-input GEMM v3": with programmatic dependent launch; the bulk-copy
-// variants measured 5-15 % slower at every M); above M = 64 the op layer routes to dequantize + cuBLAS.
+// over the shapes (benchmarks/NOTES.md "mixed-input GEMM v3": with programmatic dependent launch); above M = 64 the
+// op layer routes to dequantize + cuBLAS.
 int auto_variant(int bits, int M) {
   if (M <= 8) return 0;
   if (bits == 4) return M <= 16 ? 3 : (M <= 32 ? 6 : 9);
   return M <= 16 ? 2 : (M <= 32 ? 5 : 6);
-}
-
-// The bulk-copy variants need sm_90 and 16-byte aligned weights (the tiled weight's storage offset).
-bool bulk_ready(const MixedGemmParams& p) {
-  return qtorch_ptx::current_cc_major() >= 9 && reinterpret_cast<uintptr_t>(p.w) % 16 == 0;
 }
 
 int forced_variant() {
@@ -141,7 +101,6 @@ template <class T, int BITS, bool GROUPED>
 cudaError_t launch_by_m(const MixedGemmParams& p, cudaStream_t stream) {
   int variant = forced_variant();
   if (variant < 0) variant = auto_variant(BITS, p.M);
-  if (variant >= kFirstBulkVariant && variant < 21 && !bulk_ready(p)) variant = 0;  // same sums as variant 0
   if (variant >= kFirstWgmmaVariant && (BITS != 4 || qtorch_ptx::current_cc_major() != 9)) variant = 0;
   return launch_variant<T, BITS, GROUPED>(variant, p, stream);
 }
