@@ -90,7 +90,7 @@ def test_plan_choices(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     cases = [(M, N, K, major, minor, sms)
              for M in (1, 7, 16, 17, 32, 33, 64, 100, 128, 512, 2048, 4099, 8192)
-             for (N, K) in ((4096, 4096), (11008, 4096), (4096, 11008), (16, 16), (272, 1040))
+             for (N, K) in ((4096, 4096), (11008, 4096), (4096, 11008), (16, 16), (272, 1040), (32000, 4096))
              for (major, minor, sms) in ((9, 0, 132), (8, 0, 108), (8, 9, 58))]
     cases += [(128, 4096, 4096, 7, 5, 40), (128, 4096, 4096, 10, 0, 148), (128, 4096, 4096, 9, 1, 132)]
     stdin = "".join(" ".join(map(str, c)) + "\n" for c in cases)
@@ -106,7 +106,10 @@ def test_plan_choices(tmp_path):
         assert 1 <= split <= 4 and (split == 1 or k_blocks >= 2 * split), line
         if M <= 16 or (M <= 32 and (major != 9 or N < 8192)):
             assert name.startswith("gemv"), (M, line)
-        elif M <= 32:  # 17..32 rows on sm_90 with N >= 8192: the measured winner is 64x256 split-K 2
+        elif major == 9 and M <= 256 and -(-M // 64) * -(-N // 128) <= sms:  # one wave of 64x128 tiles
+            assert name == "sm90_64x128", (M, N, line)
+            assert split == (2 if 2 * -(-M // 64) * -(-N // 128) <= sms and k_blocks >= 4 else 1), (M, N, K, line)
+        elif M <= 32:  # 17..32 rows on sm_90, N >= 8192 with more 64x128 tiles than SMs: 64x256 split-K 2
             assert (name, split) == ("sm90_64x256", 2), (M, N, line)
         elif major == 8:
             assert name == "sm80_128x128", line

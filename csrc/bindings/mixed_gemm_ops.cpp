@@ -85,6 +85,9 @@ at::Tensor mixed_gemm(const at::Tensor& x_in, const at::Tensor& w, const at::Ten
   const bool aligned = x_in.stride(1) == 1 && x_in.stride(0) % 8 == 0 &&
                        reinterpret_cast<uintptr_t>(x_in.data_ptr()) % 16 == 0;
   const at::Tensor x = aligned ? x_in : x_in.clone(at::MemoryFormat::Contiguous);
+  // The warpgroup kernel copies each zero point's aligned 4-byte word: a 4-byte aligned base keeps it in bounds.
+  const at::Tensor zp_words = reinterpret_cast<uintptr_t>(zp.data_ptr()) % 4 == 0 ? zp : zp.clone();
+  p.zp = zp_words.data_ptr<int8_t>();
   at::Tensor y = at::empty({M, static_cast<int64_t>(p.N)}, x.options());
   if (M == 0) return y;
   p.x = x.data_ptr();

@@ -3,9 +3,12 @@
 // The rules are the fastest configurations the harness measured on the H200 (2026-11-28, benchmarks/NOTES.md,
 // "int8 GEMM", run 2), for the LLaMA-2-7B shapes at M = 1 ... 8192 and 4096^3 / 8192^3:
 //   M <= 16                      gemv16 (weight streaming; memory bound on N*K bytes)
-//   M <= 32                      64x256 split-K 2 when N >= 8192 (enough tiles), else gemv32
-//   sm_90, M <= 64, N or K >= 8192  64x256 split-K 2 (N >= 8192) or 4 (K >= 8192): the plan sweep of 2026-12-04
-//                                (bench_int8_gemm.py --sweep-plans: 1.08-1.10x the 128x128 choices at M = 64)
+//   M <= 32, N < 8192 on sm_90   gemv32
+//   sm_90, M <= 256, one wave of 64x128 tiles (tiles <= SMs): 64x128, split-K 2 through the cluster when twice the tiles
+//                                still fit (the plan sweep of 2026-12-04 evening, bench_int8_gemm.py --sweep-plans:
+//                                1.02-1.25x the previous choices at M = 32-256 on the LLaMA-2-7B shapes)
+//   M <= 32 (else)               64x256 split-K 2
+//   sm_90, M <= 64, N or K >= 8192  64x256 split-K 2 (N >= 8192) or 4 (K >= 8192)
 //   sm_90, few 128x128 tiles     128x128 cooperative, split-K 2 through the cluster (tiles*2 <= SMs): fills the chip
 //   sm_90, M, N, K all large     128x256 cooperative (8192^3: 764 us vs 855 us for ping-pong 128x128)
 //   sm_90, otherwise             ping-pong 128x128 (epilogue hidden behind the other consumer's main loop)
@@ -95,8 +98,11 @@ LaunchPlan choose_plan(int M, int N, int K, int cc_major, int cc_minor, int num_
     plan.kernel = Kernel::kSm80_128x128;
     return plan;
   }
-  const int tiles_128 = ceil_div(M, 128) * ceil_div(N, 128);
-  if (M <= kGemvMaxM) {  // 17..32 rows with N >= 8192: enough 64x256 tiles for a split of 2
+  const int tiles_64 = ceil_div(M, 64) * ceil_div(N, 128), tiles_128 = ceil_div(M, 128) * ceil_div(N, 128);
+  if (M <= 256 && tiles_64 <= num_sms) {  // at most one wave of 64x128 tiles: split K 2 when that fits in the wave
+    plan.kernel = Kernel::kSm90_64x128;
+    plan.split_k = tiles_64 * 2 <= num_sms && ceil_div(K, 128) >= 4 ? 2 : 1;
+  } else if (M <= kGemvMaxM) {  // 17..32 rows with N >= 8192: enough 64x256 tiles for a split of 2
     plan.kernel = Kernel::kSm90_64x256;
     plan.split_k = 2;
   } else if (M <= 64 && (N >= 8192 || K >= 8192)) {  // one row of 64x256 tiles: split K 2 (wide N) or 4 (long K)

@@ -5,6 +5,8 @@
 #pragma once
 #include <cstdint>
 
+#include "common/cluster.cuh"
+#include "common/cp_async.cuh"
 #include "common/global_loads.cuh"
 #include "common/mbarrier.cuh"
 #include "common/wgmma.cuh"
@@ -36,16 +38,9 @@ __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t smem_addr
                : "r"(smem_addr));
 }
 
-// 16-byte global -> shared copy; src_bytes = 0 writes zeros (out-of-range rows / K tail) without reading src.
-__device__ __forceinline__ void cp_async_16(uint32_t smem_addr, const void* src, uint32_t src_bytes) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr), "l"(src), "r"(src_bytes)
-               : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
+using qtorch_ptx::cp_async_16;
+using qtorch_ptx::cp_async_commit;
+using qtorch_ptx::cp_async_wait;
 
 using qtorch_ptx::ld_readonly_16;
 using qtorch_ptx::ld_stream_16;
@@ -92,30 +87,10 @@ __device__ __forceinline__ void named_barrier_sync(uint32_t id, uint32_t threads
   asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
 }
 
-__device__ __forceinline__ uint32_t cluster_ctarank() {
-  uint32_t r;
-  asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
-  return r;
-}
-// Full cluster barrier (every thread of every CTA of the cluster arrives, release/acquire).
-__device__ __forceinline__ void cluster_sync() {
-  asm volatile("barrier.cluster.arrive.release;\nbarrier.cluster.wait.acquire;\n" ::: "memory");
-}
-// Address of the same shared-memory location in CTA `rank` of the cluster.
-__device__ __forceinline__ uint32_t map_cluster_rank(uint32_t smem_addr, uint32_t rank) {
-  uint32_t r;
-  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(r) : "r"(smem_addr), "r"(rank));
-  return r;
-}
-__device__ __forceinline__ int4 ld_cluster_16(uint32_t cluster_addr) {
-  int4 v;
-  asm volatile("ld.shared::cluster.v4.s32 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "r"(cluster_addr)
-               : "memory");
-  return v;
-}
-
+using qtorch_ptx::cluster_ctarank;
+using qtorch_ptx::cluster_sync;
+using qtorch_ptx::ld_cluster_16;
+using qtorch_ptx::map_cluster_rank;
 using qtorch_ptx::smem_desc_sw128;
 
 #endif  // QTORCH_SM90_ENABLED

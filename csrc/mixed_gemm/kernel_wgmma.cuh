@@ -3,10 +3,17 @@
 //
 // CTA: WG warpgroups; warp w owns 16-row weight tile 4·WG·blockIdx.x + w and, each chunk, dequantizes its lane's 16
 // tiled-layout bytes into the mma.m16n8k16 A fragments of the chunk's 4 k-steps (convert.cuh: the same fields and
-// constants as the register kernel). The CTA's 64 tokens (blockIdx.y) of x are staged per chunk (64 K values = one
-// 128-byte row per token) in a double-buffered, 128-byte-swizzled K-major tile that every warpgroup's
-// wgmma.m64n64k16 reads as B. No warp splits K, so there is no cross-warp reduction: each thread stores its
-// accumulators.
+// constants as the register kernel). The CTA's 64 tokens (blockIdx.y) share one x tile per chunk (64 K values = one
+// 128-byte row per token, 128-byte-swizzled, K-major) that every warpgroup's wgmma.m64n64k16 reads as B.
+//
+// Pipeline: a ring of kStages chunks in shared memory filled by cp.async kStages − 1 chunks ahead. Each thread copies
+// its own 16 weight bytes (and, grouped, its two rows' scales and zero-point words) and reads back only what it
+// copied; the x tile is copied by all threads, so a barrier follows the wait. The bytes in flight per SM are
+// (kStages − 1) chunks of every resident CTA, without registers.
+//
+// K split: gridDim.z CTAs of one cluster take consecutive ranges of chunks (launch.cu picks the split so that small
+// grids fill the GPU); their fp32 partials meet through distributed shared memory, each CTA summing a share of the
+// outputs over the ranks in rank order (deterministic).
 //
 // K permutation: the tiled layout holds, for k-step s of lane t, the weights of natural K = 16 t + 4 s + r
 // (r = 0..3) in A slots 2 t + 8 (r / 2) + r % 2. So B's slot 16 s + 2 t + 8 (r / 2) + r % 2 of each token row gets
@@ -15,6 +22,8 @@
 // GROUPED: each chunk's products go to a fresh fp32 part (scale_d = 0 at its first k-step), scaled by S and added,
 // as in the register kernel (ŵ is never rounded).
 #pragma once
+#include "common/cluster.cuh"
+#include "common/cp_async.cuh"
 #include "common/mbarrier.cuh"
 #include "common/pdl.cuh"
 #include "common/wgmma.cuh"
@@ -25,19 +34,25 @@
 
 namespace qtorch_mixed {
 
-template <class T, bool GROUPED_, int WG_, int U_>
+template <class T, bool GROUPED_, int WG_, int STAGES_>
 struct WgmmaTile {
   using Act = T;
   static constexpr bool GROUPED = GROUPED_;
   static constexpr int WG = WG_;                     // warpgroups per CTA (64 weight rows each)
-  static constexpr int U = U_;                       // weight chunks loaded ahead per warp
+  static constexpr int kStages = STAGES_;            // chunks in the shared-memory ring
   static constexpr int kThreads = 128 * WG;
   static constexpr int kRows = 64 * WG;
   static constexpr int kTokens = 64;                 // wgmma N
   static constexpr int CK = 64;                      // int4 chunk: one 128-byte bf16/fp16 row of x per token
-  static constexpr int kStageBytes = kTokens * 128;  // one chunk of x for the CTA's tokens
+  static constexpr int kXBytes = kTokens * 128;      // x of one chunk (1024-aligned: the swizzle atom)
+  static constexpr int kWBytes = kThreads * 16;      // each thread's 16 tiled-layout bytes
+  static constexpr int kQBytes = GROUPED ? kThreads * 16 : 0;  // each thread's 2 scales + 2 zero-point words
+  static constexpr int kStageBytes = kXBytes + kWBytes + kQBytes;  // a multiple of 1024
   static constexpr int kPieces = kTokens * 8 / kThreads;  // 16-byte x pieces per thread per chunk
-  static constexpr int kSmemBytes = 2 * kStageBytes + 1024;  // double buffer + slack to align the base to 1024
+  static constexpr int kRedBytes = 32 * kThreads * 4;     // split-K partials: 32 accumulators per thread
+  static constexpr int kRingBytes = kStages * kStageBytes;
+  static constexpr int kSmemBytes = (kRingBytes > kRedBytes ? kRingBytes : kRedBytes) + 1024;  // + base alignment
+  static_assert(kStageBytes % 1024 == 0, "every stage's x tile must stay 1024-byte aligned");
 };
 
 template <class TL>
@@ -45,12 +60,13 @@ __global__ void __launch_bounds__(TL::kThreads, 1) mixed_gemm_wgmma_kernel(const
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using T = typename TL::Act;
   using Off = Offset<T, 4>;
-  constexpr int U = TL::U, P = TL::kPieces;
+  using namespace qtorch_ptx;
+  constexpr int S = TL::kStages, P = TL::kPieces;
   extern __shared__ __align__(128) unsigned char smem_raw[];
-  const uint32_t smem_base = (qtorch_ptx::smem_u32(smem_raw) + 1023u) & ~1023u;  // swizzle atoms: 1024-aligned
-  unsigned char* smem = smem_raw + (smem_base - qtorch_ptx::smem_u32(smem_raw));
+  const uint32_t smem_base = (smem_u32(smem_raw) + 1023u) & ~1023u;  // swizzle atoms: 1024-aligned
+  unsigned char* smem = smem_raw + (smem_base - smem_u32(smem_raw));
 
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
   const int chunks = p.K / TL::CK, groups = p.K / p.group_size, tiles = (p.N + 15) / 16;
   const int tile = blockIdx.x * (TL::kRows / 16) + warp;
   const bool tvalid = tile < tiles;
@@ -60,25 +76,36 @@ __global__ void __launch_bounds__(TL::kThreads, 1) mixed_gemm_wgmma_kernel(const
   for (int h = 0; h < 2; ++h) srow[h] = min(16 * tile + g + 8 * h, p.N - 1);
   const int m0 = blockIdx.y * TL::kTokens;
   const T* x = static_cast<const T*>(p.x);
+  const int per_split = (chunks + gridDim.z - 1) / gridDim.z;  // this CTA's chunks: [c_begin, c_end)
+  const int c_begin = min(chunks, static_cast<int>(blockIdx.z) * per_split);
+  const int c_end = min(chunks, c_begin + per_split);
 
-  // This thread's x pieces: piece i of the chunk is (token i / 8, 16-byte piece i % 8).
-  auto load_x = [&](int c, uint4 (&xr)[P]) {
+  auto stage = [&](int c) { return static_cast<uint32_t>(((c - c_begin) % S) * TL::kStageBytes); };
+  // Zero points are int8: the aligned word holding Z[row, grp] is copied (the binding keeps w_zp 4-byte aligned).
+  auto zp_at = [&](int h, int grp) { return p.zp + static_cast<size_t>(srow[h]) * groups + grp; };
+  auto copy_weights = [&](int c) {  // this thread's weight bytes and (grouped) scales / zero points of chunk c
+    const uint32_t st = smem_base + stage(c) + TL::kXBytes;
+    cp_async_16(st + tid * 16, wptr + static_cast<size_t>(c) * 128, tvalid ? 16u : 0u);
+    if constexpr (TL::GROUPED) {
+      const int grp = c * TL::CK / p.group_size;
+      const uint32_t q = st + TL::kWBytes + tid * 16;
 #pragma unroll
-    for (int j = 0; j < P; ++j) {
-      const int i = threadIdx.x + j * TL::kThreads, m = m0 + i / 8;
-      xr[j] = m < p.M ? qtorch_ptx::ld_readonly_16(x + static_cast<int64_t>(m) * p.x_stride + c * TL::CK + 8 * (i % 8))
-                      : make_uint4(0, 0, 0, 0);
+      for (int h = 0; h < 2; ++h) {
+        cp_async_4(q + 4 * h, p.scale + static_cast<size_t>(srow[h]) * groups + grp, 4u);
+        const uintptr_t z = reinterpret_cast<uintptr_t>(zp_at(h, grp));
+        cp_async_4(q + 8 + 4 * h, reinterpret_cast<const void*>(z & ~uintptr_t{3}), 4u);
+      }
     }
   };
-  auto store_x = [&](int stage, const uint4 (&xr)[P]) {
+  auto copy_x = [&](int c) {  // piece i of the chunk: token i / 8, 16-byte piece i % 8, as four permuted words
 #pragma unroll
     for (int j = 0; j < P; ++j) {
-      const int i = threadIdx.x + j * TL::kThreads, row = i / 8, piece = i % 8;
-      unsigned char* base = smem + stage * TL::kStageBytes + row * 128 + 4 * (piece / 2);
-      const uint32_t words[4] = {xr[j].x, xr[j].y, xr[j].z, xr[j].w};
+      const int i = tid + j * TL::kThreads, row = i / 8, piece = i % 8, m = m0 + row;
+      const T* src = x + static_cast<int64_t>(min(m, p.M - 1)) * p.x_stride + c * TL::CK + 8 * piece;
+      const uint32_t dst = smem_base + stage(c) + row * 128 + 4 * (piece / 2);
 #pragma unroll
       for (int k = 0; k < 4; ++k)
-        *reinterpret_cast<uint32_t*>(base + (((4 * (piece % 2) + k) ^ (row % 8)) << 4)) = words[k];
+        cp_async_4(dst + (((4 * (piece % 2) + k) ^ (row % 8)) << 4), src + 2 * k, m < p.M ? 4u : 0u);
     }
   };
 
@@ -89,74 +116,93 @@ __global__ void __launch_bounds__(TL::kThreads, 1) mixed_gemm_wgmma_kernel(const
 #pragma unroll
     for (int h = 0; h < 2; ++h) off[h] = Off::make(p.zp[srow[h]]);
   }
-  uint4 wv[U];
+  // Weights first: they do not depend on the previous kernel (one commit group holds them and chunk c_begin's x).
 #pragma unroll
-  for (int u = 0; u < U; ++u)  // weights first: they do not depend on the previous kernel
-    wv[u] = (u < chunks && tvalid) ? ld_stream_16(wptr + static_cast<size_t>(u) * 128) : make_uint4(0, 0, 0, 0);
-  qtorch_ptx::pdl_launch_dependents();
-  qtorch_ptx::pdl_wait();
-  {
-    uint4 xr[P];
-    load_x(0, xr);
-    store_x(0, xr);
+  for (int s = 0; s < S - 1; ++s)
+    if (c_begin + s < c_end) copy_weights(c_begin + s);
+  pdl_launch_dependents();
+  pdl_wait();
+#pragma unroll
+  for (int s = 0; s < S - 1; ++s) {
+    if (c_begin + s < c_end) copy_x(c_begin + s);
+    cp_async_commit();
   }
 
 #pragma unroll 1
-  for (int c0 = 0; c0 < chunks; c0 += U) {
+  for (int c = c_begin; c < c_end; ++c) {
+    cp_async_wait<S - 2>();   // this thread's copies of chunk c have landed
+    fence_proxy_async_smem();  // ... and are visible to the wgmmas (async proxy)
+    __syncthreads();           // every thread's x pieces of chunk c; every wgmma of chunk c − 1 has completed
+    if (c + S - 1 < c_end) {   // refill the stage chunk c − 1 used
+      copy_weights(c + S - 1);
+      copy_x(c + S - 1);
+    }
+    cp_async_commit();
+    const unsigned char* st = smem + stage(c) + TL::kXBytes;
+    const uint4 wv = *reinterpret_cast<const uint4*>(st + tid * 16);
+    float sc[2];
+    if constexpr (TL::GROUPED) {
+      const int grp = c * TL::CK / p.group_size;
+      const uint32_t* q = reinterpret_cast<const uint32_t*>(st + TL::kWBytes + tid * 16);
 #pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int c = c0 + u;
-      if (c >= chunks) break;  // block-uniform
-      qtorch_ptx::fence_proxy_async_smem();  // this thread's x stores -> visible to the wgmmas (async proxy)
-      __syncthreads();  // stage c % 2 complete; the wgmmas of chunk c - 1 (stage (c + 1) % 2) have completed
-      uint4 xr[P];
-      if (c + 1 < chunks) load_x(c + 1, xr);
-      if constexpr (TL::GROUPED) {
-        const int grp = c * TL::CK / p.group_size;
-#pragma unroll
-        for (int h = 0; h < 2; ++h) off[h] = Off::make(__ldg(p.zp + static_cast<size_t>(srow[h]) * groups + grp));
-      }
-      uint32_t a[4][4];
-#pragma unroll
-      for (int s = 0; s < 4; ++s) fragment<T, 4>(wv[u], s, off, a[s]);
-      const uint64_t desc = qtorch_ptx::smem_desc_sw128(smem_base + (c % 2) * TL::kStageBytes);
-      qtorch_ptx::wgmma_fence();
-#pragma unroll
-      for (int s = 0; s < 4; ++s) {
-        if constexpr (TL::GROUPED)
-          WgmmaRS<T, 64>::mma(part, a[s], desc + 2 * s, s > 0);
-        else
-          WgmmaRS<T, 64>::mma(acc, a[s], desc + 2 * s, 1);
-      }
-      qtorch_ptx::wgmma_commit();
-      if (c + 1 < chunks) store_x((c + 1) % 2, xr);  // the other stage: no wgmma of this chunk reads it
-      if (c + U < chunks && tvalid) wv[u] = ld_stream_16(wptr + static_cast<size_t>(c + U) * 128);
-      float sc[2];
-      if constexpr (TL::GROUPED) {
-        const int grp = c * TL::CK / p.group_size;
-#pragma unroll
-        for (int h = 0; h < 2; ++h) sc[h] = __ldg(p.scale + static_cast<size_t>(srow[h]) * groups + grp);
-      }
-      qtorch_ptx::wgmma_wait<0>();
-#pragma unroll
-      for (int s = 0; s < 4; ++s) qtorch_ptx::fence_regs(a[s]);  // A registers stay untouched until here
-      if constexpr (TL::GROUPED) {
-        qtorch_ptx::fence_regs(part);
-#pragma unroll
-        for (int i = 0; i < 32; ++i) acc[i] = fmaf(sc[(i % 4) / 2], part[i], acc[i]);
-      } else {
-        qtorch_ptx::fence_regs(acc);
+      for (int h = 0; h < 2; ++h) {
+        sc[h] = __uint_as_float(q[h]);
+        const int shift = 8 * static_cast<int>(reinterpret_cast<uintptr_t>(zp_at(h, grp)) & 3);
+        off[h] = Off::make(static_cast<int8_t>(q[2 + h] >> shift));
       }
     }
+    uint32_t a[4][4];
+#pragma unroll
+    for (int s = 0; s < 4; ++s) fragment<T, 4>(wv, s, off, a[s]);
+    const uint64_t desc = smem_desc_sw128(smem_base + stage(c));
+    wgmma_fence();
+#pragma unroll
+    for (int s = 0; s < 4; ++s) {
+      if constexpr (TL::GROUPED)
+        WgmmaRS<T, 64>::mma(part, a[s], desc + 2 * s, s > 0);
+      else
+        WgmmaRS<T, 64>::mma(acc, a[s], desc + 2 * s, 1);
+    }
+    wgmma_commit();
+    wgmma_wait<0>();
+#pragma unroll
+    for (int s = 0; s < 4; ++s) fence_regs(a[s]);  // A registers stay untouched until here
+    if constexpr (TL::GROUPED) {
+      fence_regs(part);
+#pragma unroll
+      for (int i = 0; i < 32; ++i) acc[i] = fmaf(sc[(i % 4) / 2], part[i], acc[i]);
+    } else {
+      fence_regs(acc);
+    }
   }
+  cp_async_wait<0>();  // only empty groups remain; the ring may be reused
 
   // acc[4 j + i]: row 16 tile + g + 8 (i / 2), token m0 + 8 j + 2 t + i % 2.
-  if (!tvalid) return;
+  auto store = [&](int i, float v) {
+    const int n = 16 * tile + g + 8 * ((i % 4) / 2), m = m0 + 8 * (i / 4) + 2 * t + i % 2;
+    if (tvalid && n < p.N && m < p.M) store_output<TL>(p, m, n, v);
+  };
+  const int splits = gridDim.z;
+  if (splits == 1) {
+#pragma unroll
+    for (int i = 0; i < 32; ++i) store(i, acc[i]);
+    return;
+  }
+  __syncthreads();  // every warpgroup is past its last wgmma: the ring holds the partials now
+  float* red = reinterpret_cast<float*>(smem);  // red[i · kThreads + tid] = this CTA's acc[i] of thread tid
+#pragma unroll
+  for (int i = 0; i < 32; ++i) red[i * TL::kThreads + tid] = acc[i];
+  cluster_sync();  // the partials of every CTA of the cluster are written
+  const uint32_t rank = cluster_ctarank();
 #pragma unroll
   for (int i = 0; i < 32; ++i) {
-    const int n = 16 * tile + g + 8 * ((i % 4) / 2), m = m0 + 8 * (i / 4) + 2 * t + i % 2;
-    if (n < p.N && m < p.M) store_output<TL>(p, m, n, acc[i]);
+    if (i % splits != static_cast<int>(rank)) continue;
+    float sum = 0.0f;
+    for (int r = 0; r < splits; ++r)
+      sum += ld_cluster_f32(map_cluster_rank(smem_base + 4u * static_cast<uint32_t>(i * TL::kThreads + tid), r));
+    store(i, sum);
   }
+  cluster_sync();  // no CTA leaves while others may still read its shared memory
 #endif
 }
 

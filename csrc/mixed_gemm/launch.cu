@@ -13,9 +13,10 @@ namespace {
 
 inline int ceil_div(int a, int b) { return (a + b - 1) / b; }
 
-// Launches `kernel` with TL's block and shared memory (the attribute raised once when above 48 KB) and PDL.
+// Launches `kernel` with TL's block and shared memory (the attribute raised once when above 48 KB), PDL, and clusters
+// of `cluster_z` CTAs along z when above 1.
 template <class TL, class Kernel>
-cudaError_t launch_with(Kernel kernel, dim3 grid, const MixedGemmParams& p, cudaStream_t stream) {
+cudaError_t launch_with(Kernel kernel, dim3 grid, const MixedGemmParams& p, cudaStream_t stream, int cluster_z = 1) {
   if (TL::kSmemBytes > 48 * 1024) {
     static const cudaError_t raised =
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, TL::kSmemBytes);
@@ -26,9 +27,16 @@ cudaError_t launch_with(Kernel kernel, dim3 grid, const MixedGemmParams& p, cuda
   cfg.blockDim = dim3(TL::kThreads);
   cfg.dynamicSmemBytes = TL::kSmemBytes;
   cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
+  cudaLaunchAttribute attr[2];
   cfg.attrs = attr;
   cfg.numAttrs = qtorch_ptx::pdl_launch_attribute(attr[0]);
+  if (cluster_z > 1) {
+    cudaLaunchAttribute& a = attr[cfg.numAttrs++];
+    a.id = cudaLaunchAttributeClusterDimension;
+    a.val.clusterDim.x = 1;
+    a.val.clusterDim.y = 1;
+    a.val.clusterDim.z = cluster_z;
+  }
   return cudaLaunchKernelEx(&cfg, kernel, p);
 }
 
@@ -38,10 +46,28 @@ cudaError_t launch_tile(const MixedGemmParams& p, cudaStream_t stream) {
   return launch_with<TL>(mixed_gemm_kernel<TL>, grid, p, stream);
 }
 
+// K split of the warpgroup kernel: enough CTAs for one full wave (every SM holding the CTAs its shared memory allows),
+// at most 8 (a portable cluster) and at least 4 chunks (256 K values) per CTA.
+template <class TL>
+int wgmma_splits(int ctas, int chunks) {
+  static const int per_sm = [] {
+    int blocks = 1;
+    cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, mixed_gemm_wgmma_kernel<TL>, TL::kThreads, TL::kSmemBytes);
+    return blocks > 0 ? blocks : 1;
+  }();
+  int device = 0, sms = 0;
+  cudaGetDevice(&device);
+  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+  int splits = (sms * per_sm) / (ctas > 0 ? ctas : 1);
+  splits = splits < chunks / 4 ? splits : chunks / 4;
+  return splits < 1 ? 1 : (splits > 8 ? 8 : splits);
+}
+
 template <class TL>
 cudaError_t launch_wgmma(const MixedGemmParams& p, cudaStream_t stream) {
-  const dim3 grid(ceil_div(ceil_div(p.N, 16), TL::kRows / 16), ceil_div(p.M, TL::kTokens));
-  return launch_with<TL>(mixed_gemm_wgmma_kernel<TL>, grid, p, stream);
+  const int gx = ceil_div(ceil_div(p.N, 16), TL::kRows / 16), gy = ceil_div(p.M, TL::kTokens);
+  const int splits = wgmma_splits<TL>(gx * gy, p.K / TL::CK);
+  return launch_with<TL>(mixed_gemm_wgmma_kernel<TL>, dim3(gx, gy, splits), p, stream, splits);
 }
 
 // The tile shapes (NT 16-row weight tiles, MT 8-token tiles, U chunks per warp and step, CTAs per SM the registers
@@ -65,15 +91,17 @@ cudaError_t launch_variant(int variant, const MixedGemmParams& p, cudaStream_t s
     case 10: return launch_tile<Tile<T, BITS, 1, 1, 4, GROUPED, 1, 4>>(p, stream);
     case 11: return launch_tile<Tile<T, BITS, 1, 2, 2, GROUPED, 1, 4>>(p, stream);
     case 12: return launch_tile<Tile<T, BITS, 2, 2, 2, GROUPED, 1, 4>>(p, stream);
-    // int4, sm_90a: warpgroup MMAs, 64 tokens x 64 WG weight rows per CTA (WG = 4: a quarter of WG = 1's x traffic)
+    // int4, sm_90a: warpgroup MMAs, 64 tokens x 64 WG weight rows per CTA (WG = 4: a quarter of WG = 1's x
+    // traffic), a cp.async ring of STAGES chunks
+    //                                                         WG STAGES
     case 13:
-      if constexpr (BITS == 4) return launch_wgmma<WgmmaTile<T, GROUPED, 1, 2>>(p, stream);
+      if constexpr (BITS == 4) return launch_wgmma<WgmmaTile<T, GROUPED, 1, 8>>(p, stream);
       else return cudaErrorInvalidValue;
     case 14:
-      if constexpr (BITS == 4) return launch_wgmma<WgmmaTile<T, GROUPED, 2, 2>>(p, stream);
+      if constexpr (BITS == 4) return launch_wgmma<WgmmaTile<T, GROUPED, 2, 6>>(p, stream);
       else return cudaErrorInvalidValue;
     case 15:
-      if constexpr (BITS == 4) return launch_wgmma<WgmmaTile<T, GROUPED, 4, 1>>(p, stream);
+      if constexpr (BITS == 4) return launch_wgmma<WgmmaTile<T, GROUPED, 4, 4>>(p, stream);
       else return cudaErrorInvalidValue;
     default: return cudaErrorInvalidValue;
   }
