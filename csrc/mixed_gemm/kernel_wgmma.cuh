@@ -80,33 +80,60 @@ __global__ void __launch_bounds__(TL::kThreads, 1) mixed_gemm_wgmma_kernel(const
   const int c_begin = min(chunks, static_cast<int>(blockIdx.z) * per_split);
   const int c_end = min(chunks, c_begin + per_split);
 
-  auto stage = [&](int c) { return static_cast<uint32_t>(((c - c_begin) % S) * TL::kStageBytes); };
-  // Zero points are int8: the aligned word holding Z[row, grp] is copied (the binding keeps w_zp 4-byte aligned).
-  auto zp_at = [&](int h, int grp) { return p.zp + static_cast<size_t>(srow[h]) * groups + grp; };
-  auto copy_weights = [&](int c) {  // this thread's weight bytes and (grouped) scales / zero points of chunk c
-    const uint32_t st = smem_base + stage(c) + TL::kXBytes;
-    cp_async_16(st + tid * 16, wptr + static_cast<size_t>(c) * 128, tvalid ? 16u : 0u);
+  // Chunk-independent parts of this thread's copies. x pieces j = 0..P-1: token xrow + j · kThreads / 8, 16-byte
+  // piece tid % 8 (kThreads / 8 is a multiple of 8, so every piece has the same swizzle row % 8).
+  const int xrow = tid / 8, piece = tid % 8;
+  const T* xsrc[P];
+  uint32_t xbytes[P];
+#pragma unroll
+  for (int j = 0; j < P; ++j) {
+    const int m = m0 + xrow + j * (TL::kThreads / 8);
+    xsrc[j] = x + static_cast<int64_t>(min(m, p.M - 1)) * p.x_stride + 8 * piece;
+    xbytes[j] = m < p.M ? 4u : 0u;
+  }
+  const uint32_t xdst = xrow * 128 + 4 * (piece / 2);
+  uint32_t xunit[4];
+#pragma unroll
+  for (int k = 0; k < 4; ++k) xunit[k] = ((4 * (piece % 2) + k) ^ (xrow % 8)) << 4;
+  // Grouped: this thread's rows' scales and zero points, group by group (chunks_per_group chunks each). Zero points
+  // are int8: the aligned word holding Z[row, grp] is copied (the binding keeps w_zp 4-byte aligned).
+  const float* sptr[2];
+  const int8_t* zptr[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    sptr[h] = p.scale + static_cast<size_t>(srow[h]) * groups;
+    zptr[h] = p.zp + static_cast<size_t>(srow[h]) * groups;
+  }
+  const int chunks_per_group = TL::GROUPED ? p.group_size / TL::CK : 1;
+
+  // The copy stream: chunk cc into ring offset copy_off (both advance by one chunk per call).
+  int cc = c_begin, copy_grp = c_begin / chunks_per_group, copy_in_grp = c_begin % chunks_per_group;
+  uint32_t copy_off = 0;
+  auto copy_weights = [&]() {  // this thread's weight bytes and (grouped) scales / zero-point words of chunk cc
+    const uint32_t st = smem_base + copy_off + TL::kXBytes;
+    cp_async_16(st + tid * 16, wptr + static_cast<size_t>(cc) * 128, tvalid ? 16u : 0u);
     if constexpr (TL::GROUPED) {
-      const int grp = c * TL::CK / p.group_size;
       const uint32_t q = st + TL::kWBytes + tid * 16;
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        cp_async_4(q + 4 * h, p.scale + static_cast<size_t>(srow[h]) * groups + grp, 4u);
-        const uintptr_t z = reinterpret_cast<uintptr_t>(zp_at(h, grp));
+        cp_async_4(q + 4 * h, sptr[h] + copy_grp, 4u);
+        const uintptr_t z = reinterpret_cast<uintptr_t>(zptr[h] + copy_grp);
         cp_async_4(q + 8 + 4 * h, reinterpret_cast<const void*>(z & ~uintptr_t{3}), 4u);
       }
     }
   };
-  auto copy_x = [&](int c) {  // piece i of the chunk: token i / 8, 16-byte piece i % 8, as four permuted words
+  auto copy_x = [&]() {  // chunk cc of the CTA's tokens, each 16-byte piece as four permuted words
+    const uint32_t st = smem_base + copy_off + xdst;
 #pragma unroll
-    for (int j = 0; j < P; ++j) {
-      const int i = tid + j * TL::kThreads, row = i / 8, piece = i % 8, m = m0 + row;
-      const T* src = x + static_cast<int64_t>(min(m, p.M - 1)) * p.x_stride + c * TL::CK + 8 * piece;
-      const uint32_t dst = smem_base + stage(c) + row * 128 + 4 * (piece / 2);
+    for (int j = 0; j < P; ++j)
 #pragma unroll
       for (int k = 0; k < 4; ++k)
-        cp_async_4(dst + (((4 * (piece % 2) + k) ^ (row % 8)) << 4), src + 2 * k, m < p.M ? 4u : 0u);
-    }
+        cp_async_4(st + j * (TL::kThreads / 8) * 128 + xunit[k], xsrc[j] + cc * TL::CK + 2 * k, xbytes[j]);
+  };
+  auto next_copy = [&]() {
+    ++cc;
+    copy_off = copy_off + TL::kStageBytes == TL::kRingBytes ? 0 : copy_off + TL::kStageBytes;
+    if (++copy_in_grp == chunks_per_group) copy_in_grp = 0, ++copy_grp;
   };
 
   float acc[32] = {};
@@ -117,44 +144,58 @@ __global__ void __launch_bounds__(TL::kThreads, 1) mixed_gemm_wgmma_kernel(const
     for (int h = 0; h < 2; ++h) off[h] = Off::make(p.zp[srow[h]]);
   }
   // Weights first: they do not depend on the previous kernel (one commit group holds them and chunk c_begin's x).
-#pragma unroll
-  for (int s = 0; s < S - 1; ++s)
-    if (c_begin + s < c_end) copy_weights(c_begin + s);
+  {
+    const int saved_cc = cc, saved_grp = copy_grp, saved_in_grp = copy_in_grp;
+#pragma unroll 1
+    for (int s = 0; s < S - 1 && cc < c_end; ++s) {
+      copy_weights();
+      next_copy();
+    }
+    cc = saved_cc, copy_grp = saved_grp, copy_in_grp = saved_in_grp, copy_off = 0;
+  }
   pdl_launch_dependents();
   pdl_wait();
-#pragma unroll
+#pragma unroll 1
   for (int s = 0; s < S - 1; ++s) {
-    if (c_begin + s < c_end) copy_x(c_begin + s);
+    if (cc < c_end) {
+      copy_x();
+      next_copy();
+    }
     cp_async_commit();
   }
 
+  // The read side: chunk c in ring offset read_off, its group read_grp.
+  uint32_t read_off = 0;
+  int read_grp = c_begin / chunks_per_group, read_in_grp = c_begin % chunks_per_group;
 #pragma unroll 1
   for (int c = c_begin; c < c_end; ++c) {
     cp_async_wait<S - 2>();   // this thread's copies of chunk c have landed
     fence_proxy_async_smem();  // ... and are visible to the wgmmas (async proxy)
     __syncthreads();           // every thread's x pieces of chunk c; every wgmma of chunk c − 1 has completed
-    if (c + S - 1 < c_end) {   // refill the stage chunk c − 1 used
-      copy_weights(c + S - 1);
-      copy_x(c + S - 1);
+    if (cc < c_end) {          // refill the stage chunk c − 1 used with chunk c + S − 1
+      copy_weights();
+      copy_x();
+      next_copy();
     }
     cp_async_commit();
-    const unsigned char* st = smem + stage(c) + TL::kXBytes;
+    const unsigned char* st = smem + read_off + TL::kXBytes;
     const uint4 wv = *reinterpret_cast<const uint4*>(st + tid * 16);
     float sc[2];
     if constexpr (TL::GROUPED) {
-      const int grp = c * TL::CK / p.group_size;
       const uint32_t* q = reinterpret_cast<const uint32_t*>(st + TL::kWBytes + tid * 16);
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         sc[h] = __uint_as_float(q[h]);
-        const int shift = 8 * static_cast<int>(reinterpret_cast<uintptr_t>(zp_at(h, grp)) & 3);
+        const int shift = 8 * static_cast<int>(reinterpret_cast<uintptr_t>(zptr[h] + read_grp) & 3);
         off[h] = Off::make(static_cast<int8_t>(q[2 + h] >> shift));
       }
+      if (++read_in_grp == chunks_per_group) read_in_grp = 0, ++read_grp;
     }
     uint32_t a[4][4];
 #pragma unroll
     for (int s = 0; s < 4; ++s) fragment<T, 4>(wv, s, off, a[s]);
-    const uint64_t desc = smem_desc_sw128(smem_base + stage(c));
+    const uint64_t desc = smem_desc_sw128(smem_base + read_off);
+    read_off = read_off + TL::kStageBytes == TL::kRingBytes ? 0 : read_off + TL::kStageBytes;
     wgmma_fence();
 #pragma unroll
     for (int s = 0; s < 4; ++s) {

@@ -51,7 +51,8 @@ cudaError_t launch_tile(const MixedGemmParams& p, cudaStream_t stream) {
 template <class TL>
 int wgmma_splits(int ctas, int chunks) {
   static const int per_sm = [] {
-    int blocks = 1;
+    int blocks = 1;  // (the query counts 0 blocks above 48 KB unless the kernel's limit is raised first)
+    cudaFuncSetAttribute(mixed_gemm_wgmma_kernel<TL>, cudaFuncAttributeMaxDynamicSharedMemorySize, TL::kSmemBytes);
     cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, mixed_gemm_wgmma_kernel<TL>, TL::kThreads, TL::kSmemBytes);
     return blocks > 0 ? blocks : 1;
   }();
