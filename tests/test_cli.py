@@ -102,6 +102,8 @@ def test_project_depth():
     # 4 blocks timed at 10 ms with 2 ms outside the blocks -> 32 blocks: 2 + 8 * 8 = 66 ms
     assert project_depth(10_000.0, 2_000.0, 4, 32) == pytest.approx(66_000.0)
     assert project_depth(10_000.0, 2_000.0, 32, 32) == pytest.approx(10_000.0)
+    with pytest.raises(ValueError, match="slice_us: the forward with 2 blocks"):  # a failed measurement, not a number
+        project_depth(3_000.0, 7_000.0, 2, 32)
 
 
 def test_implementations_and_speed_table():
@@ -142,6 +144,17 @@ def test_measure_impl_logic_on_cpu(monkeypatch):
         for m in ms:
             assert m.fixed_us > 0 and m.tokens_per_s > 0
             assert m.full_us == pytest.approx(speed.project_depth(m.slice_us, m.fixed_us, 1, depth))
+
+
+def test_measure_impl_refuses_an_uncaptured_fixed_part_under_compile(monkeypatch):
+    """Compiled slice minus an eagerly timed block-less forward is no projection: an error, not a negative number."""
+    from qtorch.eval import speed
+
+    monkeypatch.setattr(speed, "time_forward", lambda *args, **kwargs: (5_000.0, 1.0))  # no torch.compile here
+    monkeypatch.setattr(speed, "time_fixed", lambda *args, **kwargs: (1_000.0, False))  # capture failed: eager time
+    with pytest.raises(RuntimeError, match="bf16: the forward without blocks could not be captured"):
+        speed.measure_impl("bf16", "tiny", 1, torch.device("cpu"), prefill_len=8, decode_batches=(1,), decode_pos=3,
+                           decode_cache=16, compile_model=True)
 
 
 def test_kv_cache_on_a_model_with_a_quantized_head():

@@ -139,6 +139,10 @@ def drop_kv_cache(model: Llama) -> None:
 def project_depth(slice_us: float, fixed_us: float, layers: int, full_depth: int) -> float:
     """t_full = t_fixed + (full_depth / layers) (t_slice − t_fixed): the blocks are identical, so their time scales
     with their count; the embedding, final norm and head (t_fixed) are there once."""
+    if not slice_us > fixed_us:
+        raise ValueError(f"slice_us: the forward with {layers} blocks ({slice_us:,.1f} us) must take longer than the "
+                         f"one without blocks (fixed_us = {fixed_us:,.1f} us); no projection to {full_depth} blocks "
+                         "from these")
     return fixed_us + full_depth / layers * (slice_us - fixed_us)
 
 
@@ -220,14 +224,17 @@ def measure_impl(impl: str, preset: str, layers: int, device, *, prefill_len: in
     gen = torch.Generator(device=device).manual_seed(seed + 1)
     out = [] if out is None else out
 
-    def project(slice_us, fixed_us):
+    def project(slice_us, fixed_us, captured):
+        if compile_model and not captured:
+            raise RuntimeError(f"{impl}: the forward without blocks could not be captured in a CUDA graph, so its "
+                               "eager time cannot be subtracted from the compiled slice (no projection)")
         return project_depth(slice_us, fixed_us, layers, full_depth)
 
     skips = cudagraph_skips()
     tokens = torch.randint(0, vocab, (1, prefill_len), generator=gen, device=device)  # (1, S)
     slice_us, compile_s = time_forward(model, tokens, None, compile_model, iters=5)
     fixed_us, captured = time_fixed(model, tokens, None, iters=5)
-    out.append(Measurement(impl, "prefill", 1, prefill_len, slice_us, fixed_us, project(slice_us, fixed_us),
+    out.append(Measurement(impl, "prefill", 1, prefill_len, slice_us, fixed_us, project(slice_us, fixed_us, captured),
                            compile_s, {"cudagraph_skips": cudagraph_skips() - skips, "fixed_graphed": captured}))
     for batch in decode_batches:
         skips = cudagraph_skips()
@@ -237,7 +244,7 @@ def measure_impl(impl: str, preset: str, layers: int, device, *, prefill_len: in
         pos = torch.tensor([decode_pos], device=device)  # (1,)
         slice_us, compile_s = time_forward(model, step, pos, compile_model, iters=50)
         fixed_us, captured = time_fixed(model, step, pos, iters=50)
-        out.append(Measurement(impl, "decode", batch, batch, slice_us, fixed_us, project(slice_us, fixed_us),
+        out.append(Measurement(impl, "decode", batch, batch, slice_us, fixed_us, project(slice_us, fixed_us, captured),
                                compile_s, {"cudagraph_skips": cudagraph_skips() - skips, "fixed_graphed": captured}))
         drop_kv_cache(model)
     del model
