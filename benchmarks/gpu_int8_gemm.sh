@@ -39,7 +39,7 @@ build_harness() {
   local flags="-O3 -std=c++17 -Icsrc -gencode arch=compute_90a,code=sm_90a -gencode arch=compute_80,code=sm_80"
   flags="$flags -Xcompiler -ffp-contract=off -lineinfo"
   local t0=$SECONDS pids=() f failed=0 p
-  for f in benchmarks/int8_gemm_harness.cu csrc/int8_gemm/*.cu csrc/int8_gemm/*.cpp; do
+  for f in benchmarks/int8_gemm_harness.cu csrc/int8_gemm/*.cu csrc/int8_gemm/*.cpp csrc/common/tensor_map.cpp; do
     "$NVCC" $flags -Xptxas -v -c "$f" -o "$BUILD/$(basename "$f").o" > "$LOG/build_$(basename "$f").log" 2>&1 &
     pids+=($!)
   done

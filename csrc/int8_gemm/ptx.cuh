@@ -9,6 +9,7 @@
 #include "common/cp_async.cuh"
 #include "common/global_loads.cuh"
 #include "common/mbarrier.cuh"
+#include "common/tma.cuh"
 #include "common/wgmma.cuh"
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -56,16 +57,8 @@ using qtorch_ptx::mbar_arrive_expect_tx;
 using qtorch_ptx::mbar_init;
 using qtorch_ptx::mbar_wait;
 
-// 2-D TMA tile load: box at (inner coordinate c0, outer coordinate c1) of the tensor map into smem, completing on bar.
-__device__ __forceinline__ void tma_load_2d(void* smem_dst, const void* tmap, uint64_t* bar, int32_t c0, int32_t c1) {
-  asm volatile(
-      "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4}], [%2];\n"
-      ::"r"(smem_u32(smem_dst)), "l"(tmap), "r"(smem_u32(bar)), "r"(c0), "r"(c1)
-      : "memory");
-}
-__device__ __forceinline__ void tma_prefetch_desc(const void* tmap) {
-  asm volatile("prefetch.tensormap [%0];\n" ::"l"(tmap) : "memory");
-}
+using qtorch_ptx::tma_load_2d;
+using qtorch_ptx::tma_prefetch_desc;
 
 using qtorch_ptx::fence_proxy_async_smem;
 using qtorch_ptx::fence_regs;
@@ -73,20 +66,9 @@ using qtorch_ptx::wgmma_commit;
 using qtorch_ptx::wgmma_fence;
 using qtorch_ptx::wgmma_wait;
 
-template <uint32_t kRegs>
-__device__ __forceinline__ void setmaxnreg_inc() {
-  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kRegs));
-}
-template <uint32_t kRegs>
-__device__ __forceinline__ void setmaxnreg_dec() {
-  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kRegs));
-}
-
-// Named barrier over `threads` threads (multiple of 32), id 1..15 (0 is __syncthreads).
-__device__ __forceinline__ void named_barrier_sync(uint32_t id, uint32_t threads) {
-  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
-}
-
+using qtorch_ptx::named_barrier_sync;
+using qtorch_ptx::setmaxnreg_dec;
+using qtorch_ptx::setmaxnreg_inc;
 using qtorch_ptx::cluster_ctarank;
 using qtorch_ptx::cluster_sync;
 using qtorch_ptx::ld_cluster_16;

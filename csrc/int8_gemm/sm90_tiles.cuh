@@ -4,7 +4,7 @@
 #include "int8_gemm/int8_gemm.h"
 #include "int8_gemm/kernel_sm90.cuh"
 #include "int8_gemm/launch_util.h"
-#include "int8_gemm/tensor_map.h"
+#include "common/tensor_map.h"
 
 namespace qtorch_int8 {
 
@@ -49,9 +49,12 @@ cudaError_t launch_sm90_tile(const GemmProblem& pb, int split_k, int num_sms, cu
   if (T::kPingpong && split_k != 1) return cudaErrorInvalidValue;  // ping-pong runs persistent only
 
   CUtensorMap tmap_x, tmap_w;
-  cudaError_t err = make_tensor_map_s8(&tmap_x, pb.x, e.M, e.K, T::kBM);
+  // int8 (rows, K) row-major, boxes of 128 bytes of K x the tile's rows, 128-byte swizzle
+  cudaError_t err = qtorch_ptx::make_tensor_map_2d(&tmap_x, CU_TENSOR_MAP_DATA_TYPE_UINT8, pb.x, e.M, e.K, e.K, 128,
+                                                   T::kBM, CU_TENSOR_MAP_SWIZZLE_128B);
   if (err != cudaSuccess) return err;
-  err = make_tensor_map_s8(&tmap_w, pb.w, e.N, e.K, T::kBN);
+  err = qtorch_ptx::make_tensor_map_2d(&tmap_w, CU_TENSOR_MAP_DATA_TYPE_UINT8, pb.w, e.N, e.K, e.K, 128, T::kBN,
+                                       CU_TENSOR_MAP_SWIZZLE_128B);
   if (err != cudaSuccess) return err;
 
   const Sm90KernelFn kernel = select_sm90_kernel<T>(e.out_kind, epilogue_needs_rowsum(e));

@@ -2,10 +2,12 @@
 #include "mixed_gemm/kernel.cuh"
 #include "mixed_gemm/kernel_wgmma.cuh"
 #include "mixed_gemm/mixed_gemm.h"
+#include "mixed_gemm/permute_x.cuh"
 
 #include <cstdlib>
 
 #include "common/pdl.cuh"
+#include "common/tensor_map.h"
 
 namespace qtorch_mixed {
 
@@ -13,19 +15,18 @@ namespace {
 
 inline int ceil_div(int a, int b) { return (a + b - 1) / b; }
 
-// Launches `kernel` with TL's block and shared memory (the attribute raised once when above 48 KB), PDL, and clusters
-// of `cluster_z` CTAs along z when above 1.
-template <class TL, class Kernel>
-cudaError_t launch_with(Kernel kernel, dim3 grid, const MixedGemmParams& p, cudaStream_t stream, int cluster_z = 1) {
-  if (TL::kSmemBytes > 48 * 1024) {
-    static const cudaError_t raised =
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, TL::kSmemBytes);
+// Launches kKernel(args...) with `threads` per CTA, `smem` bytes of shared memory (the kernel's attribute raised once
+// when above 48 KB), PDL, and clusters of `cluster_z` CTAs along z when above 1.
+template <auto kKernel, class... Args>
+cudaError_t launch_with(dim3 grid, int threads, int smem, cudaStream_t stream, int cluster_z, Args... args) {
+  if (smem > 48 * 1024) {
+    static const cudaError_t raised = cudaFuncSetAttribute(kKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (raised != cudaSuccess) return raised;
   }
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = grid;
-  cfg.blockDim = dim3(TL::kThreads);
-  cfg.dynamicSmemBytes = TL::kSmemBytes;
+  cfg.blockDim = dim3(threads);
+  cfg.dynamicSmemBytes = smem;
   cfg.stream = stream;
   cudaLaunchAttribute attr[2];
   cfg.attrs = attr;
@@ -37,13 +38,13 @@ cudaError_t launch_with(Kernel kernel, dim3 grid, const MixedGemmParams& p, cuda
     a.val.clusterDim.y = 1;
     a.val.clusterDim.z = cluster_z;
   }
-  return cudaLaunchKernelEx(&cfg, kernel, p);
+  return cudaLaunchKernelEx(&cfg, kKernel, args...);
 }
 
 template <class TL>
 cudaError_t launch_tile(const MixedGemmParams& p, cudaStream_t stream) {
   const dim3 grid(ceil_div(ceil_div(p.N, 16), TL::NT), ceil_div(p.M, TL::kTokens));
-  return launch_with<TL>(mixed_gemm_kernel<TL>, grid, p, stream);
+  return launch_with<mixed_gemm_kernel<TL>>(grid, TL::kThreads, TL::kSmemBytes, stream, 1, p);
 }
 
 // K split of the warpgroup kernel: enough CTAs for one full wave (every SM holding the CTAs its shared memory allows),
@@ -64,11 +65,25 @@ int wgmma_splits(int ctas, int chunks) {
   return splits < 1 ? 1 : (splits > 8 ? 8 : splits);
 }
 
+// x -> p.x_perm (permute_x.cuh), then the warpgroup kernel reading x_perm and the weights through TMA.
 template <class TL>
 cudaError_t launch_wgmma(const MixedGemmParams& p, cudaStream_t stream) {
-  const int gx = ceil_div(ceil_div(p.N, 16), TL::kRows / 16), gy = ceil_div(p.M, TL::kTokens);
-  const int splits = wgmma_splits<TL>(gx * gy, p.K / TL::CK);
-  return launch_with<TL>(mixed_gemm_wgmma_kernel<TL>, dim3(gx, gy, splits), p, stream, splits);
+  if (p.x_perm == nullptr) return cudaErrorInvalidValue;
+  const int64_t items = static_cast<int64_t>(p.M) * (p.K / TL::CK);
+  cudaError_t err = launch_with<permute_x_kernel>(dim3(static_cast<unsigned>((items + 255) / 256)), 256, 0, stream, 1, p);
+  if (err != cudaSuccess) return err;
+  const int tiles = ceil_div(p.N, 16), chunks = p.K / TL::CK;
+  CUtensorMap tmap_x, tmap_w;  // x_perm (M, K) as bytes: 128-byte rows of a chunk; w (tiles, chunks · 128) int32
+  err = qtorch_ptx::make_tensor_map_2d(&tmap_x, CU_TENSOR_MAP_DATA_TYPE_UINT8, p.x_perm, p.M, 2ull * p.K, 2ull * p.K,
+                                       128, TL::kTokens, CU_TENSOR_MAP_SWIZZLE_128B);
+  if (err != cudaSuccess) return err;
+  err = qtorch_ptx::make_tensor_map_2d(&tmap_w, CU_TENSOR_MAP_DATA_TYPE_INT32, p.w, tiles, chunks * 128ull,
+                                       chunks * 512ull, 128, 4 * TL::WG, CU_TENSOR_MAP_SWIZZLE_NONE);
+  if (err != cudaSuccess) return err;
+  const int gx = ceil_div(tiles, TL::kRows / 16), gy = ceil_div(p.M, TL::kTokens);
+  const int splits = wgmma_splits<TL>(gx * gy, chunks);
+  return launch_with<mixed_gemm_wgmma_kernel<TL>>(dim3(gx, gy, splits), TL::kThreads, TL::kSmemBytes, stream, splits,
+                                                  tmap_x, tmap_w, p);
 }
 
 // The tile shapes (NT 16-row weight tiles, MT 8-token tiles, U chunks per warp and step, CTAs per SM the registers
@@ -92,17 +107,17 @@ cudaError_t launch_variant(int variant, const MixedGemmParams& p, cudaStream_t s
     case 10: return launch_tile<Tile<T, BITS, 1, 1, 4, GROUPED, 1, 4>>(p, stream);
     case 11: return launch_tile<Tile<T, BITS, 1, 2, 2, GROUPED, 1, 4>>(p, stream);
     case 12: return launch_tile<Tile<T, BITS, 2, 2, 2, GROUPED, 1, 4>>(p, stream);
-    // int4, sm_90a: warpgroup MMAs, 64 tokens x 64 WG weight rows per CTA (WG = 4: a quarter of WG = 1's x
-    // traffic), a cp.async ring of STAGES chunks
-    //                                                         WG STAGES
+    // int4, sm_90a: the warp-specialized warpgroup kernel, WG consumer warpgroups (64 weight rows each) x TOKENS
+    // tokens per CTA, a TMA ring of STAGES chunks
+    //                                                         WG TOKENS STAGES
     case 13:
-      if constexpr (BITS == 4) return launch_wgmma<WgmmaTile<T, GROUPED, 1, 8>>(p, stream);
+      if constexpr (BITS == 4) return launch_wgmma<WgmmaTile<T, GROUPED, 2, 64, 8>>(p, stream);
       else return cudaErrorInvalidValue;
     case 14:
-      if constexpr (BITS == 4) return launch_wgmma<WgmmaTile<T, GROUPED, 2, 6>>(p, stream);
+      if constexpr (BITS == 4) return launch_wgmma<WgmmaTile<T, GROUPED, 2, 128, 8>>(p, stream);
       else return cudaErrorInvalidValue;
     case 15:
-      if constexpr (BITS == 4) return launch_wgmma<WgmmaTile<T, GROUPED, 4, 4>>(p, stream);
+      if constexpr (BITS == 4) return launch_wgmma<WgmmaTile<T, GROUPED, 1, 128, 8>>(p, stream);
       else return cudaErrorInvalidValue;
     default: return cudaErrorInvalidValue;
   }
@@ -126,12 +141,17 @@ int forced_variant() {
   return i >= 0 && i < kVariants ? i : -1;
 }
 
+// The variant launch_mixed_gemm runs for p: forced or auto, the warpgroup ones only for int4 on sm_90.
+int chosen_variant(const MixedGemmParams& p) {
+  int variant = forced_variant();
+  if (variant < 0) variant = auto_variant(p.bits, p.M);
+  if (variant >= kFirstWgmmaVariant && (p.bits != 4 || qtorch_ptx::current_cc_major() != 9)) variant = 0;
+  return variant;
+}
+
 template <class T, int BITS, bool GROUPED>
 cudaError_t launch_by_m(const MixedGemmParams& p, cudaStream_t stream) {
-  int variant = forced_variant();
-  if (variant < 0) variant = auto_variant(BITS, p.M);
-  if (variant >= kFirstWgmmaVariant && (BITS != 4 || qtorch_ptx::current_cc_major() != 9)) variant = 0;
-  return launch_variant<T, BITS, GROUPED>(variant, p, stream);
+  return launch_variant<T, BITS, GROUPED>(chosen_variant(p), p, stream);
 }
 
 template <class T>
@@ -160,6 +180,8 @@ bool can_implement(const MixedGemmParams& p) {
   if (p.K <= 0 || p.N <= 0 || p.M < 0 || p.K % ck != 0 || p.group_size <= 0 || p.K % p.group_size != 0) return false;
   return p.group_size == p.K || p.group_size % ck == 0;
 }
+
+bool uses_permuted_x(const MixedGemmParams& p) { return can_implement(p) && chosen_variant(p) >= kFirstWgmmaVariant; }
 
 cudaError_t launch_mixed_gemm(const MixedGemmParams& p, cudaStream_t stream) {
   if (!can_implement(p)) return cudaErrorInvalidValue;
