@@ -94,10 +94,14 @@ at::Tensor mixed_gemm(const at::Tensor& x_in, const at::Tensor& w, const at::Ten
   p.x_stride = x.stride(0);
   p.M = static_cast<int>(M);
   p.y = y.data_ptr();
-  at::Tensor x_perm;  // the warpgroup kernel's (M, K) workspace: x in the tiled layout's K order
-  if (qtorch_mixed::uses_permuted_x(p)) {
+  at::Tensor x_perm, w_aligned;  // the warpgroup kernel: an (M, K) workspace for x in the tiled layout's K order,
+  if (qtorch_mixed::uses_permuted_x(p)) {  // and TMA reads the weights from a 16-byte aligned base
     x_perm = at::empty({M, K}, x.options());
     p.x_perm = x_perm.data_ptr();
+    if (reinterpret_cast<uintptr_t>(w.data_ptr()) % 16 != 0) {
+      w_aligned = w.clone();
+      p.w = w_aligned.data_ptr<int32_t>();
+    }
   }
   if (bias.has_value()) {
     p.bias = bias->data_ptr();

@@ -96,16 +96,12 @@ __global__ void __launch_bounds__(TL::kThreads, 1)
     const int lane = threadIdx.x % 32;
     pdl_launch_dependents();
     if (threadIdx.x < 32) {
-      pdl_wait();  // x_perm is the previous kernel's output
-      int stage = 0, grp = c_begin / chunks_per_group, in_grp = c_begin % chunks_per_group;
-      uint32_t phase = 0;
-      for (int c = c_begin; c < c_end; ++c) {
-        mbar_wait(&empty[stage], phase ^ 1);  // fresh barriers pass on parity 1
-        unsigned char* st = smem + stage * TL::kStageBytes;
+      int grp = c_begin / chunks_per_group, in_grp = c_begin % chunks_per_group;
+      // Chunk c's weights (lane 0, TMA) and grouped scale / zero-point words (every lane, cp.async) into stage st.
+      auto load_weights = [&](unsigned char* st, int c, uint64_t* bar) {
         if (lane == 0) {
-          mbar_arrive_expect_tx(&full[stage], TL::kXBytes + TL::kWBytes);  // OOB parts are zero-filled and counted
-          tma_load_2d(st, &tmap_x, &full[stage], c * 128, m0);
-          tma_load_2d(st + TL::kXBytes, &tmap_w, &full[stage], c * 128, tile0);
+          mbar_arrive_expect_tx(bar, TL::kXBytes + TL::kWBytes);  // both boxes; OOB parts are zero-filled and counted
+          tma_load_2d(st + TL::kXBytes, &tmap_w, bar, c * 128, tile0);
         }
         if constexpr (TL::GROUPED) {
           const uint32_t q = smem_u32(st + TL::kXBytes + TL::kWBytes);
@@ -115,9 +111,24 @@ __global__ void __launch_bounds__(TL::kThreads, 1)
             const uintptr_t z = reinterpret_cast<uintptr_t>(p.zp + static_cast<size_t>(n) * groups + grp);
             cp_async_4(q + 8 * r + 4, reinterpret_cast<const void*>(z & ~uintptr_t{3}), 4u);
           }
-          cp_async_mbar_arrive(&full[stage]);
+          cp_async_mbar_arrive(bar);
           if (++in_grp == chunks_per_group) in_grp = 0, ++grp;
         }
+      };
+      // The first round of stages: weights before griddepcontrol.wait (they do not depend on the previous kernel),
+      // then x_perm, the previous kernel's output.
+      const int first = min(TL::kStages, c_end - c_begin);
+      for (int s = 0; s < first; ++s) load_weights(smem + s * TL::kStageBytes, c_begin + s, &full[s]);
+      pdl_wait();
+      if (lane == 0)
+        for (int s = 0; s < first; ++s) tma_load_2d(smem + s * TL::kStageBytes, &tmap_x, &full[s], (c_begin + s) * 128, m0);
+      int stage = 0;
+      uint32_t phase = 1;  // the next round (only reached when first == kStages)
+      for (int c = c_begin + first; c < c_end; ++c) {
+        mbar_wait(&empty[stage], phase ^ 1);  // the consumers released the stage's previous chunk
+        unsigned char* st = smem + stage * TL::kStageBytes;
+        load_weights(st, c, &full[stage]);
+        if (lane == 0) tma_load_2d(st, &tmap_x, &full[stage], c * 128, m0);
         if (++stage == TL::kStages) stage = 0, phase ^= 1;
       }
     }
@@ -204,6 +215,7 @@ __global__ void __launch_bounds__(TL::kThreads, 1)
     return;
   }
   // Split K: the ring is free once every consumer is past its last chunk (the producer loads nothing more).
+  fence_proxy_async_smem();
   named_barrier_sync(1, 128 * TL::WG);
   float4* red = reinterpret_cast<float4*>(smem);  // red[j · 128 WG + ctid]: this CTA's accumulator quad j
 #pragma unroll
