@@ -78,10 +78,10 @@ def test_mixed_gemm_matches_float64(bits, n, k, group_size, m, path):
 # 11008: many chunks per warp, a partial last step of U chunks).
 VARIANT_CASES = [(4, 136, 1024, 128), (8, 72, 1024, 1024), (4, 40, 4096, 4096), (8, 264, 2048, 64),
                  (4, 40, 16384, 128), (8, 24, 11008, 11008)]
-VARIANTS = 16  # csrc/mixed_gemm/launch.cu kVariants: 0-12 the register kernel (10-12: 4 warps per CTA), 13-15 the
+VARIANTS = 17  # csrc/mixed_gemm/launch.cu kVariants: 0-12 the register kernel (10-12: 4 warps per CTA), 13-16 the
 #               warpgroup-MMA kernel (int4, sm_90a; int8 falls back to variant 0)
 # Variants with the same warps per CTA give each warp the same chunks (c % warps) and sum them in the same order. The
-# warpgroup kernel's K split follows its CTA count, so its variants (13-15) are checked against float64 only.
+# warpgroup kernel's K split follows its CTA count, so its variants (13-16) are checked against float64 only.
 SAME_SUMS = (range(0, 10), range(10, 13))  # 8 warps, 4 warps
 
 

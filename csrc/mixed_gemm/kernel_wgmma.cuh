@@ -21,6 +21,8 @@
 #pragma once
 #include <cuda.h>
 
+#include <type_traits>
+
 #include "common/cluster.cuh"
 #include "common/cp_async.cuh"
 #include "common/mbarrier.cuh"
@@ -34,13 +36,15 @@
 
 namespace qtorch_mixed {
 
-template <class T, bool GROUPED_, int WG_, int TOKENS_, int STAGES_>
+template <class T, bool GROUPED_, int WG_, int TOKENS_, int STAGES_, bool OVERLAP_ = false>
 struct WgmmaTile {
   using Act = T;
   static constexpr bool GROUPED = GROUPED_;
   static constexpr int WG = WG_;                  // consumer warpgroups (64 weight rows each)
   static constexpr int kTokens = TOKENS_;         // wgmma N: tokens per CTA (64 or 128)
   static constexpr int kStages = STAGES_;         // chunks in the shared-memory ring
+  static constexpr int kBuffers = OVERLAP_ ? 2 : 1;  // chunks in flight per consumer: 2 overlaps one chunk's
+                                                      // dequantization with the previous chunk's wgmmas
   static constexpr int kThreads = 128 * (WG + 1);
   static constexpr int kRows = 64 * WG;
   static constexpr int CK = 64;                   // int4 chunk: one 128-byte bf16/fp16 row of x per token
@@ -148,7 +152,9 @@ __global__ void __launch_bounds__(TL::kThreads, 1)
 #pragma unroll
   for (int h = 0; h < 2; ++h) srow[h] = min(16 * tile + g + 8 * h, p.N - 1);
   float acc[TL::kAccRegs] = {};
-  float part[TL::kAccRegs];
+  float part[TL::kBuffers][TL::kAccRegs];  // grouped: the products of each chunk in flight
+  uint32_t a[TL::kBuffers][4][4];          // the A fragments of each chunk in flight
+  float sc[TL::kBuffers][2];               // grouped: the scales of rows g, g + 8 of each chunk in flight
   typename Off::type off[2];
   if constexpr (!TL::GROUPED) {
 #pragma unroll
@@ -156,18 +162,19 @@ __global__ void __launch_bounds__(TL::kThreads, 1)
   }
   int stage = 0, grp = c_begin / chunks_per_group, in_grp = c_begin % chunks_per_group;
   uint32_t phase = 0;
-#pragma unroll 1
-  for (int c = c_begin; c < c_end; ++c) {
+
+  // Chunk in `stage` into buffer B: wait for its data, dequantize, issue its 4 wgmmas (one commit group).
+  auto issue = [&](auto buffer) {
+    constexpr int B = decltype(buffer)::value;
     mbar_wait(&full[stage], phase);
     const unsigned char* st = smem + stage * TL::kStageBytes;
     const uint4 wv = *reinterpret_cast<const uint4*>(st + TL::kXBytes + cw * 512 + lane * 16);
-    float sc[2];
     if constexpr (TL::GROUPED) {
       const unsigned char* q = st + TL::kXBytes + TL::kWBytes;
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         const int r = 16 * cw + g + 8 * h;  // this CTA's row of srow[h]
-        sc[h] = *reinterpret_cast<const float*>(q + 8 * r);
+        sc[B][h] = *reinterpret_cast<const float*>(q + 8 * r);
         const uint32_t zw = *reinterpret_cast<const uint32_t*>(q + 8 * r + 4);
         const int shift = 8 * static_cast<int>(
                                   reinterpret_cast<uintptr_t>(p.zp + static_cast<size_t>(srow[h]) * groups + grp) & 3);
@@ -175,32 +182,63 @@ __global__ void __launch_bounds__(TL::kThreads, 1)
       }
       if (++in_grp == chunks_per_group) in_grp = 0, ++grp;
     }
-    uint32_t a[4][4];
 #pragma unroll
-    for (int s = 0; s < 4; ++s) fragment<T, 4>(wv, s, off, a[s]);
+    for (int s = 0; s < 4; ++s) fragment<T, 4>(wv, s, off, a[B][s]);
     const uint64_t desc = smem_desc_sw128(smem_base + stage * TL::kStageBytes);
+    if constexpr (TL::GROUPED) fence_regs(part[B]);
+    else fence_regs(acc);
     wgmma_fence();
 #pragma unroll
     for (int s = 0; s < 4; ++s) {
       if constexpr (TL::GROUPED)
-        WgmmaRS<T, TL::kTokens>::mma(part, a[s], desc + 2 * s, s > 0);
+        WgmmaRS<T, TL::kTokens>::mma(part[B], a[B][s], desc + 2 * s, s > 0);
       else
-        WgmmaRS<T, TL::kTokens>::mma(acc, a[s], desc + 2 * s, 1);
+        WgmmaRS<T, TL::kTokens>::mma(acc, a[B][s], desc + 2 * s, 1);
     }
     wgmma_commit();
-    wgmma_wait<0>();
+  };
+  // After buffer B's wgmmas completed: its registers are free, its stage goes back to the producer, and (grouped)
+  // its products, scaled, join the sum.
+  auto retire = [&](auto buffer, int its_stage) {
+    constexpr int B = decltype(buffer)::value;
 #pragma unroll
-    for (int s = 0; s < 4; ++s) fence_regs(a[s]);  // A registers stay untouched until here
-    if (lane == 0) mbar_arrive(&empty[stage]);
+    for (int s = 0; s < 4; ++s) fence_regs(a[B][s]);  // A registers stay untouched until here
+    if (lane == 0) mbar_arrive(&empty[its_stage]);
     if constexpr (TL::GROUPED) {
-      fence_regs(part);
+      fence_regs(part[B]);
 #pragma unroll
-      for (int i = 0; i < TL::kAccRegs; ++i) acc[i] = fmaf(sc[(i % 4) / 2], part[i], acc[i]);
+      for (int i = 0; i < TL::kAccRegs; ++i) acc[i] = fmaf(sc[B][(i % 4) / 2], part[B][i], acc[i]);
+    }
+  };
+  using Buf0 = std::integral_constant<int, 0>;
+  using Buf1 = std::integral_constant<int, TL::kBuffers - 1>;
+  int in_flight = -1;  // two buffers: the stage of the chunk whose wgmmas may still run
+  auto step = [&](auto buffer) {
+    constexpr int B = decltype(buffer)::value;
+    issue(buffer);
+    if constexpr (TL::kBuffers == 1) {
+      wgmma_wait<0>();
+      retire(buffer, stage);
     } else {
-      fence_regs(acc);
+      wgmma_wait<1>();  // the previous chunk's wgmmas are done (this one's may run on)
+      if (in_flight >= 0) retire(std::integral_constant<int, 1 - B>{}, in_flight);
+      in_flight = stage;
     }
     if (++stage == TL::kStages) stage = 0, phase ^= 1;
+  };
+#pragma unroll 1
+  for (int c = c_begin; c < c_end; c += TL::kBuffers) {
+    step(Buf0{});
+    if (TL::kBuffers == 2 && c + 1 < c_end) step(Buf1{});
   }
+  if constexpr (TL::kBuffers == 2) {
+    wgmma_wait<0>();
+    if (in_flight >= 0) {  // the last chunk: buffer 0 when the CTA's chunk count is odd
+      if ((c_end - c_begin) % 2 == 1) retire(Buf0{}, in_flight);
+      else retire(Buf1{}, in_flight);
+    }
+  }
+  fence_regs(acc);
   pdl_wait();  // y may reuse memory the previous kernel still read
 
   // acc[4 j + i]: row 16 tile + g + 8 (i / 2), token m0 + 8 j + 2 t + i % 2.

@@ -119,10 +119,13 @@ cudaError_t launch_variant(int variant, const MixedGemmParams& p, cudaStream_t s
     case 15:
       if constexpr (BITS == 4) return launch_wgmma<WgmmaTile<T, GROUPED, 1, 128, 8>>(p, stream);
       else return cudaErrorInvalidValue;
+    case 16:  // as 13, with two chunks in flight per consumer (dequantize while the previous chunk's wgmmas run)
+      if constexpr (BITS == 4) return launch_wgmma<WgmmaTile<T, GROUPED, 2, 64, 8, true>>(p, stream);
+      else return cudaErrorInvalidValue;
     default: return cudaErrorInvalidValue;
   }
 }
-constexpr int kVariants = 16;
+constexpr int kVariants = 17;
 constexpr int kFirstWgmmaVariant = 13;
 
 // Fastest variant by (bits, M) from the H200 sweep of every variant on the three LLaMA-2-7B shapes, least total time
