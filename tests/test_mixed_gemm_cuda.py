@@ -137,6 +137,23 @@ def test_zero_points_at_an_odd_address(variant, monkeypatch):
                        ops._mixed_gemm_cuda(x, packed, scale, zp, bits, group_size, None, 1 << 30))
 
 
+@pytest.mark.parametrize("variant", [0, 13])
+def test_weights_at_a_4_byte_offset(variant, monkeypatch):
+    """A contiguous tiled w_q view whose base is 4 bytes past a 16-byte boundary (every kernel reads 16-byte vectors
+    or TMA boxes of it): copied by the binding, same result."""
+    ops = _kernels()
+    monkeypatch.setenv("QTORCH_MIXED_VARIANT", str(variant))
+    bits, n, k, group_size = 4, 72, 1024, 128
+    q, scale, zp = _weights(bits, n, k, group_size)
+    packed = pack_tiled(q, bits)
+    shifted = torch.empty(packed.numel() + 1, dtype=torch.int32, device="cuda")[1:].view_as(packed)
+    shifted.copy_(packed)
+    x = torch.randn(70, k, device="cuda").to(torch.bfloat16)
+    for max_mixed_m in (1 << 30, -1):  # the mixed-input kernels, and dequantize + cuBLAS
+        assert torch.equal(ops._mixed_gemm_cuda(x, shifted, scale, zp, bits, group_size, None, max_mixed_m),
+                           ops._mixed_gemm_cuda(x, packed, scale, zp, bits, group_size, None, max_mixed_m))
+
+
 def test_bias_fp32_none_strided_x_and_empty_m():
     ops = _kernels()
     bits, n, k, group_size = 4, 104, 256, 128

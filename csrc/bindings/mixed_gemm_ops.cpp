@@ -19,6 +19,11 @@ namespace {
 // (csrc/bindings/int8_gemm_ops.cpp says more).
 std::string num(int64_t v) { return std::to_string(v); }
 
+// The kernels read the weights as 16-byte vectors (or TMA boxes): a contiguous view at another offset is copied.
+at::Tensor aligned16(const at::Tensor& w) {
+  return reinterpret_cast<uintptr_t>(w.data_ptr()) % 16 == 0 ? w : w.clone();
+}
+
 qtorch_mixed::MixedGemmParams make_params(const at::Tensor& w, const at::Tensor& scale, const at::Tensor& zp,
                                           int64_t bits, int64_t group_size, int64_t K, at::ScalarType act) {
   TORCH_CHECK(w.is_cuda() && scale.device() == w.device() && zp.device() == w.device(),
@@ -50,7 +55,8 @@ qtorch_mixed::MixedGemmParams make_params(const at::Tensor& w, const at::Tensor&
 at::Tensor dequant_tiled(const at::Tensor& w, const at::Tensor& scale, const at::Tensor& zp, int64_t bits,
                          int64_t group_size, int64_t K, at::ScalarType dtype) {
   const c10::cuda::CUDAGuard guard(w.device());
-  qtorch_mixed::MixedGemmParams p = make_params(w, scale, zp, bits, group_size, K, dtype);
+  const at::Tensor w16 = aligned16(w);
+  qtorch_mixed::MixedGemmParams p = make_params(w16, scale, zp, bits, group_size, K, dtype);
   at::Tensor out = at::empty({scale.size(0), K}, w.options().dtype(dtype));  // (N, K)
   if (out.numel() == 0) return out;
   p.y = out.data_ptr();
@@ -69,7 +75,8 @@ at::Tensor mixed_gemm(const at::Tensor& x_in, const at::Tensor& w, const at::Ten
   TORCH_CHECK(x_in.dim() == 2, "x: expected a 2-D tensor");
   const c10::cuda::CUDAGuard guard(x_in.device());
   const int64_t M = x_in.size(0), K = x_in.size(1);
-  qtorch_mixed::MixedGemmParams p = make_params(w, scale, zp, bits, group_size, K, x_in.scalar_type());
+  const at::Tensor w16 = aligned16(w);
+  qtorch_mixed::MixedGemmParams p = make_params(w16, scale, zp, bits, group_size, K, x_in.scalar_type());
   if (bias.has_value()) {
     TORCH_CHECK(bias->device() == x_in.device() && bias->dim() == 1 && bias->size(0) == p.N && bias->is_contiguous(),
                 "bias: expected a contiguous (N,) tensor on x's device");
@@ -77,7 +84,7 @@ at::Tensor mixed_gemm(const at::Tensor& x_in, const at::Tensor& w, const at::Ten
                 "bias: expected x's dtype or float32");
   }
   if (M > max_mixed_m) {
-    const at::Tensor w_hat = dequant_tiled(w, scale, zp, bits, group_size, K, x_in.scalar_type());  // (N, K)
+    const at::Tensor w_hat = dequant_tiled(w16, scale, zp, bits, group_size, K, x_in.scalar_type());  // (N, K)
     if (!bias.has_value()) return at::mm(x_in, w_hat.t());
     return at::addmm(bias->to(x_in.scalar_type()), x_in, w_hat.t());
   }
@@ -94,14 +101,10 @@ at::Tensor mixed_gemm(const at::Tensor& x_in, const at::Tensor& w, const at::Ten
   p.x_stride = x.stride(0);
   p.M = static_cast<int>(M);
   p.y = y.data_ptr();
-  at::Tensor x_perm, w_aligned;  // the warpgroup kernel: an (M, K) workspace for x in the tiled layout's K order,
-  if (qtorch_mixed::uses_permuted_x(p)) {  // and TMA reads the weights from a 16-byte aligned base
+  at::Tensor x_perm;  // the warpgroup kernel's (M, K) workspace: x in the tiled layout's K order
+  if (qtorch_mixed::uses_permuted_x(p)) {
     x_perm = at::empty({M, K}, x.options());
     p.x_perm = x_perm.data_ptr();
-    if (reinterpret_cast<uintptr_t>(w.data_ptr()) % 16 != 0) {
-      w_aligned = w.clone();
-      p.w = w_aligned.data_ptr<int32_t>();
-    }
   }
   if (bias.has_value()) {
     p.bias = bias->data_ptr();
