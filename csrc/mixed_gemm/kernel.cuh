@@ -38,8 +38,7 @@ struct Tile {
   static constexpr int kRows = 16 * NT;
   static constexpr int kTokens = 8 * MT;
   static constexpr int kMinBlocks = MINB_;     // CTAs per SM the register budget must allow
-  static constexpr int kRedBytes = kWarps * NT * MT * 4 * 32 * 4;  // cross-warp reduction buffer
-  static constexpr int kSmemBytes = kRedBytes;
+  static constexpr int kSmemBytes = kWarps * NT * MT * 4 * 32 * 4;  // the cross-warp reduction buffer
 };
 
 // Word w (0..4·V−1) of V consecutive 16-byte vectors (w is a compile-time constant after unrolling).
@@ -206,7 +205,7 @@ __device__ __forceinline__ void init_offsets(const MixedGemmParams& p, const Lan
 template <class TL>
 __global__ void __launch_bounds__(TL::kThreads, TL::kMinBlocks) mixed_gemm_kernel(const MixedGemmParams p) {
   constexpr int NT = TL::NT, MT = TL::MT, U = TL::U, W = TL::kWarps;
-  extern __shared__ float red[];  // [warp][nt][mt][i][lane], TL::kRedBytes
+  extern __shared__ float red[];  // [warp][nt][mt][i][lane], TL::kSmemBytes
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int chunks = p.K / TL::CK;
   const int tiles = (p.N + 15) / 16;

@@ -88,19 +88,20 @@ def quantize_per_token(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tor
     return once_per_traced_value(x, backend.run) if traced else backend.run(x)
 
 
+def _per_token_outputs(x):
+    """Empty (q (M, K) int8, scale (M,) fp32, zero_point (M,) int32) like quantize_per_token's."""
+    m, k = x.shape
+    return (x.new_empty((m, k), dtype=torch.int8), x.new_empty((m,), dtype=torch.float32),
+            x.new_empty((m,), dtype=torch.int32))
+
+
 @quantize_per_token.register_fake
 def _(x):
     check_quantize_per_token(x)
-    m, k = x.shape
-    return (x.new_empty((m, k), dtype=torch.int8), x.new_empty((m,), dtype=torch.float32),
-            x.new_empty((m,), dtype=torch.int32))
+    return _per_token_outputs(x)
 
 
-@torch.library.register_fake("qtorch::_quantize_per_token_cuda", lib=LIB)
-def _(x):
-    m, k = x.shape
-    return (x.new_empty((m, k), dtype=torch.int8), x.new_empty((m,), dtype=torch.float32),
-            x.new_empty((m,), dtype=torch.int32))
+torch.library.register_fake("qtorch::_quantize_per_token_cuda", _per_token_outputs, lib=LIB)
 
 
 def quantize_per_tensor_reference(x, scale, zero_point):
@@ -134,14 +135,16 @@ def quantize_per_tensor(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.
     return routing.select("quantize_per_tensor", device=x.device.type).run(x, scale, zero_point)
 
 
+def _per_tensor_outputs(x, scale, zero_point):
+    """Empty (q (M, K) int8, row_scale (M,) fp32) like quantize_per_tensor's."""
+    m, k = x.shape
+    return x.new_empty((m, k), dtype=torch.int8), x.new_empty((m,), dtype=torch.float32)
+
+
 @quantize_per_tensor.register_fake
 def _(x, scale, zero_point):
     check_quantize_per_tensor(x, scale, zero_point)
-    m, k = x.shape
-    return x.new_empty((m, k), dtype=torch.int8), x.new_empty((m,), dtype=torch.float32)
+    return _per_tensor_outputs(x, scale, zero_point)
 
 
-@torch.library.register_fake("qtorch::_quantize_per_tensor_cuda", lib=LIB)
-def _(x, scale, zero_point):
-    m, k = x.shape
-    return x.new_empty((m, k), dtype=torch.int8), x.new_empty((m,), dtype=torch.float32)
+torch.library.register_fake("qtorch::_quantize_per_tensor_cuda", _per_tensor_outputs, lib=LIB)

@@ -14,6 +14,8 @@ of 16, N a multiple of 16 and 16-byte aligned contiguous x_q, w_q; "cuda_int8_pa
 zero-padded to those multiples (exact, see pad_operands; said once per shape); "reference" — PyTorch (on CUDA only
 without qtorch._C, said once). Every device accepts the same inputs.
 """
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -149,8 +151,9 @@ def _padded_warning(op: str, n: int, k: int) -> None:
                                       "w_q per call; pad the layer at conversion to avoid it)")
 
 
+@functools.cache
 def _arg_names(schema: str) -> tuple:
-    """("x_q", "x_scale", …) of a schema "(Tensor x_q, Tensor x_scale, …) -> Tensor", in order."""
+    """("x_q", "x_scale", …) of a schema "(Tensor x_q, Tensor x_scale, …) -> Tensor", in order (parsed once)."""
     return tuple(arg.split()[-1] for arg in schema[1:schema.index(")")].split(","))
 
 
