@@ -157,14 +157,17 @@ def tune(ms, variants):
                 bf16_us = graph_time_us([lambda w=w: F.linear(x, w) for w in ws])
                 dequant_us = graph_time_us([lambda q=q: ops._mixed_gemm_cuda(x, q[0], q[1], q[2], bits, g, None, -1)
                                             for q in qs])
-                times, first = [], None
+                times, first = [], {}
                 for v in variants:
                     os.environ["QTORCH_MIXED_VARIANT"] = str(v)
                     y = ops._mixed_gemm_cuda(x, *qs[0][:3], bits, g, None, 1 << 30)
-                    # variants with the same warps per CTA sum each chunk in the same order (SAME_SUMS in the tests)
-                    if first is not None and not torch.equal(y, first):
-                        print(f"variant {v} differs from variant {variants[0]} at K={k} N={n} bits={bits} M={m}")
-                    first = y if first is None else first
+                    # register-kernel variants with the same warps per CTA sum each chunk in the same order (SAME_SUMS
+                    # in the tests); the warpgroup kernel's (13 on) are checked against float64 by the tests only
+                    same_sums = 0 if v < 10 else (1 if v < 13 else None)
+                    if same_sums is not None:
+                        v0, y0 = first.setdefault(same_sums, (v, y))
+                        if not torch.equal(y, y0):
+                            print(f"variant {v} differs from variant {v0} at K={k} N={n} bits={bits} M={m}")
                     times.append(graph_time_us([lambda q=q: ops._mixed_gemm_cuda(x, q[0], q[1], q[2], bits, g, None,
                                                                                  1 << 30) for q in qs]))
                 os.environ.pop("QTORCH_MIXED_VARIANT")

@@ -5,7 +5,9 @@
 //   int4: lop3 (w >> 4i) & 0x000F000F | magic  -> halves (magic + u) for fields i and i + 4;  magic 128 (bf16) / 1024 (fp16)
 //   int8: prmt places bytes under 0x64 (fp16: 1024 + u), or under 0x4B00_00 as fp32 (2^23 + u) for bf16, whose 7-bit
 //         mantissa cannot hold 1024 + u; the fp32 difference is exact and converted to bf16x2 (|q − Z| <= 255 is exact)
-// Subtracting (magic + 2^(bits−1) + Z) leaves q − Z exactly; the group scale S multiplies the fp32 mma result.
+// Subtracting (magic + 2^(bits−1) + Z) leaves q − Z exactly; the group scale S multiplies the fp32 mma result (the
+// shared-memory warpgroup kernel instead multiplies q − Z by S rounded to the activation dtype, as CUTLASS and Machete
+// do: one accumulator, no per-chunk rescaling).
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -48,6 +50,14 @@ struct Act2<__nv_bfloat16> {
     return *reinterpret_cast<const uint32_t*>(&r);
   }
   __device__ static float offset8(int z) { return 8388608.0f + 128.0f + static_cast<float>(z); }
+  __device__ static uint32_t pair(float a) {  // (a, a) rounded to bf16x2
+    const T2 v = __float2bfloat162_rn(a);
+    return *reinterpret_cast<const uint32_t*>(&v);
+  }
+  __device__ static uint32_t mul(uint32_t a, uint32_t b) {
+    const T2 r = __hmul2(*reinterpret_cast<const T2*>(&a), *reinterpret_cast<const T2*>(&b));
+    return *reinterpret_cast<const uint32_t*>(&r);
+  }
   __device__ static T2 from_float2(float a, float b) { return __floats2bfloat162_rn(a, b); }
   __device__ static __nv_bfloat16 from_float(float a) { return __float2bfloat16_rn(a); }
   __device__ static float to_float(__nv_bfloat16 a) { return __bfloat162float(a); }
@@ -73,6 +83,14 @@ struct Act2<__half> {
   __device__ static uint32_t offset8(int z) {
     const T2 v = __float2half2_rn(1152.0f + static_cast<float>(z));
     return *reinterpret_cast<const uint32_t*>(&v);
+  }
+  __device__ static uint32_t pair(float a) {  // (a, a) rounded to fp16x2
+    const T2 v = __float2half2_rn(a);
+    return *reinterpret_cast<const uint32_t*>(&v);
+  }
+  __device__ static uint32_t mul(uint32_t a, uint32_t b) {
+    const T2 r = __hmul2(*reinterpret_cast<const T2*>(&a), *reinterpret_cast<const T2*>(&b));
+    return *reinterpret_cast<const uint32_t*>(&r);
   }
   __device__ static __half from_float(float a) { return __float2half_rn(a); }
   __device__ static float to_float(__half a) { return __half2float(a); }

@@ -1,5 +1,10 @@
 // Mixed-input GEMM for larger M on sm_90a (torch-free): y = x · Ŵᵀ + bias with warpgroup MMAs whose A operand is the
-// int4 weight dequantized in registers and whose B operand is an x tile in shared memory.
+// int4 weight dequantized by the consumers and whose B operand is an x tile in shared memory. Two A paths:
+// - registers (SMEM_A = false): wgmma takes the dequantized fragments from registers; it must finish (wgmma.wait 0)
+//   before the next chunk's fragments are written (ptxas serializes otherwise, warning C7513);
+// - shared memory (SMEM_A = true): each consumer stores its dequantized fragments (stmatrix) into one of two 64x64
+//   A buffers of its own (K-major, 128-byte swizzle) and keeps one chunk's wgmmas in flight (wgmma.wait 1) while it
+//   dequantizes the next.
 //
 // Warp-specialized (the int8 GEMM's scheme, csrc/int8_gemm/kernel_sm90.cuh): warpgroup 0 is the producer, WG consumer
 // warpgroups own 64 weight rows each (warp w of consumer c: 16-row tile 4·WG·blockIdx.x + 4c + w). Per 64-value K
@@ -16,8 +21,9 @@
 // K split: gridDim.z CTAs of one cluster take consecutive ranges of chunks (launch.cu picks the split so that small
 // grids fill the GPU); their fp32 partials meet through distributed shared memory (16-byte loads), each CTA summing a
 // share of the accumulator quads over the ranks in rank order (deterministic).
-// GROUPED: each chunk's products go to a fresh fp32 part (scale_d = 0 at its first k-step), scaled by S and added,
-// as in the register kernel (ŵ is never rounded).
+// GROUPED, register A: each chunk's products go to a fresh fp32 part (scale_d = 0 at its first k-step), scaled by S
+// and added, as in the register kernel (ŵ is never rounded). Shared-memory A: q − Z is multiplied by S rounded to
+// the activation dtype before it is stored (convert.cuh), so every chunk accumulates into one accumulator.
 #pragma once
 #include <cuda.h>
 
@@ -32,19 +38,18 @@
 #include "mixed_gemm/convert.cuh"
 #include "mixed_gemm/kernel.cuh"
 #include "mixed_gemm/mixed_gemm.h"
-#include "mixed_gemm/wgmma_rs.cuh"
+#include "mixed_gemm/wgmma_16bit.cuh"
 
 namespace qtorch_mixed {
 
-template <class T, bool GROUPED_, int WG_, int TOKENS_, int STAGES_, bool OVERLAP_ = false>
+template <class T, bool GROUPED_, int WG_, int TOKENS_, int STAGES_, bool SMEM_A_ = false>
 struct WgmmaTile {
   using Act = T;
   static constexpr bool GROUPED = GROUPED_;
   static constexpr int WG = WG_;                  // consumer warpgroups (64 weight rows each)
   static constexpr int kTokens = TOKENS_;         // wgmma N: tokens per CTA (64 or 128)
   static constexpr int kStages = STAGES_;         // chunks in the shared-memory ring
-  static constexpr int kBuffers = OVERLAP_ ? 2 : 1;  // chunks in flight per consumer: 2 overlaps one chunk's
-                                                      // dequantization with the previous chunk's wgmmas
+  static constexpr bool SMEM_A = SMEM_A_;        // A from shared memory (two chunks in flight) or registers
   static constexpr int kThreads = 128 * (WG + 1);
   static constexpr int kRows = 64 * WG;
   static constexpr int CK = 64;                   // int4 chunk: one 128-byte bf16/fp16 row of x per token
@@ -54,9 +59,11 @@ struct WgmmaTile {
   static constexpr int kStageBytes = (kXBytes + kWBytes + kQBytes + 1023) / 1024 * 1024;
   static constexpr int kAccRegs = kTokens / 2;    // fp32 accumulators per consumer thread
   static constexpr int kRedBytes = kAccRegs * 4 * 128 * WG;  // split-K partials (reuse the ring)
-  static constexpr int kBarOffset = kStages * kStageBytes;
+  static constexpr int kABytes = 64 * 128;        // one consumer's 64x64 A buffer (SMEM_A), two per consumer
+  static constexpr int kAOffset = kStages * kStageBytes;
+  static constexpr int kBarOffset = kAOffset + (SMEM_A ? 2 * WG * kABytes : 0);
   static constexpr int kSmemBytes = kBarOffset + 2 * kStages * 8 + 1024;  // + slack to align the base to 1024
-  static_assert(kRedBytes <= kBarOffset, "the split-K exchange must fit in the ring");
+  static_assert(kRedBytes <= kAOffset, "the split-K exchange must fit in the ring");
   static_assert(kSmemBytes <= 227 * 1024, "shared memory per block on sm_90 is 227 KB");
   static_assert(WG <= 2, "the 232-register consumer budget allows two consumer warpgroups");
 };
@@ -152,9 +159,9 @@ __global__ void __launch_bounds__(TL::kThreads, 1)
 #pragma unroll
   for (int h = 0; h < 2; ++h) srow[h] = min(16 * tile + g + 8 * h, p.N - 1);
   float acc[TL::kAccRegs] = {};
-  float part[TL::kBuffers][TL::kAccRegs];  // grouped: the products of each chunk in flight
-  uint32_t a[TL::kBuffers][4][4];          // the A fragments of each chunk in flight
-  float sc[TL::kBuffers][2];               // grouped: the scales of rows g, g + 8 of each chunk in flight
+  float part[TL::kAccRegs];  // grouped, register A: the products of the current chunk
+  uint32_t a[4][4];          // the A fragments of the chunk's 4 k-steps
+  float sc[2];               // grouped: the scales of rows g, g + 8 of the current chunk
   typename Off::type off[2];
   if constexpr (!TL::GROUPED) {
 #pragma unroll
@@ -162,10 +169,15 @@ __global__ void __launch_bounds__(TL::kThreads, 1)
   }
   int stage = 0, grp = c_begin / chunks_per_group, in_grp = c_begin % chunks_per_group;
   uint32_t phase = 0;
+  // Shared-memory A: this consumer's two buffers, and this lane's stmatrix row: matrix i = lane / 8 of a k-step is
+  // (rows 8 (i % 2) .., bytes 16 (i / 2) ..) of the warp's 16 rows; the 16-byte unit is XOR-swizzled by row % 8.
+  const uint32_t a_base = smem_base + TL::kAOffset + (cw / 4) * 2 * TL::kABytes;
+  const int a_row = 16 * (cw % 4) + lane % 8 + 8 * ((lane / 8) % 2);
+  const uint32_t a_lane = a_row * 128u;
 
-  // Chunk in `stage` into buffer B: wait for its data, dequantize, issue its 4 wgmmas (one commit group).
-  auto issue = [&](auto buffer) {
-    constexpr int B = decltype(buffer)::value;
+  // Chunk in `stage`: wait for its data, dequantize its weights into A (registers or buffer `buf`), issue its 4
+  // wgmmas (one commit group).
+  auto issue = [&](int buf) {
     mbar_wait(&full[stage], phase);
     const unsigned char* st = smem + stage * TL::kStageBytes;
     const uint4 wv = *reinterpret_cast<const uint4*>(st + TL::kXBytes + cw * 512 + lane * 16);
@@ -174,7 +186,7 @@ __global__ void __launch_bounds__(TL::kThreads, 1)
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         const int r = 16 * cw + g + 8 * h;  // this CTA's row of srow[h]
-        sc[B][h] = *reinterpret_cast<const float*>(q + 8 * r);
+        sc[h] = *reinterpret_cast<const float*>(q + 8 * r);
         const uint32_t zw = *reinterpret_cast<const uint32_t*>(q + 8 * r + 4);
         const int shift = 8 * static_cast<int>(
                                   reinterpret_cast<uintptr_t>(p.zp + static_cast<size_t>(srow[h]) * groups + grp) & 3);
@@ -183,60 +195,67 @@ __global__ void __launch_bounds__(TL::kThreads, 1)
       if (++in_grp == chunks_per_group) in_grp = 0, ++grp;
     }
 #pragma unroll
-    for (int s = 0; s < 4; ++s) fragment<T, 4>(wv, s, off, a[B][s]);
-    const uint64_t desc = smem_desc_sw128(smem_base + stage * TL::kStageBytes);
-    if constexpr (TL::GROUPED) fence_regs(part[B]);
-    else fence_regs(acc);
-    wgmma_fence();
+    for (int s = 0; s < 4; ++s) fragment<T, 4>(wv, s, off, a[s]);
+    const uint64_t desc_b = smem_desc_sw128(smem_base + stage * TL::kStageBytes);
+    if constexpr (TL::SMEM_A) {
+      if constexpr (TL::GROUPED) {
+        const uint32_t s2[2] = {Act2<T>::pair(sc[0]), Act2<T>::pair(sc[1])};
 #pragma unroll
-    for (int s = 0; s < 4; ++s) {
-      if constexpr (TL::GROUPED)
-        WgmmaRS<T, TL::kTokens>::mma(part[B], a[B][s], desc + 2 * s, s > 0);
-      else
-        WgmmaRS<T, TL::kTokens>::mma(acc, a[B][s], desc + 2 * s, 1);
+        for (int s = 0; s < 4; ++s)
+#pragma unroll
+          for (int i = 0; i < 4; ++i) a[s][i] = Act2<T>::mul(a[s][i], s2[i % 2]);
+      }
+      const uint32_t buffer = a_base + buf * TL::kABytes;
+#pragma unroll
+      for (int s = 0; s < 4; ++s)
+        stmatrix_x4(buffer + a_lane + (((2 * s + lane / 16) ^ (a_row % 8)) << 4), a[s]);
+      fence_proxy_async_smem();
+      named_barrier_sync(2 + cw / 4, 128);  // the consumer's four warps have written the buffer
+      wgmma_fence();
+      const uint64_t desc_a = smem_desc_sw128(buffer);
+#pragma unroll
+      for (int s = 0; s < 4; ++s) WgmmaSS<T, TL::kTokens>::mma(acc, desc_a + 2 * s, desc_b + 2 * s, 1);
+    } else {
+      if constexpr (TL::GROUPED) fence_regs(part);
+      else fence_regs(acc);
+      wgmma_fence();
+#pragma unroll
+      for (int s = 0; s < 4; ++s) {
+        if constexpr (TL::GROUPED)
+          WgmmaRS<T, TL::kTokens>::mma(part, a[s], desc_b + 2 * s, s > 0);
+        else
+          WgmmaRS<T, TL::kTokens>::mma(acc, a[s], desc_b + 2 * s, 1);
+      }
     }
     wgmma_commit();
   };
-  // After buffer B's wgmmas completed: its registers are free, its stage goes back to the producer, and (grouped)
-  // its products, scaled, join the sum.
-  auto retire = [&](auto buffer, int its_stage) {
-    constexpr int B = decltype(buffer)::value;
-#pragma unroll
-    for (int s = 0; s < 4; ++s) fence_regs(a[B][s]);  // A registers stay untouched until here
+  auto release = [&](int its_stage) {
     if (lane == 0) mbar_arrive(&empty[its_stage]);
-    if constexpr (TL::GROUPED) {
-      fence_regs(part[B]);
-#pragma unroll
-      for (int i = 0; i < TL::kAccRegs; ++i) acc[i] = fmaf(sc[B][(i % 4) / 2], part[B][i], acc[i]);
-    }
   };
-  using Buf0 = std::integral_constant<int, 0>;
-  using Buf1 = std::integral_constant<int, TL::kBuffers - 1>;
-  int in_flight = -1;  // two buffers: the stage of the chunk whose wgmmas may still run
-  auto step = [&](auto buffer) {
-    constexpr int B = decltype(buffer)::value;
-    issue(buffer);
-    if constexpr (TL::kBuffers == 1) {
-      wgmma_wait<0>();
-      retire(buffer, stage);
+  int previous = -1;  // shared-memory A: the stage of the chunk whose wgmmas may still run
+#pragma unroll 1
+  for (int c = c_begin; c < c_end; ++c) {
+    issue((c - c_begin) & 1);
+    if constexpr (TL::SMEM_A) {
+      wgmma_wait<1>();  // the previous chunk's wgmmas are done: its stage and its A buffer are free
+      if (previous >= 0) release(previous);
+      previous = stage;
     } else {
-      wgmma_wait<1>();  // the previous chunk's wgmmas are done (this one's may run on)
-      if (in_flight >= 0) retire(std::integral_constant<int, 1 - B>{}, in_flight);
-      in_flight = stage;
+      wgmma_wait<0>();
+#pragma unroll
+      for (int s = 0; s < 4; ++s) fence_regs(a[s]);  // A registers stay untouched until here
+      release(stage);
+      if constexpr (TL::GROUPED) {
+        fence_regs(part);
+#pragma unroll
+        for (int i = 0; i < TL::kAccRegs; ++i) acc[i] = fmaf(sc[(i % 4) / 2], part[i], acc[i]);
+      }
     }
     if (++stage == TL::kStages) stage = 0, phase ^= 1;
-  };
-#pragma unroll 1
-  for (int c = c_begin; c < c_end; c += TL::kBuffers) {
-    step(Buf0{});
-    if (TL::kBuffers == 2 && c + 1 < c_end) step(Buf1{});
   }
-  if constexpr (TL::kBuffers == 2) {
+  if constexpr (TL::SMEM_A) {
     wgmma_wait<0>();
-    if (in_flight >= 0) {  // the last chunk: buffer 0 when the CTA's chunk count is odd
-      if ((c_end - c_begin) % 2 == 1) retire(Buf0{}, in_flight);
-      else retire(Buf1{}, in_flight);
-    }
+    if (previous >= 0) release(previous);
   }
   fence_regs(acc);
   pdl_wait();  // y may reuse memory the previous kernel still read

@@ -108,8 +108,8 @@ cudaError_t launch_variant(int variant, const MixedGemmParams& p, cudaStream_t s
     case 11: return launch_tile<Tile<T, BITS, 1, 2, 2, GROUPED, 1, 4>>(p, stream);
     case 12: return launch_tile<Tile<T, BITS, 2, 2, 2, GROUPED, 1, 4>>(p, stream);
     // int4, sm_90a: the warp-specialized warpgroup kernel, WG consumer warpgroups (64 weight rows each) x TOKENS
-    // tokens per CTA, a TMA ring of STAGES chunks
-    //                                                         WG TOKENS STAGES
+    // tokens per CTA, a TMA ring of STAGES chunks, A from registers (13-15) or shared memory (16-18)
+    //                                                         WG TOKENS STAGES SMEM_A
     case 13:
       if constexpr (BITS == 4) return launch_wgmma<WgmmaTile<T, GROUPED, 2, 64, 8>>(p, stream);
       else return cudaErrorInvalidValue;
@@ -119,13 +119,19 @@ cudaError_t launch_variant(int variant, const MixedGemmParams& p, cudaStream_t s
     case 15:
       if constexpr (BITS == 4) return launch_wgmma<WgmmaTile<T, GROUPED, 1, 128, 8>>(p, stream);
       else return cudaErrorInvalidValue;
-    case 16:  // as 13, with two chunks in flight per consumer (dequantize while the previous chunk's wgmmas run)
+    case 16:
       if constexpr (BITS == 4) return launch_wgmma<WgmmaTile<T, GROUPED, 2, 64, 8, true>>(p, stream);
+      else return cudaErrorInvalidValue;
+    case 17:
+      if constexpr (BITS == 4) return launch_wgmma<WgmmaTile<T, GROUPED, 2, 128, 8, true>>(p, stream);
+      else return cudaErrorInvalidValue;
+    case 18:
+      if constexpr (BITS == 4) return launch_wgmma<WgmmaTile<T, GROUPED, 2, 256, 4, true>>(p, stream);
       else return cudaErrorInvalidValue;
     default: return cudaErrorInvalidValue;
   }
 }
-constexpr int kVariants = 17;
+constexpr int kVariants = 19;
 constexpr int kFirstWgmmaVariant = 13;
 
 // Fastest variant by (bits, M) from the H200 sweep of every variant on the three LLaMA-2-7B shapes, least total time
