@@ -47,13 +47,6 @@ __device__ __forceinline__ uint64_t smem_desc_sw128(uint32_t smem_addr) {
   return desc;
 }
 
-// stmatrix .x4: lane l writes row l % 8 of 8x8 b16 matrix l / 8 at `addr` (16 bytes); register i of every lane holds
-// its mma-fragment part of matrix i (row lane / 4, columns 2 (lane % 4), +1).
-__device__ __forceinline__ void stmatrix_x4(uint32_t addr, const uint32_t (&r)[4]) {
-  asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "r"(r[0]), "r"(r[1]),
-               "r"(r[2]), "r"(r[3])
-               : "memory");
-}
 // Warp specialization: a warpgroup gives registers back (producers) or takes them (consumers).
 template <uint32_t kRegs>
 __device__ __forceinline__ void setmaxnreg_inc() {

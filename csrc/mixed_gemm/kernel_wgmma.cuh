@@ -2,9 +2,9 @@
 // int4 weight dequantized by the consumers and whose B operand is an x tile in shared memory. Two A paths:
 // - registers (SMEM_A = false): wgmma takes the dequantized fragments from registers; it must finish (wgmma.wait 0)
 //   before the next chunk's fragments are written (ptxas serializes otherwise, warning C7513);
-// - shared memory (SMEM_A = true): each consumer stores its dequantized fragments (stmatrix) into one of two 64x64
-//   A buffers of its own (K-major, 128-byte swizzle) and keeps one chunk's wgmmas in flight (wgmma.wait 1) while it
-//   dequantizes the next.
+// - shared memory (SMEM_A = true): each consumer stores its dequantized weights into one of two 64x64 A buffers of
+//   its own (K-major, 128-byte swizzle) in natural K order, so B is x itself (no x_perm pass), and keeps one chunk's
+//   wgmmas in flight (wgmma.wait 1) while it dequantizes the next.
 //
 // Warp-specialized (the int8 GEMM's scheme, csrc/int8_gemm/kernel_sm90.cuh): warpgroup 0 is the producer, WG consumer
 // warpgroups own 64 weight rows each (warp w of consumer c: 16-row tile 4·WG·blockIdx.x + 4c + w). Per 64-value K
@@ -15,8 +15,10 @@
 // A fragments of the chunk's 4 k-steps (convert.cuh), run wgmma.m64n{kTokens}k16 against the x tile and release the
 // stage through the "empty" mbarrier.
 //
-// x_perm: x with the tiled layout's K permutation applied per chunk (permute_x.cuh), so a token's chunk is one
-// 128-byte row in the order of the A slots and TMA can stage it.
+// Register A: B is x_perm, x with the tiled layout's K permutation applied per chunk (permute_x.cuh), so a token's
+// chunk is one 128-byte row in the order of the A slots and TMA can stage it. Shared-memory A: the lane of quad
+// position t holds natural K words 8t..8t+7 of its rows (slot word 8s + 4h + t is natural word 8t + 2s + h), which
+// it stores as two 16-byte units; B is then x as it is.
 //
 // K split: gridDim.z CTAs of one cluster take consecutive ranges of chunks (launch.cu picks the split so that small
 // grids fill the GPU); their fp32 partials meet through distributed shared memory (16-byte loads), each CTA summing a
@@ -169,11 +171,8 @@ __global__ void __launch_bounds__(TL::kThreads, 1)
   }
   int stage = 0, grp = c_begin / chunks_per_group, in_grp = c_begin % chunks_per_group;
   uint32_t phase = 0;
-  // Shared-memory A: this consumer's two buffers, and this lane's stmatrix row: matrix i = lane / 8 of a k-step is
-  // (rows 8 (i % 2) .., bytes 16 (i / 2) ..) of the warp's 16 rows; the 16-byte unit is XOR-swizzled by row % 8.
-  const uint32_t a_base = smem_base + TL::kAOffset + (cw / 4) * 2 * TL::kABytes;
-  const int a_row = 16 * (cw % 4) + lane % 8 + 8 * ((lane / 8) % 2);
-  const uint32_t a_lane = a_row * 128u;
+  // Shared-memory A: this consumer's two buffers; this lane's rows g, g + 8 of the warp's 16 start at a_row.
+  const int a_base = TL::kAOffset + (cw / 4) * 2 * TL::kABytes, a_row = 16 * (cw % 4) + g;
 
   // Chunk in `stage`: wait for its data, dequantize its weights into A (registers or buffer `buf`), issue its 4
   // wgmmas (one commit group).
@@ -205,14 +204,19 @@ __global__ void __launch_bounds__(TL::kThreads, 1)
 #pragma unroll
           for (int i = 0; i < 4; ++i) a[s][i] = Act2<T>::mul(a[s][i], s2[i % 2]);
       }
-      const uint32_t buffer = a_base + buf * TL::kABytes;
+      // natural word 2 s + h of row g + 8 rh is a[s][2 h + rh]; unit 2 t + j holds words 4 j .. 4 j + 3, at the
+      // 128-byte swizzle's position (unit XOR row % 8, and row % 8 = g)
+      const int buffer = a_base + buf * TL::kABytes;
 #pragma unroll
-      for (int s = 0; s < 4; ++s)
-        stmatrix_x4(buffer + a_lane + (((2 * s + lane / 16) ^ (a_row % 8)) << 4), a[s]);
+      for (int rh = 0; rh < 2; ++rh)
+#pragma unroll
+        for (int j = 0; j < 2; ++j)
+          *reinterpret_cast<uint4*>(smem + buffer + (a_row + 8 * rh) * 128 + (((2 * t + j) ^ g) << 4)) =
+              make_uint4(a[2 * j][rh], a[2 * j][2 + rh], a[2 * j + 1][rh], a[2 * j + 1][2 + rh]);
       fence_proxy_async_smem();
       named_barrier_sync(2 + cw / 4, 128);  // the consumer's four warps have written the buffer
       wgmma_fence();
-      const uint64_t desc_a = smem_desc_sw128(buffer);
+      const uint64_t desc_a = smem_desc_sw128(smem_base + buffer);
 #pragma unroll
       for (int s = 0; s < 4; ++s) WgmmaSS<T, TL::kTokens>::mma(acc, desc_a + 2 * s, desc_b + 2 * s, 1);
     } else {

@@ -65,17 +65,23 @@ int wgmma_splits(int ctas, int chunks) {
   return splits < 1 ? 1 : (splits > 8 ? 8 : splits);
 }
 
-// x -> p.x_perm (permute_x.cuh), then the warpgroup kernel reading x_perm and the weights through TMA.
+// The warpgroup kernel reading B (x, or x -> p.x_perm by permute_x.cuh first for register A) and the weights through
+// TMA.
 template <class TL>
 cudaError_t launch_wgmma(const MixedGemmParams& p, cudaStream_t stream) {
-  if (p.x_perm == nullptr) return cudaErrorInvalidValue;
-  const int64_t items = static_cast<int64_t>(p.M) * (p.K / TL::CK);
-  cudaError_t err = launch_with<permute_x_kernel>(dim3(static_cast<unsigned>((items + 255) / 256)), 256, 0, stream, 1, p);
-  if (err != cudaSuccess) return err;
+  cudaError_t err = cudaSuccess;
+  if constexpr (!TL::SMEM_A) {
+    if (p.x_perm == nullptr) return cudaErrorInvalidValue;
+    const int64_t items = static_cast<int64_t>(p.M) * (p.K / TL::CK);
+    err = launch_with<permute_x_kernel>(dim3(static_cast<unsigned>((items + 255) / 256)), 256, 0, stream, 1, p);
+    if (err != cudaSuccess) return err;
+  }
   const int tiles = ceil_div(p.N, 16), chunks = p.K / TL::CK;
-  CUtensorMap tmap_x, tmap_w;  // x_perm (M, K) as bytes: 128-byte rows of a chunk; w (tiles, chunks · 128) int32
-  err = qtorch_ptx::make_tensor_map_2d(&tmap_x, CU_TENSOR_MAP_DATA_TYPE_UINT8, p.x_perm, p.M, 2ull * p.K, 2ull * p.K,
-                                       128, TL::kTokens, CU_TENSOR_MAP_SWIZZLE_128B);
+  CUtensorMap tmap_x, tmap_w;  // B (M, K) as bytes: 128-byte rows of a chunk; w (tiles, chunks · 128) int32
+  const void* b = TL::SMEM_A ? p.x : p.x_perm;
+  const uint64_t b_stride = TL::SMEM_A ? 2ull * p.x_stride : 2ull * p.K;  // bytes (a multiple of 16: the binding)
+  err = qtorch_ptx::make_tensor_map_2d(&tmap_x, CU_TENSOR_MAP_DATA_TYPE_UINT8, b, p.M, 2ull * p.K, b_stride, 128,
+                                       TL::kTokens, CU_TENSOR_MAP_SWIZZLE_128B);
   if (err != cudaSuccess) return err;
   err = qtorch_ptx::make_tensor_map_2d(&tmap_w, CU_TENSOR_MAP_DATA_TYPE_INT32, p.w, tiles, chunks * 128ull,
                                        chunks * 512ull, 128, 4 * TL::WG, CU_TENSOR_MAP_SWIZZLE_NONE);
@@ -133,6 +139,7 @@ cudaError_t launch_variant(int variant, const MixedGemmParams& p, cudaStream_t s
 }
 constexpr int kVariants = 19;
 constexpr int kFirstWgmmaVariant = 13;
+constexpr int kFirstSmemAVariant = 16;  // the warpgroup variants from here read x itself (no x_perm)
 
 // Fastest variant by (bits, M) from the H200 sweep of every variant on the three LLaMA-2-7B shapes, least total time
 // over the shapes (benchmarks/NOTES.md "mixed-input GEMM v3": with programmatic dependent launch); above M = 64 the
@@ -190,7 +197,11 @@ bool can_implement(const MixedGemmParams& p) {
   return p.group_size == p.K || p.group_size % ck == 0;
 }
 
-bool uses_permuted_x(const MixedGemmParams& p) { return can_implement(p) && chosen_variant(p) >= kFirstWgmmaVariant; }
+bool uses_permuted_x(const MixedGemmParams& p) {
+  if (!can_implement(p)) return false;
+  const int variant = chosen_variant(p);
+  return variant >= kFirstWgmmaVariant && variant < kFirstSmemAVariant;
+}
 
 cudaError_t launch_mixed_gemm(const MixedGemmParams& p, cudaStream_t stream) {
   if (!can_implement(p)) return cudaErrorInvalidValue;
