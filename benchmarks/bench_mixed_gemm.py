@@ -28,7 +28,7 @@ from records import run_meta  # noqa: E402
 
 SHAPES = [(4096, 4096), (4096, 11008), (11008, 4096)]  # (K, N) of the LLaMA-2-7B projections
 MS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 2048]
-MIXED_MAX_M = 512  # forced register-dequantization path timed up to this M
+FORCED_MIXED_MAX_M = 2048  # the mixed-input GEMM forced (whatever the routing) and timed up to this M
 
 
 def eager_us(fn, calls=200):
@@ -104,7 +104,7 @@ def main():
                 p = {**params, "bits": bits, "group_size": g}
                 name = f"qtorch_w{bits}a16"
                 variants = {"_dequant": -1}
-                if m <= MIXED_MAX_M:
+                if m <= FORCED_MIXED_MAX_M:
                     variants["_mixed"] = 1 << 30
                 for suffix, max_m in variants.items():
                     us = graph_time_us([lambda q=q, max_m=max_m: ops._mixed_gemm_cuda(x, q[0], q[1], q[2], bits, g, None,
@@ -142,7 +142,7 @@ def _span(part):
 
 def tune(ms, variants):
     """Median time of the mixed path for every forced tile variant, beside bf16 and dequantize + cuBLAS: the table
-    that sets auto_variant() and MIXED_MAX_M."""
+    that sets auto_variant() and the mixed_max_m() limits."""
     ops = torch.ops.qtorch
     print(f"{'K':>6} {'N':>6} {'bits':>4} {'M':>4} {'bf16':>7} {'dequant':>7} "
           + " ".join(f"{'v' + str(v):>7}" for v in variants))

@@ -11,7 +11,7 @@ from qtorch.analysis.peak import linear_workspace, weight_only_workspace
 from qtorch.models import get_config
 from qtorch.quant.layout import storage_layout
 from qtorch.ops import routing
-from qtorch.ops.weight_only import DEQUANT_MIN_M, MIXED_MAX_M, linear_meta
+from qtorch.ops.weight_only import DEQUANT_MIN_M, linear_meta, mixed_max_m
 from qtorch.quant.layout import LAYOUT_ROWMAJOR, LAYOUT_TILED
 from triton_kernels.group_quant import group_quantize
 
@@ -50,13 +50,15 @@ def test_row_major_workspace_is_the_weight_the_launcher_dequantizes(m):
 def test_prefill_peak_adds_the_dequantized_head_weight():
     """llama-200m at 1 × T tokens with a quantized int4 head (tests/test_analysis_gpu.py's forward at T = 256, where
     the H200 measured 318,956,032 bytes, 69,111,842 of them workspaces allocated before: 249,844,190 for the model):
-    the head's x, normed x and logits, plus its (v, h) weight dequantized to bf16 above MIXED_MAX_M tokens."""
+    the head's x, normed x and logits, plus its (v, h) weight dequantized to bf16 above mixed_max_m(4) tokens (the
+    limit on this machine's GPU, if any)."""
     cfg = from_llama_config(get_config("llama-200m"))
     h, v = cfg.hidden_size, cfg.vocab_size
     assert storage_layout(4, h, 128) == LAYOUT_TILED
-    for seq in (MIXED_MAX_M, MIXED_MAX_M + 1, 256):
+    limit = mixed_max_m(4)
+    for seq in (limit, limit + 1, 256):
         peak = inference_peak(cfg, 1, seq, "int4-g128", quantize_head=True)
-        dequantized_head = v * h * 2 if seq > MIXED_MAX_M else 0
+        dequantized_head = v * h * 2 if seq > limit else 0
         assert peak.peak_event == "forward: head"
         assert peak.peak == sum(peak.static.values()) + seq * (2 * h * 2 + v * 2) + dequantized_head
     assert inference_peak(cfg, 1, 256, "int4-g128", quantize_head=True).peak == 249_835_520

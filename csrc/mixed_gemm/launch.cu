@@ -141,12 +141,14 @@ constexpr int kVariants = 19;
 constexpr int kFirstWgmmaVariant = 13;
 constexpr int kFirstSmemAVariant = 16;  // the warpgroup variants from here read x itself (no x_perm)
 
-// Fastest variant by (bits, M) from the H200 sweep of every variant on the three LLaMA-2-7B shapes, least total time
-// over the shapes (benchmarks/NOTES.md "mixed-input GEMM v3": with programmatic dependent launch); above M = 64 the
-// op layer routes to dequantize + cuBLAS.
+// Fastest variant by (bits, M) from the H200 sweeps of every variant on the three LLaMA-2-7B shapes, least total time
+// over the shapes (benchmarks/NOTES.md "mixed-input GEMM v3": with programmatic dependent launch; "warpgroup kernel
+// v5" above M = 64). The op layer's limit (qtorch/ops/weight_only.py mixed_max_m) sends larger M to dequantize +
+// cuBLAS: 64, and 1024 for int4 on sm_90, where M > 64 takes the warpgroup kernel with shared-memory A (on other GPUs
+// chosen_variant turns those into variant 0).
 int auto_variant(int bits, int M) {
   if (M <= 8) return 0;
-  if (bits == 4) return M <= 16 ? 3 : (M <= 32 ? 6 : 9);
+  if (bits == 4) return M <= 16 ? 3 : (M <= 32 ? 6 : (M <= 64 ? 9 : (M <= 256 ? 17 : 18)));
   return M <= 16 ? 2 : (M <= 32 ? 5 : 6);
 }
 

@@ -117,9 +117,9 @@ def training_step_peak(cfg: ModelConfig, batch: int, seq: int, recipe="amp-bf16"
 
 def weight_only_workspace(weight_format: str, tokens: int, n_out: int, k_in: int, act_bytes: int = 2) -> int:
     """Bytes a weight-only quantized linear allocates while it runs on `tokens` rows: from the routing's dequantize
-    threshold on (qtorch.ops.weight_only.MIXED_MAX_M for the tiled layout, qtorch.ops.weight_only.DEQUANT_MIN_M for the
-    row-major one), the whole weight dequantized to the activation dtype (N·K·a) before cuBLAS; 0 below it and for
-    the other formats."""
+    threshold on (qtorch.ops.weight_only.mixed_max_m for the tiled layout, on the current CUDA device as the layer
+    would run there; qtorch.ops.weight_only.DEQUANT_MIN_M for the row-major one), the whole weight dequantized to the
+    activation dtype (N·K·a) before cuBLAS; 0 below it and for the other formats."""
     if weight_format == "int8-weight-only":
         bits, group = 8, k_in
     elif weight_format.startswith("int"):
@@ -127,11 +127,11 @@ def weight_only_workspace(weight_format: str, tokens: int, n_out: int, k_in: int
     else:
         return 0
     from qtorch.quant.layout import storage_layout
-    from qtorch.ops.weight_only import DEQUANT_MIN_M, MIXED_MAX_M
+    from qtorch.ops.weight_only import DEQUANT_MIN_M, mixed_max_m
     from qtorch.quant.layout import LAYOUT_TILED
 
     if storage_layout(bits, k_in, group) == LAYOUT_TILED:
-        dequantizes = tokens > MIXED_MAX_M
+        dequantizes = tokens > mixed_max_m(bits)
     else:
         dequantizes = tokens >= DEQUANT_MIN_M
     return n_out * k_in * act_bytes if dequantizes else 0

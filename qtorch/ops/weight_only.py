@@ -5,8 +5,9 @@ mixed-input GEMM), S (N, K/g) fp32, Z (N, K/g) int8 (per-channel int8: g = K); t
 N = w_scale.shape[0] columns.
 
 Backends (qtorch.ops.routing), in the order measured on the H200 (benchmarks/NOTES.md):
-- cuda_mixed_gemm (layout 1, qtorch._C, bf16/fp16 x): the mixed-input GEMM, which itself dequantizes in registers
-  up to MIXED_MAX_M and dequantizes once + cuBLAS above (by the runtime M: no guard under torch.compile);
+- cuda_mixed_gemm (layout 1, qtorch._C, bf16/fp16 x): the mixed-input GEMM, which itself serves M up to
+  mixed_max_m() (dequantizing in registers, or on sm_90 int4 above M = 64 into shared memory for warpgroup MMAs) and
+  dequantizes once + cuBLAS above (by the runtime M: no guard under torch.compile);
 - triton_gemv (M <= GEMV_MAX_M): CUDA-core GEMV over int32 words (bf16/fp16 x, K split over programs);
 - triton_mma_swapped (M <= SWAPPED_MAX_M): tensor cores with the dequantized weight as the left tl.dot operand;
 - triton_mma (M < DEQUANT_MIN_M, fp32 x, any group size): tiles dequantized in registers, x on the left;
@@ -19,6 +20,8 @@ The M limits are preferences (speed): each backend whose can_implement holds com
 Under torch.compile a symbolic M is decided by its size hint (optimization_hint: the example value of the first
 compile, no guard, so one graph serves every M); an M without a hint counts as MMA_DEFAULT_M (the tiled kernel).
 """
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -29,10 +32,31 @@ from qtorch.ops.group import (NO_TRITON, group_dequantize_reference, mixed_gemm_
                               warn_tiled_unpacked)
 from qtorch.quant.layout import LAYOUT_ROWMAJOR, LAYOUT_TILED
 
-# Largest M that the mixed-input GEMM dequantizes in registers; larger M dequantize the weight once and multiply with
-# cuBLAS inside the same op. H200 sweep: benchmarks/NOTES.md "mixed-input GEMM v2" (at M = 128 dequantize + cuBLAS is
-# as fast or faster on every shape).
+# Largest M that the mixed-input GEMM serves; larger M dequantize the weight once and multiply with cuBLAS inside the
+# same op. H200 sweeps (benchmarks/NOTES.md): the register kernel up to 64 ("mixed-input GEMM v2": at M = 128
+# dequantize + cuBLAS is as fast or faster on every shape); int4 on sm_90 the warpgroup kernel with shared-memory A
+# up to 1024 ("warpgroup kernel v5": less total time than dequantize + cuBLAS over the three LLaMA-2-7B shapes at
+# M = 128-1024, more at 2048).
 MIXED_MAX_M = 64
+MIXED_MAX_M_SM90_INT4 = 1024
+
+
+@functools.cache
+def _is_sm90(index: int) -> bool:
+    return torch.cuda.get_device_capability(index)[0] == 9
+
+
+def mixed_max_m(bits: int, device: torch.device | None = None) -> int:
+    """The M up to which the mixed-input GEMM serves a call on `device` (default: the current CUDA device, none on a
+    machine without CUDA): MIXED_MAX_M_SM90_INT4 for int4 on compute capability 9.x, MIXED_MAX_M otherwise."""
+    if device is None:
+        if not torch.cuda.is_available():
+            return MIXED_MAX_M
+        device = torch.device("cuda", torch.cuda.current_device())
+    if device.type != "cuda":
+        return MIXED_MAX_M
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return MIXED_MAX_M_SM90_INT4 if bits == 4 and _is_sm90(index) else MIXED_MAX_M
 # Largest M the CUDA-core GEMV kernel is preferred for.
 GEMV_MAX_M = 1
 # Largest M the swapped tensor-core kernel is preferred for.
@@ -146,7 +170,8 @@ def _empty(x, w_q, w_scale, w_zp, bits, group_size, bias, layout):
 
 
 def _mixed_gemm(x, w_q, w_scale, w_zp, bits, group_size, bias, layout):
-    return torch.ops.qtorch._mixed_gemm_cuda.default(x, w_q, w_scale, w_zp, bits, group_size, bias, MIXED_MAX_M)
+    return torch.ops.qtorch._mixed_gemm_cuda.default(x, w_q, w_scale, w_zp, bits, group_size, bias,
+                                                     mixed_max_m(bits, x.device))
 
 
 def _tiled_unpacked(x, w_q, w_scale, w_zp, bits, group_size, bias, layout):
