@@ -27,8 +27,8 @@ from bench_group_quant import _torchao_weights, copies_for, graph_time_us  # noq
 from records import run_meta  # noqa: E402
 
 SHAPES = [(4096, 4096), (4096, 11008), (11008, 4096)]  # (K, N) of the LLaMA-2-7B projections
-MS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 2048]
-FORCED_MIXED_MAX_M = 2048  # the mixed-input GEMM forced (whatever the routing) and timed up to this M
+MS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 8192]
+FORCED_MIXED_MAX_M = {4: 2048, 8: 512}  # by bits: the mixed-input GEMM forced (whatever the routing) and timed up to M
 
 
 def eager_us(fn, calls=200):
@@ -104,7 +104,7 @@ def main():
                 p = {**params, "bits": bits, "group_size": g}
                 name = f"qtorch_w{bits}a16"
                 variants = {"_dequant": -1}
-                if m <= FORCED_MIXED_MAX_M:
+                if m <= FORCED_MIXED_MAX_M[bits]:
                     variants["_mixed"] = 1 << 30
                 for suffix, max_m in variants.items():
                     us = graph_time_us([lambda q=q, max_m=max_m: ops._mixed_gemm_cuda(x, q[0], q[1], q[2], bits, g, None,
