@@ -1,49 +1,54 @@
-"""The warpgroup kernel's operands on the CPU: x_perm (csrc/mixed_gemm/permute_x.cuh) puts each 64-value chunk of x in
-the order of the tiled layout's A slots (qtorch/quant/layout.py), so the wgmma k-steps over (A slots, x_perm) give
-x · wᵀ exactly."""
+"""The warpgroup kernel's A operand on the CPU: the tiled layout gives the lane of quad position t the mma.m16n8k16
+A-fragment slots of its rows (qtorch/quant/layout.py), and the kernel (csrc/mixed_gemm/kernel_wgmma.cuh) stores them
+into a 128-byte-swizzled shared tile; the tile, unswizzled, must hold each row's weights in natural K order, since B
+is x as it is."""
 import torch
 
-CK = 64
+CK = 64  # K values per chunk: one 128-byte row of the A tile
 
 
-def permute_x(x: torch.Tensor) -> torch.Tensor:
-    """(M, K) -> (M, K): x_perm word 8 s + 4 h + t of a chunk = x word 8 t + 2 s + h (words = pairs of values)."""
-    m, k = x.shape
-    words = x.view(m, k // CK, 32, 2)
-    out = torch.empty_like(words)
-    for s in range(4):
-        for h in range(2):
-            for t in range(4):
-                out[:, :, 8 * s + 4 * h + t] = words[:, :, 8 * t + 2 * s + h]
-    return out.view(m, k)
+def fragments(w: torch.Tensor) -> dict:
+    """w (16, CK), one warp's rows of one chunk -> {(g, t, s, i): (2,) values}: lane (g, t)'s register a_i of k-step s
+    holds row g + 8 (i % 2) at natural k = 16 t + 4 s + 2 (i // 2) + h, h = 0, 1 (the layout docstring with CK = 64
+    and the mma.m16n8k16 A-fragment layout)."""
+    return {(g, t, s, i): w[g + 8 * (i % 2), 16 * t + 4 * s + 2 * (i // 2):][:2]
+            for g in range(8) for t in range(4) for s in range(4) for i in range(4)}
 
 
-def a_slots(w: torch.Tensor) -> torch.Tensor:
-    """w (16, K) -> (16, K/CK, 4, 16): the A operand of k-step s of each chunk, columns in slot order. Lane t's register
-    a_i (rows g / g + 8 by i % 2) holds the weights of natural k = 16 t + 4 s + 2 (i // 2) + h in A column
-    2 t + 8 (i // 2) + h (the layout docstring with CK = 64 and the mma.m16n8k16 A-fragment layout)."""
-    rows, k = w.shape
-    out = torch.empty(rows, k // CK, 4, 16, dtype=w.dtype)
-    for s in range(4):
+def stored_tile(w: torch.Tensor) -> torch.Tensor:
+    """The kernel's stores: lane (g, t) writes (a[2j][rh], a[2j][2 + rh], a[2j + 1][rh], a[2j + 1][2 + rh]) as the
+    16-byte unit (2 t + j) XOR (row % 8) of row g + 8 rh (8 values per unit)."""
+    a = fragments(w)
+    tile = torch.full((16, CK), float("nan"), dtype=w.dtype)
+    for g in range(8):
         for t in range(4):
-            for hi in range(2):  # i // 2
-                for h in range(2):
-                    out[:, :, s, 2 * t + 8 * hi + h] = w.view(rows, k // CK, CK)[:, :, 16 * t + 4 * s + 2 * hi + h]
+            for rh in range(2):
+                for j in range(2):
+                    row = g + 8 * rh
+                    unit = (2 * t + j) ^ (row % 8)
+                    words = [a[g, t, 2 * j, rh], a[g, t, 2 * j, 2 + rh], a[g, t, 2 * j + 1, rh],
+                             a[g, t, 2 * j + 1, 2 + rh]]
+                    tile[row, 8 * unit:8 * unit + 8] = torch.cat(words)
+    return tile
+
+
+def unswizzle(tile: torch.Tensor) -> torch.Tensor:
+    """The 128-byte swizzle read back: unit u of row r is stored at unit u XOR (r % 8)."""
+    out = torch.empty_like(tile)
+    for r in range(tile.shape[0]):
+        for u in range(8):
+            out[r, 8 * u:8 * u + 8] = tile[r, 8 * (u ^ (r % 8)):8 * (u ^ (r % 8)) + 8]
     return out
 
 
-def test_k_steps_over_permuted_x_give_the_product():
-    gen = torch.Generator().manual_seed(0)
-    m, k = 5, 3 * CK
-    x = torch.randn(m, k, generator=gen, dtype=torch.float64)
-    w = torch.randn(16, k, generator=gen, dtype=torch.float64)
-    xp = permute_x(x).view(m, k // CK, 4, 16)  # B of k-step s: x_perm[16 s : 16 s + 16] of each chunk
-    y = torch.einsum("rcsj,mcsj->mr", a_slots(w), xp)
-    torch.testing.assert_close(y, x @ w.t(), rtol=0, atol=1e-12)
+def test_stored_a_tile_is_the_weights_in_natural_k_order():
+    w = torch.randn(16, CK, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    tile = stored_tile(w)
+    assert not tile.isnan().any()  # every value written once
+    torch.testing.assert_close(unswizzle(tile), w, rtol=0, atol=0)
 
 
-def test_permutation_is_a_bijection_within_each_chunk():
-    x = torch.arange(2 * CK, dtype=torch.float64).view(1, 2 * CK)
-    xp = permute_x(x)
-    for c in range(2):
-        assert sorted(xp[0, c * CK:(c + 1) * CK].tolist()) == list(range(c * CK, (c + 1) * CK))
+def test_fragments_cover_each_row_once():
+    w = torch.arange(16 * CK, dtype=torch.float64).view(16, CK)
+    seen = sorted(v for vals in fragments(w).values() for v in vals.tolist())
+    assert seen == list(range(16 * CK))

@@ -101,11 +101,6 @@ at::Tensor mixed_gemm(const at::Tensor& x_in, const at::Tensor& w, const at::Ten
   p.x_stride = x.stride(0);
   p.M = static_cast<int>(M);
   p.y = y.data_ptr();
-  at::Tensor x_perm;  // the warpgroup kernel's (M, K) workspace: x in the tiled layout's K order
-  if (qtorch_mixed::uses_permuted_x(p)) {
-    x_perm = at::empty({M, K}, x.options());
-    p.x_perm = x_perm.data_ptr();
-  }
   if (bias.has_value()) {
     p.bias = bias->data_ptr();
     p.bias_kind = bias->scalar_type() == at::kFloat ? qtorch_mixed::BiasKind::kFP32 : qtorch_mixed::BiasKind::kAct;

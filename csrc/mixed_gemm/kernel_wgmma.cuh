@@ -1,35 +1,29 @@
 // Mixed-input GEMM for larger M on sm_90a (torch-free): y = x · Ŵᵀ + bias with warpgroup MMAs whose A operand is the
-// int4 weight dequantized by the consumers and whose B operand is an x tile in shared memory. Two A paths:
-// - registers (SMEM_A = false): wgmma takes the dequantized fragments from registers; it must finish (wgmma.wait 0)
-//   before the next chunk's fragments are written (ptxas serializes otherwise, warning C7513);
-// - shared memory (SMEM_A = true): each consumer stores its dequantized weights into one of two 64x64 A buffers of
-//   its own (K-major, 128-byte swizzle) in natural K order, so B is x itself (no x_perm pass), and keeps one chunk's
-//   wgmmas in flight (wgmma.wait 1) while it dequantizes the next.
+// int4 weight dequantized by the consumers into shared memory and whose B operand is an x tile in shared memory.
 //
 // Warp-specialized (the int8 GEMM's scheme, csrc/int8_gemm/kernel_sm90.cuh): warpgroup 0 is the producer, WG consumer
 // warpgroups own 64 weight rows each (warp w of consumer c: 16-row tile 4·WG·blockIdx.x + 4c + w). Per 64-value K
-// chunk, one producer thread loads by TMA into a kStages-deep ring: the CTA's kTokens rows of x_perm (128 bytes each,
+// chunk, one producer thread loads by TMA into a kStages-deep ring: the CTA's kTokens rows of x (128 bytes each,
 // 128-byte swizzle) and its 4·WG weight tiles' 512-byte pieces (the tiled layout: a tile's chunks are contiguous);
 // grouped, the producer warp's lanes copy each row's scale and zero-point word with cp.async, counted by the same
-// "full" mbarrier. Consumers wait on it, read their lane's 16 weight bytes, dequantize them into the mma.m16n8k16
-// A fragments of the chunk's 4 k-steps (convert.cuh), run wgmma.m64n{kTokens}k16 against the x tile and release the
-// stage through the "empty" mbarrier.
+// "full" mbarrier. Consumers wait on it, read their lane's 16 weight bytes, dequantize them (convert.cuh; grouped:
+// q − Z times S rounded to the activation dtype, as CUTLASS and Machete do, so every chunk accumulates into one
+// accumulator), store them into one of two 64x64 A buffers of their own (K-major, 128-byte swizzle), run
+// wgmma.m64n{kTokens}k16 (A and B from shared memory) and keep that chunk in flight (wgmma.wait 1) while they
+// dequantize the next; a stage goes back to the producer through the "empty" mbarrier once its wgmmas are done.
+// Writing A to shared memory keeps every register of an in-flight wgmma untouched (with A in registers ptxas
+// serializes the overlap: warning C7513; benchmarks/NOTES.md "v5").
 //
-// Register A: B is x_perm, x with the tiled layout's K permutation applied per chunk (permute_x.cuh), so a token's
-// chunk is one 128-byte row in the order of the A slots and TMA can stage it. Shared-memory A: the lane of quad
-// position t holds natural K words 8t..8t+7 of its rows (slot word 8s + 4h + t is natural word 8t + 2s + h), which
-// it stores as two 16-byte units; B is then x as it is.
+// K order: the tiled layout gives the lane of quad position t the mma.m16n8k16 A-fragment slots 8s + 4h + t (k-step
+// s, half h) of its rows g, g + 8, and slot word 8s + 4h + t is natural K word 8t + 2s + h (qtorch/quant/layout.py).
+// So the lane holds natural words 8t..8t+7 of each row and stores them as two 16-byte units in natural order: B is x
+// itself, staged by TMA without any permutation.
 //
 // K split: gridDim.z CTAs of one cluster take consecutive ranges of chunks (launch.cu picks the split so that small
 // grids fill the GPU); their fp32 partials meet through distributed shared memory (16-byte loads), each CTA summing a
 // share of the accumulator quads over the ranks in rank order (deterministic).
-// GROUPED, register A: each chunk's products go to a fresh fp32 part (scale_d = 0 at its first k-step), scaled by S
-// and added, as in the register kernel (ŵ is never rounded). Shared-memory A: q − Z is multiplied by S rounded to
-// the activation dtype before it is stored (convert.cuh), so every chunk accumulates into one accumulator.
 #pragma once
 #include <cuda.h>
-
-#include <type_traits>
 
 #include "common/cluster.cuh"
 #include "common/cp_async.cuh"
@@ -44,26 +38,25 @@
 
 namespace qtorch_mixed {
 
-template <class T, bool GROUPED_, int WG_, int TOKENS_, int STAGES_, bool SMEM_A_ = false>
+template <class T, bool GROUPED_, int WG_, int TOKENS_, int STAGES_>
 struct WgmmaTile {
   using Act = T;
   static constexpr bool GROUPED = GROUPED_;
   static constexpr int WG = WG_;                  // consumer warpgroups (64 weight rows each)
-  static constexpr int kTokens = TOKENS_;         // wgmma N: tokens per CTA (64 or 128)
+  static constexpr int kTokens = TOKENS_;         // wgmma N: tokens per CTA (64, 128 or 256)
   static constexpr int kStages = STAGES_;         // chunks in the shared-memory ring
-  static constexpr bool SMEM_A = SMEM_A_;        // A from shared memory (two chunks in flight) or registers
   static constexpr int kThreads = 128 * (WG + 1);
   static constexpr int kRows = 64 * WG;
   static constexpr int CK = 64;                   // int4 chunk: one 128-byte bf16/fp16 row of x per token
-  static constexpr int kXBytes = kTokens * 128;   // x_perm box (1024-aligned: the swizzle atom)
+  static constexpr int kXBytes = kTokens * 128;   // x box (1024-aligned: the swizzle atom)
   static constexpr int kWBytes = 4 * WG * 512;    // 4·WG tiles x 512 bytes
   static constexpr int kQBytes = GROUPED ? kRows * 8 : 0;  // per row: scale, zero-point word
   static constexpr int kStageBytes = (kXBytes + kWBytes + kQBytes + 1023) / 1024 * 1024;
   static constexpr int kAccRegs = kTokens / 2;    // fp32 accumulators per consumer thread
   static constexpr int kRedBytes = kAccRegs * 4 * 128 * WG;  // split-K partials (reuse the ring)
-  static constexpr int kABytes = 64 * 128;        // one consumer's 64x64 A buffer (SMEM_A), two per consumer
+  static constexpr int kABytes = 64 * 128;        // one consumer's 64x64 A buffer, two per consumer
   static constexpr int kAOffset = kStages * kStageBytes;
-  static constexpr int kBarOffset = kAOffset + (SMEM_A ? 2 * WG * kABytes : 0);
+  static constexpr int kBarOffset = kAOffset + 2 * WG * kABytes;
   static constexpr int kSmemBytes = kBarOffset + 2 * kStages * 8 + 1024;  // + slack to align the base to 1024
   static_assert(kRedBytes <= kAOffset, "the split-K exchange must fit in the ring");
   static_assert(kSmemBytes <= 227 * 1024, "shared memory per block on sm_90 is 227 KB");
@@ -72,7 +65,7 @@ struct WgmmaTile {
 
 template <class TL>
 __global__ void __launch_bounds__(TL::kThreads, 1)
-    mixed_gemm_wgmma_kernel(const __grid_constant__ CUtensorMap tmap_x,  // x_perm (M, K) as bytes, box 128 x kTokens
+    mixed_gemm_wgmma_kernel(const __grid_constant__ CUtensorMap tmap_x,  // x (M, K) as bytes, box 128 x kTokens
                             const __grid_constant__ CUtensorMap tmap_w,  // tiled w (tiles, K/64·128) int32, box 128 x 4WG
                             const MixedGemmParams p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -129,7 +122,7 @@ __global__ void __launch_bounds__(TL::kThreads, 1)
         }
       };
       // The first round of stages: weights before griddepcontrol.wait (they do not depend on the previous kernel),
-      // then x_perm, the previous kernel's output.
+      // then x, the previous kernel's output.
       const int first = min(TL::kStages, c_end - c_begin);
       for (int s = 0; s < first; ++s) load_weights(smem + s * TL::kStageBytes, c_begin + s, &full[s]);
       pdl_wait();
@@ -161,9 +154,7 @@ __global__ void __launch_bounds__(TL::kThreads, 1)
 #pragma unroll
   for (int h = 0; h < 2; ++h) srow[h] = min(16 * tile + g + 8 * h, p.N - 1);
   float acc[TL::kAccRegs] = {};
-  float part[TL::kAccRegs];  // grouped, register A: the products of the current chunk
-  uint32_t a[4][4];          // the A fragments of the chunk's 4 k-steps
-  float sc[2];               // grouped: the scales of rows g, g + 8 of the current chunk
+  uint32_t a[4][4];  // the A fragments of the chunk's 4 k-steps
   typename Off::type off[2];
   if constexpr (!TL::GROUPED) {
 #pragma unroll
@@ -171,21 +162,22 @@ __global__ void __launch_bounds__(TL::kThreads, 1)
   }
   int stage = 0, grp = c_begin / chunks_per_group, in_grp = c_begin % chunks_per_group;
   uint32_t phase = 0;
-  // Shared-memory A: this consumer's two buffers; this lane's rows g, g + 8 of the warp's 16 start at a_row.
+  // This consumer's two A buffers; this lane's rows g, g + 8 of the warp's 16 start at a_row.
   const int a_base = TL::kAOffset + (cw / 4) * 2 * TL::kABytes, a_row = 16 * (cw % 4) + g;
 
-  // Chunk in `stage`: wait for its data, dequantize its weights into A (registers or buffer `buf`), issue its 4
-  // wgmmas (one commit group).
+  // Chunk in `stage`: wait for its data, dequantize its weights into A buffer `buf`, issue its 4 wgmmas (one commit
+  // group).
   auto issue = [&](int buf) {
     mbar_wait(&full[stage], phase);
     const unsigned char* st = smem + stage * TL::kStageBytes;
     const uint4 wv = *reinterpret_cast<const uint4*>(st + TL::kXBytes + cw * 512 + lane * 16);
+    uint32_t s2[2];  // grouped: the scales of rows g, g + 8, as activation-dtype pairs
     if constexpr (TL::GROUPED) {
       const unsigned char* q = st + TL::kXBytes + TL::kWBytes;
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         const int r = 16 * cw + g + 8 * h;  // this CTA's row of srow[h]
-        sc[h] = *reinterpret_cast<const float*>(q + 8 * r);
+        s2[h] = Act2<T>::pair(*reinterpret_cast<const float*>(q + 8 * r));
         const uint32_t zw = *reinterpret_cast<const uint32_t*>(q + 8 * r + 4);
         const int shift = 8 * static_cast<int>(
                                   reinterpret_cast<uintptr_t>(p.zp + static_cast<size_t>(srow[h]) * groups + grp) & 3);
@@ -194,73 +186,44 @@ __global__ void __launch_bounds__(TL::kThreads, 1)
       if (++in_grp == chunks_per_group) in_grp = 0, ++grp;
     }
 #pragma unroll
-    for (int s = 0; s < 4; ++s) fragment<T, 4>(wv, s, off, a[s]);
-    const uint64_t desc_b = smem_desc_sw128(smem_base + stage * TL::kStageBytes);
-    if constexpr (TL::SMEM_A) {
-      if constexpr (TL::GROUPED) {
-        const uint32_t s2[2] = {Act2<T>::pair(sc[0]), Act2<T>::pair(sc[1])};
+    for (int s = 0; s < 4; ++s) {
+      fragment<T, 4>(wv, s, off, a[s]);
+      if constexpr (TL::GROUPED)
 #pragma unroll
-        for (int s = 0; s < 4; ++s)
-#pragma unroll
-          for (int i = 0; i < 4; ++i) a[s][i] = Act2<T>::mul(a[s][i], s2[i % 2]);
-      }
-      // natural word 2 s + h of row g + 8 rh is a[s][2 h + rh]; unit 2 t + j holds words 4 j .. 4 j + 3, at the
-      // 128-byte swizzle's position (unit XOR row % 8, and row % 8 = g)
-      const int buffer = a_base + buf * TL::kABytes;
-#pragma unroll
-      for (int rh = 0; rh < 2; ++rh)
-#pragma unroll
-        for (int j = 0; j < 2; ++j)
-          *reinterpret_cast<uint4*>(smem + buffer + (a_row + 8 * rh) * 128 + (((2 * t + j) ^ g) << 4)) =
-              make_uint4(a[2 * j][rh], a[2 * j][2 + rh], a[2 * j + 1][rh], a[2 * j + 1][2 + rh]);
-      fence_proxy_async_smem();
-      named_barrier_sync(2 + cw / 4, 128);  // the consumer's four warps have written the buffer
-      wgmma_fence();
-      const uint64_t desc_a = smem_desc_sw128(smem_base + buffer);
-#pragma unroll
-      for (int s = 0; s < 4; ++s) WgmmaSS<T, TL::kTokens>::mma(acc, desc_a + 2 * s, desc_b + 2 * s, 1);
-    } else {
-      if constexpr (TL::GROUPED) fence_regs(part);
-      else fence_regs(acc);
-      wgmma_fence();
-#pragma unroll
-      for (int s = 0; s < 4; ++s) {
-        if constexpr (TL::GROUPED)
-          WgmmaRS<T, TL::kTokens>::mma(part, a[s], desc_b + 2 * s, s > 0);
-        else
-          WgmmaRS<T, TL::kTokens>::mma(acc, a[s], desc_b + 2 * s, 1);
-      }
+        for (int i = 0; i < 4; ++i) a[s][i] = Act2<T>::mul(a[s][i], s2[i % 2]);
     }
+    // natural word 2 s + h of row g + 8 rh is a[s][2 h + rh]; unit 2 t + j holds words 4 j .. 4 j + 3, at the
+    // 128-byte swizzle's position (unit XOR row % 8, and row % 8 = g)
+    const int buffer = a_base + buf * TL::kABytes;
+#pragma unroll
+    for (int rh = 0; rh < 2; ++rh)
+#pragma unroll
+      for (int j = 0; j < 2; ++j)
+        *reinterpret_cast<uint4*>(smem + buffer + (a_row + 8 * rh) * 128 + (((2 * t + j) ^ g) << 4)) =
+            make_uint4(a[2 * j][rh], a[2 * j][2 + rh], a[2 * j + 1][rh], a[2 * j + 1][2 + rh]);
+    fence_proxy_async_smem();
+    named_barrier_sync(2 + cw / 4, 128);  // the consumer's four warps have written the buffer
+    wgmma_fence();
+    const uint64_t desc_a = smem_desc_sw128(smem_base + buffer);
+    const uint64_t desc_b = smem_desc_sw128(smem_base + stage * TL::kStageBytes);
+#pragma unroll
+    for (int s = 0; s < 4; ++s) WgmmaSS<T, TL::kTokens>::mma(acc, desc_a + 2 * s, desc_b + 2 * s);
     wgmma_commit();
   };
   auto release = [&](int its_stage) {
     if (lane == 0) mbar_arrive(&empty[its_stage]);
   };
-  int previous = -1;  // shared-memory A: the stage of the chunk whose wgmmas may still run
+  int previous = -1;  // the stage of the chunk whose wgmmas may still run
 #pragma unroll 1
   for (int c = c_begin; c < c_end; ++c) {
     issue((c - c_begin) & 1);
-    if constexpr (TL::SMEM_A) {
-      wgmma_wait<1>();  // the previous chunk's wgmmas are done: its stage and its A buffer are free
-      if (previous >= 0) release(previous);
-      previous = stage;
-    } else {
-      wgmma_wait<0>();
-#pragma unroll
-      for (int s = 0; s < 4; ++s) fence_regs(a[s]);  // A registers stay untouched until here
-      release(stage);
-      if constexpr (TL::GROUPED) {
-        fence_regs(part);
-#pragma unroll
-        for (int i = 0; i < TL::kAccRegs; ++i) acc[i] = fmaf(sc[(i % 4) / 2], part[i], acc[i]);
-      }
-    }
+    wgmma_wait<1>();  // the previous chunk's wgmmas are done: its stage and its A buffer are free
+    if (previous >= 0) release(previous);
+    previous = stage;
     if (++stage == TL::kStages) stage = 0, phase ^= 1;
   }
-  if constexpr (TL::SMEM_A) {
-    wgmma_wait<0>();
-    if (previous >= 0) release(previous);
-  }
+  wgmma_wait<0>();
+  if (previous >= 0) release(previous);
   fence_regs(acc);
   pdl_wait();  // y may reuse memory the previous kernel still read
 

@@ -2,7 +2,6 @@
 #include "mixed_gemm/kernel.cuh"
 #include "mixed_gemm/kernel_wgmma.cuh"
 #include "mixed_gemm/mixed_gemm.h"
-#include "mixed_gemm/permute_x.cuh"
 
 #include <cstdlib>
 
@@ -47,6 +46,13 @@ cudaError_t launch_tile(const MixedGemmParams& p, cudaStream_t stream) {
   return launch_with<mixed_gemm_kernel<TL>>(grid, TL::kThreads, TL::kSmemBytes, stream, 1, p);
 }
 
+int device_sms() {  // host-only attribute query (no synchronisation)
+  int device = 0, sms = 0;
+  cudaGetDevice(&device);
+  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+  return sms;
+}
+
 // K split of the warpgroup kernel: enough CTAs for one full wave (every SM holding the CTAs its shared memory allows),
 // at most 8 (a portable cluster) and at least 4 chunks (256 K values) per CTA.
 template <class TL>
@@ -57,31 +63,19 @@ int wgmma_splits(int ctas, int chunks) {
     cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, mixed_gemm_wgmma_kernel<TL>, TL::kThreads, TL::kSmemBytes);
     return blocks > 0 ? blocks : 1;
   }();
-  int device = 0, sms = 0;
-  cudaGetDevice(&device);
-  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
-  int splits = (sms * per_sm) / (ctas > 0 ? ctas : 1);
+  int splits = (device_sms() * per_sm) / (ctas > 0 ? ctas : 1);
   splits = splits < chunks / 4 ? splits : chunks / 4;
   return splits < 1 ? 1 : (splits > 8 ? 8 : splits);
 }
 
-// The warpgroup kernel reading B (x, or x -> p.x_perm by permute_x.cuh first for register A) and the weights through
-// TMA.
+// The warpgroup kernel, reading x and the weights through TMA.
 template <class TL>
 cudaError_t launch_wgmma(const MixedGemmParams& p, cudaStream_t stream) {
-  cudaError_t err = cudaSuccess;
-  if constexpr (!TL::SMEM_A) {
-    if (p.x_perm == nullptr) return cudaErrorInvalidValue;
-    const int64_t items = static_cast<int64_t>(p.M) * (p.K / TL::CK);
-    err = launch_with<permute_x_kernel>(dim3(static_cast<unsigned>((items + 255) / 256)), 256, 0, stream, 1, p);
-    if (err != cudaSuccess) return err;
-  }
   const int tiles = ceil_div(p.N, 16), chunks = p.K / TL::CK;
-  CUtensorMap tmap_x, tmap_w;  // B (M, K) as bytes: 128-byte rows of a chunk; w (tiles, chunks · 128) int32
-  const void* b = TL::SMEM_A ? p.x : p.x_perm;
-  const uint64_t b_stride = TL::SMEM_A ? 2ull * p.x_stride : 2ull * p.K;  // bytes (a multiple of 16: the binding)
-  err = qtorch_ptx::make_tensor_map_2d(&tmap_x, CU_TENSOR_MAP_DATA_TYPE_UINT8, b, p.M, 2ull * p.K, b_stride, 128,
-                                       TL::kTokens, CU_TENSOR_MAP_SWIZZLE_128B);
+  CUtensorMap tmap_x, tmap_w;  // x (M, K) as bytes: 128-byte rows of a chunk; w (tiles, chunks · 128) int32
+  // x's row stride in bytes is a multiple of 16 and its base 16-byte aligned (the binding copies x otherwise)
+  cudaError_t err = qtorch_ptx::make_tensor_map_2d(&tmap_x, CU_TENSOR_MAP_DATA_TYPE_UINT8, p.x, p.M, 2ull * p.K,
+                                                   2ull * p.x_stride, 128, TL::kTokens, CU_TENSOR_MAP_SWIZZLE_128B);
   if (err != cudaSuccess) return err;
   err = qtorch_ptx::make_tensor_map_2d(&tmap_w, CU_TENSOR_MAP_DATA_TYPE_INT32, p.w, tiles, chunks * 128ull,
                                        chunks * 512ull, 128, 4 * TL::WG, CU_TENSOR_MAP_SWIZZLE_NONE);
@@ -113,9 +107,9 @@ cudaError_t launch_variant(int variant, const MixedGemmParams& p, cudaStream_t s
     case 10: return launch_tile<Tile<T, BITS, 1, 1, 4, GROUPED, 1, 4>>(p, stream);
     case 11: return launch_tile<Tile<T, BITS, 1, 2, 2, GROUPED, 1, 4>>(p, stream);
     case 12: return launch_tile<Tile<T, BITS, 2, 2, 2, GROUPED, 1, 4>>(p, stream);
-    // int4, sm_90a: the warp-specialized warpgroup kernel, WG consumer warpgroups (64 weight rows each) x TOKENS
-    // tokens per CTA, a TMA ring of STAGES chunks, A from registers (13-15) or shared memory (16-18)
-    //                                                         WG TOKENS STAGES SMEM_A
+    // int4, sm_90a: the warp-specialized warpgroup kernel, 2 consumer warpgroups (64 weight rows each) x TOKENS
+    // tokens per CTA, a TMA ring of STAGES chunks
+    //                                                         WG TOKENS STAGES
     case 13:
       if constexpr (BITS == 4) return launch_wgmma<WgmmaTile<T, GROUPED, 2, 64, 8>>(p, stream);
       else return cudaErrorInvalidValue;
@@ -123,33 +117,30 @@ cudaError_t launch_variant(int variant, const MixedGemmParams& p, cudaStream_t s
       if constexpr (BITS == 4) return launch_wgmma<WgmmaTile<T, GROUPED, 2, 128, 8>>(p, stream);
       else return cudaErrorInvalidValue;
     case 15:
-      if constexpr (BITS == 4) return launch_wgmma<WgmmaTile<T, GROUPED, 1, 128, 8>>(p, stream);
-      else return cudaErrorInvalidValue;
-    case 16:
-      if constexpr (BITS == 4) return launch_wgmma<WgmmaTile<T, GROUPED, 2, 64, 8, true>>(p, stream);
-      else return cudaErrorInvalidValue;
-    case 17:
-      if constexpr (BITS == 4) return launch_wgmma<WgmmaTile<T, GROUPED, 2, 128, 8, true>>(p, stream);
-      else return cudaErrorInvalidValue;
-    case 18:
-      if constexpr (BITS == 4) return launch_wgmma<WgmmaTile<T, GROUPED, 2, 256, 4, true>>(p, stream);
+      if constexpr (BITS == 4) return launch_wgmma<WgmmaTile<T, GROUPED, 2, 256, 4>>(p, stream);
       else return cudaErrorInvalidValue;
     default: return cudaErrorInvalidValue;
   }
 }
-constexpr int kVariants = 19;
+constexpr int kVariants = 16;
 constexpr int kFirstWgmmaVariant = 13;
-constexpr int kFirstSmemAVariant = 16;  // the warpgroup variants from here read x itself (no x_perm)
 
-// Fastest variant by (bits, M) from the H200 sweeps of every variant on the three LLaMA-2-7B shapes, least total time
-// over the shapes (benchmarks/NOTES.md "mixed-input GEMM v3": with programmatic dependent launch; "warpgroup kernel
-// v5" above M = 64). The op layer's limit (qtorch/ops/weight_only.py mixed_max_m) sends larger M to dequantize +
-// cuBLAS: 64, and 1024 for int4 on sm_90, where M > 64 takes the warpgroup kernel with shared-memory A (on other GPUs
-// chosen_variant turns those into variant 0).
-int auto_variant(int bits, int M) {
+// Fastest variant from the H200 sweeps of every variant on the three LLaMA-2-7B shapes (benchmarks/NOTES.md
+// "mixed-input GEMM v3", least total time over the shapes by M, with programmatic dependent launch; "v5" above
+// M = 64). The op layer's limit (qtorch/ops/weight_only.py mixed_max_m) sends larger M to dequantize + cuBLAS: 64, and
+// 1024 for int4 on sm_90, where M > 64 takes the warpgroup kernel (on other GPUs chosen_variant turns it into variant
+// 0). Its tokens per CTA: the most (at most M) whose CTAs before the K split cover at least 40 % of the SMs; a K split
+// deeper than 2 cost more than a smaller tile in the sweep (e.g. 4096² M = 128: 64 tokens x split 2 21.9 us, 128 x 4
+// 29.5 us; 4096 -> 11008 M = 128: 64 tokens 1.3 waves 68.1 us, 128 tokens 86 CTAs 41.2 us).
+int auto_variant(const MixedGemmParams& p) {
+  const int M = p.M;
   if (M <= 8) return 0;
-  if (bits == 4) return M <= 16 ? 3 : (M <= 32 ? 6 : (M <= 64 ? 9 : (M <= 256 ? 17 : 18)));
-  return M <= 16 ? 2 : (M <= 32 ? 5 : 6);
+  if (p.bits == 8) return M <= 16 ? 2 : (M <= 32 ? 5 : 6);
+  if (M <= 64) return M <= 16 ? 3 : (M <= 32 ? 6 : 9);
+  const int row_blocks = ceil_div(ceil_div(p.N, 16), 8);  // 128 weight rows per CTA
+  for (int variant = 15, tokens = 256; variant > 13; --variant, tokens /= 2)
+    if (tokens <= M && 5 * row_blocks * ceil_div(M, tokens) >= 2 * device_sms()) return variant;
+  return 13;
 }
 
 int forced_variant() {
@@ -162,7 +153,7 @@ int forced_variant() {
 // The variant launch_mixed_gemm runs for p: forced or auto, the warpgroup ones only for int4 on sm_90.
 int chosen_variant(const MixedGemmParams& p) {
   int variant = forced_variant();
-  if (variant < 0) variant = auto_variant(p.bits, p.M);
+  if (variant < 0) variant = auto_variant(p);
   if (variant >= kFirstWgmmaVariant && (p.bits != 4 || qtorch_ptx::current_cc_major() != 9)) variant = 0;
   return variant;
 }
@@ -197,12 +188,6 @@ bool can_implement(const MixedGemmParams& p) {
   const int ck = tiled_chunk(p.bits);
   if (p.K <= 0 || p.N <= 0 || p.M < 0 || p.K % ck != 0 || p.group_size <= 0 || p.K % p.group_size != 0) return false;
   return p.group_size == p.K || p.group_size % ck == 0;
-}
-
-bool uses_permuted_x(const MixedGemmParams& p) {
-  if (!can_implement(p)) return false;
-  const int variant = chosen_variant(p);
-  return variant >= kFirstWgmmaVariant && variant < kFirstSmemAVariant;
 }
 
 cudaError_t launch_mixed_gemm(const MixedGemmParams& p, cudaStream_t stream) {

@@ -18,7 +18,6 @@ struct MixedGemmParams {
   const int8_t* zp;     // (N, G) int8
   const void* bias;     // (N,) or nullptr
   void* y;              // (M, N) activation dtype, contiguous
-  void* x_perm;         // (M, K) workspace of the register-A warpgroup kernel (uses_permuted_x), else nullptr
   int M, N, K;
   int64_t x_stride;     // elements between rows of x
   int group_size;       // divides K; a multiple of CK unless it equals K
@@ -32,10 +31,6 @@ inline int tiled_chunk(int bits) { return bits == 4 ? 64 : 32; }
 
 // True when the kernels implement this problem (the binding checks the tensors; this checks the shape rules).
 bool can_implement(const MixedGemmParams& p);
-
-// True when launch_mixed_gemm will run the register-A warpgroup kernel for p (sm_90, int4, such a variant chosen):
-// the caller then provides p.x_perm, an (M, K) workspace of the activation dtype.
-bool uses_permuted_x(const MixedGemmParams& p);
 
 // y = x Ŵᵀ + bias with the dequantization in registers (any M; the tile shape is chosen from M).
 cudaError_t launch_mixed_gemm(const MixedGemmParams& p, cudaStream_t stream);
