@@ -3,7 +3,8 @@ run, cold weights, CUDA-graph medians (and eager per-call time at M = 1). Record
 
 impls: bf16 (F.linear), qtorch_w{4,8}a16_mixed (register dequantization forced, any M), qtorch_w{4,8}a16_dequant
 (dequantize once + cuBLAS forced), qtorch_w{4,8}a16_triton (the Triton kernels on the row-major layout, their own
-routing), torchao_int4wo (tinygemm, tile_packed_to_4d, g = 128) when torchao imports.
+routing), torchao_int4wo (tinygemm, tile_packed_to_4d, g = 128) and torchao_int8wo (Int8WeightOnlyConfig, per
+channel, F.linear compiled once per shape with a dynamic M, as torchao recommends compiling) when torchao imports.
 W4A16: g = 128 asymmetric; W8A16: per channel. GB/s = (weight bytes + scales + x + y) / time.
 
     python benchmarks/bench_mixed_gemm.py [--ms 1,16] [--out FILE]
@@ -23,7 +24,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench_group_quant import _torchao_weights, copies_for, graph_time_us  # noqa: E402
+from bench_group_quant import _torchao_configs, _torchao_weights, copies_for, graph_time_us  # noqa: E402
 from records import run_meta  # noqa: E402
 
 SHAPES = [(4096, 4096), (4096, 11008), (11008, 4096)]  # (K, N) of the LLaMA-2-7B projections
@@ -83,13 +84,14 @@ def main():
         count = copies_for(n * k // 2, False)
         ws = [torch.randn(n, k, device="cuda").to(torch.bfloat16) * 0.02 for _ in range(count)]
         quant = {bits: [quantize(w, bits) for w in ws] for bits in (4, 8)}
-        try:
-            from torchao.quantization import Int4WeightOnlyConfig
-            ao = _torchao_weights(k, n, count, Int4WeightOnlyConfig(group_size=128,
-                                                                    int4_packing_format="tile_packed_to_4d"), "cuda")
-        except Exception as exc:
-            print(f"[bench] torchao int4 unavailable: {type(exc).__name__}: {exc}")
-            ao = None
+        ao = {}  # impl: (weight copies, F.linear or its compiled form, bits, group size)
+        for impl, (factory, compiled) in _torchao_configs().items():
+            try:
+                bits, g = (4, 128) if impl == "torchao_int4wo" else (8, k)
+                ao[impl] = (_torchao_weights(k, n, count, factory(), "cuda"),
+                            torch.compile(F.linear, dynamic=True) if compiled else F.linear, bits, g)
+            except Exception as exc:  # a baseline that does not run here is reported, not fatal
+                print(f"[bench] {impl} unavailable for K={k} N={n}: {type(exc).__name__}: {exc}")
         for m in ms:
             x = torch.randn(m, k, device="cuda").to(torch.bfloat16)
             params = {"M": m, "K": k, "N": n, "dtype": "bfloat16"}
@@ -118,13 +120,14 @@ def main():
                     us = graph_time_us([lambda q=q: ops.weight_only_linear(x, q[3], q[1], q[2], bits, g, None)
                                         for q in qs])
                     add(name + "_triton", p, us, bf16_us, moved)
-            if ao is not None:
+            for impl, (weights, linear, bits, g) in ao.items():
                 try:
-                    us = graph_time_us([lambda w=w: F.linear(x, w) for w in ao])
-                    add("torchao_int4wo", {**params, "bits": 4, "group_size": 128}, us, bf16_us,
-                        n * k // 2 + n * (k // 128) * 4 + io)
+                    us = graph_time_us([lambda w=w: linear(x, w) for w in weights])
+                    # int4: bf16 scale + zero point per group; int8: a bf16 scale per row
+                    moved = n * k * bits // 8 + (n * (k // g) * 4 if bits == 4 else n * 2) + io
+                    add(impl, {**params, "bits": bits, "group_size": g}, us, bf16_us, moved)
                 except Exception as exc:
-                    print(f"[bench] torchao int4 failed at M={m}: {type(exc).__name__}: {exc}")
+                    print(f"[bench] {impl} failed at M={m}: {type(exc).__name__}: {exc}")
         del ws, quant, ao
         torch.cuda.empty_cache()
     if args.out:
