@@ -51,19 +51,22 @@ def accumulators(n, constraint):
             ", ".join(f'"+{constraint}"(d[{i}])' for i in range(regs)))
 
 
-def s8_wrapper(n):
-    regs, dlist, cons = accumulators(n, "r")
+def wrapper(struct, acc_type, constraint, n, k, types, tail):
+    """One wrapper struct: D (64xN, acc_type registers) += A (64xk) B (Nxk)^T, both from shared memory through
+    descriptors; `tail` is the instruction's operands after the two descriptors."""
+    regs, dlist, cons = accumulators(n, constraint)
+    word = "int32" if acc_type == "int32_t" else "fp32"
     return f'''
 template <>
-struct WgmmaS8<{n}> {{
+struct {struct} {{
   static constexpr int kRegs = {regs};
-  // d: ({regs},) int32 accumulator fragment; desc_a / desc_b: shared-memory matrix descriptors of A (64x32) and B ({n}x32).
-  __device__ __forceinline__ static void mma(int32_t (&d)[{regs}], uint64_t desc_a, uint64_t desc_b) {{
+  // d: ({regs},) {word} accumulator fragment; desc_a / desc_b: shared-memory matrix descriptors of A (64x{k}) and B ({n}x{k}).
+  __device__ __forceinline__ static void mma({acc_type} (&d)[{regs}], uint64_t desc_a, uint64_t desc_b) {{
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     asm volatile(
         "{{\\n"
-        "wgmma.mma_async.sync.aligned.m64n{n}k32.s32.s8.s8 "
-        "{{{dlist}}}, %{regs}, %{regs + 1}, 1;\\n"
+        "wgmma.mma_async.sync.aligned.m64n{n}k{k}.{types} "
+        "{{{dlist}}}, %{regs}, %{regs + 1}, {tail};\\n"
         "}}\\n"
         : {cons}
         : "l"(desc_a), "l"(desc_b));
@@ -72,28 +75,13 @@ struct WgmmaS8<{n}> {{
 }};
 '''
 
+
+def s8_wrapper(n):
+    return wrapper(f"WgmmaS8<{n}>", "int32_t", "r", n, 32, "s32.s8.s8", "1")
 
 
 def ss_wrapper(ctype, ptype, n):
-    regs, dlist, cons = accumulators(n, "f")
-    return f'''
-template <>
-struct WgmmaSS<{ctype}, {n}> {{
-  static constexpr int kRegs = {regs};
-  // d: ({regs},) fp32 accumulator fragment; desc_a / desc_b: shared-memory matrix descriptors of A (64x16) and B ({n}x16).
-  __device__ __forceinline__ static void mma(float (&d)[{regs}], uint64_t desc_a, uint64_t desc_b) {{
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    asm volatile(
-        "{{\\n"
-        "wgmma.mma_async.sync.aligned.m64n{n}k16.f32.{ptype}.{ptype} "
-        "{{{dlist}}}, %{regs}, %{regs + 1}, 1, 1, 1, 0, 0;\\n"
-        "}}\\n"
-        : {cons}
-        : "l"(desc_a), "l"(desc_b));
-#endif
-  }}
-}};
-'''
+    return wrapper(f"WgmmaSS<{ctype}, {n}>", "float", "f", n, 16, f"f32.{ptype}.{ptype}", "1, 1, 1, 0, 0")
 
 
 def main():
