@@ -10,6 +10,8 @@ W4A16: g = 128 asymmetric; W8A16: per channel. GB/s = (weight bytes + scales + x
     python benchmarks/bench_mixed_gemm.py [--ms 1,16] [--out FILE]
     python benchmarks/bench_mixed_gemm.py --variants 0-15 --ms 1,16,64   # tuning: every tile variant of the kernel
                                                                           # forced (QTORCH_MIXED_VARIANT), mixed path
+    python benchmarks/bench_mixed_gemm.py --variants 13-15 --splits 1,2,4 # and the warpgroup kernel's K split forced
+                                                                          # (QTORCH_MIXED_SPLITS)
 """
 import argparse
 import json
@@ -29,6 +31,7 @@ from records import run_meta  # noqa: E402
 
 SHAPES = [(4096, 4096), (4096, 11008), (11008, 4096)]  # (K, N) of the LLaMA-2-7B projections
 MS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 8192]
+WGMMA_FIRST = 13  # csrc/mixed_gemm/launch.cu kFirstWgmmaVariant
 FORCED_MIXED_MAX_M = {4: 2048, 8: 512}  # by bits: the mixed-input GEMM forced (whatever the routing) and timed up to M
 
 
@@ -62,11 +65,15 @@ def main():
     parser.add_argument("--ms", default=",".join(map(str, MS)))
     parser.add_argument("--out", default=None, help="JSON file for the records (default: print only)")
     parser.add_argument("--variants", default=None, help="tile variants to force, e.g. 0-12 (tuning table only)")
+    parser.add_argument("--splits", default=None, help="with --variants: K splits to force on the warpgroup variants "
+                                                       f"({WGMMA_FIRST} on), e.g. 1,2,4")
     args = parser.parse_args()
     import qtorch.ops  # noqa: F401  (loads qtorch._C)
     if args.variants:
         variants = [v for part in args.variants.split(",") for v in _span(part)]
-        return tune([int(m) for m in args.ms.split(",")], variants)
+        splits = [int(v) for v in args.splits.split(",")] if args.splits else [None]
+        configs = [(v, sp) for v in variants for sp in (splits if v >= WGMMA_FIRST else [None])]
+        return tune([int(m) for m in args.ms.split(",")], configs)
     ops = torch.ops.qtorch
     ms = [int(m) for m in args.ms.split(",")]
     records, rows = [], []
@@ -143,12 +150,12 @@ def _span(part):
     return range(int(lo), int(hi or lo) + 1)
 
 
-def tune(ms, variants):
-    """Median time of the mixed path for every forced tile variant, beside bf16 and dequantize + cuBLAS: the table
-    that sets auto_variant() and the mixed_max_m() limits."""
+def tune(ms, configs):
+    """Median time of the mixed path for every forced (tile variant, K split or None for the rule), beside bf16 and
+    dequantize + cuBLAS: the table that sets auto_variant(), wgmma_splits() and the mixed_max_m() limits."""
     ops = torch.ops.qtorch
     print(f"{'K':>6} {'N':>6} {'bits':>4} {'M':>4} {'bf16':>7} {'dequant':>7} "
-          + " ".join(f"{'v' + str(v):>7}" for v in variants))
+          + " ".join(f"{f'v{v}' + (f's{sp}' if sp else ''):>7}" for v, sp in configs))
     for k, n in SHAPES:
         count = copies_for(n * k // 2, False)
         ws = [torch.randn(n, k, device="cuda").to(torch.bfloat16) * 0.02 for _ in range(count)]
@@ -161,12 +168,19 @@ def tune(ms, variants):
                 dequant_us = graph_time_us([lambda q=q: ops._mixed_gemm_cuda(x, q[0], q[1], q[2], bits, g, None, -1)
                                             for q in qs])
                 times, first = [], {}
-                for v in variants:
+                for v, sp in configs:
+                    if bits == 8 and v >= WGMMA_FIRST:  # int4 only: int8 would time variant 0 again
+                        times.append(float("nan"))
+                        continue
                     os.environ["QTORCH_MIXED_VARIANT"] = str(v)
+                    if sp:
+                        os.environ["QTORCH_MIXED_SPLITS"] = str(sp)
+                    else:
+                        os.environ.pop("QTORCH_MIXED_SPLITS", None)
                     y = ops._mixed_gemm_cuda(x, *qs[0][:3], bits, g, None, 1 << 30)
                     # register-kernel variants with the same warps per CTA sum each chunk in the same order (SAME_SUMS
                     # in the tests); the warpgroup kernel's (13 on) are checked against float64 by the tests only
-                    same_sums = 0 if v < 10 else (1 if v < 13 else None)
+                    same_sums = 0 if v < 10 else (1 if v < WGMMA_FIRST else None)
                     if same_sums is not None:
                         v0, y0 = first.setdefault(same_sums, (v, y))
                         if not torch.equal(y, y0):
@@ -174,6 +188,7 @@ def tune(ms, variants):
                     times.append(graph_time_us([lambda q=q: ops._mixed_gemm_cuda(x, q[0], q[1], q[2], bits, g, None,
                                                                                  1 << 30) for q in qs]))
                 os.environ.pop("QTORCH_MIXED_VARIANT")
+                os.environ.pop("QTORCH_MIXED_SPLITS", None)
                 print(f"{k:>6} {n:>6} {bits:>4} {m:>4} {bf16_us:7.2f} {dequant_us:7.2f} "
                       + " ".join(f"{t:7.2f}" for t in times), flush=True)
         del ws, qs

@@ -10,6 +10,9 @@
 #                -> benchmarks/results/h200_tests.json, the record that gates landing (tests/test_gpu_record.py)
 #     int8       benchmarks/bench_int8_gemm.py            triton   benchmarks/bench_group_quant.py
 #     sweep      benchmarks/bench_int8_gemm.py --sweep-plans (int8 tiles / split-K at M = 32..512; act-quant at small M)
+#     mixed      benchmarks/bench_mixed_gemm.py (weight-only records -> $OUT/mixed.json)
+#     mixed_tune benchmarks/bench_mixed_gemm.py --variants 0,9,13-15 --splits 1,2,4 (every mixed-input variant and the
+#                warpgroup kernel's K split forced, at TUNE_MS)
 #     amp        benchmarks/bench_amp.py                  memory   benchmarks/bench_memory.py
 #     models     benchmarks/bench_models.py
 #     eager      benchmarks/bench_eager_overhead.py --device cuda --decode (eager per-call time of every scheme vs
@@ -88,6 +91,14 @@ for stage in "$@"; do
     sweep)  # tooling for the int8 plan table: every tile / split-K forced at M = 32..512, act-quant overhead
       wait_build; run sweep 240 python3 benchmarks/bench_int8_gemm.py --sweep-plans
       sed -n '/^== plan sweep summary/,$p' "$OUT/sweep.log" | tail -40 >> "$SUMMARY" ;;
+    mixed)
+      wait_build; run mixed 420 python3 benchmarks/bench_mixed_gemm.py --out "$FINAL_OUT/mixed.json" ${MIXED_ARGS:-}
+      tail -70 "$OUT/mixed.log" >> "$SUMMARY" ;;
+    mixed_tune)
+      wait_build
+      run mixed_tune 300 python3 benchmarks/bench_mixed_gemm.py --variants 0,9,13-15 --splits 1,2,4 \
+        --ms "${TUNE_MS:-16,64,128,256,512,1024}"
+      grep -v "^variant" "$OUT/mixed_tune.log" | tail -40 >> "$SUMMARY" ;;
     triton)  # needs no qtorch._C: runs beside the build
       run triton 330 python3 benchmarks/bench_group_quant.py ${TRITON_ARGS:-}
       sed -n '/^== group_quant/,$p' "$OUT/triton.log" | tail -90 >> "$SUMMARY" ;;

@@ -122,6 +122,23 @@ def test_every_tile_variant_matches_float64(variant, bits, n, k, group_size, mon
         assert _rel(y, ref) <= 2 * _rel(same_precision, ref) + floor, (m, dtype, _rel(y, ref), _rel(same_precision, ref))
 
 
+@pytest.mark.parametrize("splits", [1, 3, 8])
+def test_forced_k_split_matches_float64(splits, monkeypatch):
+    """The warpgroup kernel with its K split forced (QTORCH_MIXED_SPLITS, tuning only): uneven ranges, and at 8 splits
+    of 4 chunks CTAs without chunks, still give x · Ŵᵀ."""
+    ops = _kernels()
+    monkeypatch.setenv("QTORCH_MIXED_VARIANT", "13")
+    monkeypatch.setenv("QTORCH_MIXED_SPLITS", str(splits))
+    bits, n, k, group_size = 4, 136, 256, 64
+    q, scale, zp = _weights(bits, n, k, group_size)
+    w_hat = _w_hat(q, scale, zp, bits, group_size)  # (N, K) fp64
+    x = torch.randn(70, k, device="cuda").to(torch.bfloat16)
+    y = ops._mixed_gemm_cuda(x, pack_tiled(q, bits), scale, zp, bits, group_size, None, 1 << 30)
+    ref = x.double() @ w_hat.t()
+    same_precision = x @ w_hat.to(torch.bfloat16).t()
+    assert _rel(y, ref) <= 2 * _rel(same_precision, ref) + 1e-5
+
+
 @pytest.mark.parametrize("variant", [0, 13, 14])
 def test_zero_points_at_an_odd_address(variant, monkeypatch):
     """A contiguous w_zp view that starts at an odd byte (the warpgroup kernel copies aligned 4-byte words)."""

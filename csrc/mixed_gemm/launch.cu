@@ -53,10 +53,20 @@ int device_sms() {  // host-only attribute query (no synchronisation)
   return sms;
 }
 
+// QTORCH_MIXED_SPLITS=<1..8> forces the warpgroup kernel's K split (tuning only: benchmarks/bench_mixed_gemm.py
+// --splits); unset or out of range: the rule of wgmma_splits. A split above the chunk count leaves CTAs without
+// chunks, which add zeros.
+int forced_splits() {
+  const char* v = std::getenv("QTORCH_MIXED_SPLITS");
+  const int splits = v == nullptr ? 0 : std::atoi(v);
+  return splits >= 1 && splits <= 8 ? splits : 0;
+}
+
 // K split of the warpgroup kernel: enough CTAs for one full wave (every SM holding the CTAs its shared memory allows),
 // at most 8 (a portable cluster) and at least 4 chunks (256 K values) per CTA.
 template <class TL>
 int wgmma_splits(int ctas, int chunks) {
+  if (const int forced = forced_splits()) return forced;
   static const int per_sm = [] {
     int blocks = 1;  // (the query counts 0 blocks above 48 KB unless the kernel's limit is raised first)
     cudaFuncSetAttribute(mixed_gemm_wgmma_kernel<TL>, cudaFuncAttributeMaxDynamicSharedMemorySize, TL::kSmemBytes);
