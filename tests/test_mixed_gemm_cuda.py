@@ -79,7 +79,7 @@ def test_mixed_gemm_matches_float64(bits, n, k, group_size, m, path):
 VARIANT_CASES = [(4, 136, 1024, 128), (8, 72, 1024, 1024), (4, 40, 4096, 4096), (8, 264, 2048, 64),
                  (4, 40, 16384, 128), (8, 24, 11008, 11008)]
 VARIANTS = 16  # csrc/mixed_gemm/launch.cu kVariants: 0-12 the register kernel (10-12: 4 warps per CTA), 13-15 the
-#               warpgroup-MMA kernel (int4, sm_90a; int8 falls back to variant 0)
+#               warpgroup-MMA kernel (int4, sm_90a; int8 falls back to the register kernel's tile for M)
 # Variants with the same warps per CTA give each warp the same chunks (c % warps) and sum them in the same order. The
 # warpgroup kernel's K split follows its CTA count, so its variants (13-15) are checked against float64 only.
 SAME_SUMS = (range(0, 10), range(10, 13))  # 8 warps, 4 warps
@@ -187,6 +187,21 @@ def test_bias_fp32_none_strided_x_and_empty_m():
     assert _rel(ops._mixed_gemm_cuda(xt, packed, scale, zp, bits, group_size, None, 64), xt.double() @ w_hat.t()) < 1e-2
     empty = ops._mixed_gemm_cuda(x[:0], packed, scale, zp, bits, group_size, None, 64)
     assert tuple(empty.shape) == (0, n)
+
+
+def test_expanded_and_padded_x_at_mid_m():
+    """x rows at stride 0 (an expanded row: copied by the binding) and at stride K + 8 (aligned: read in place through
+    the warpgroup kernel's tensor map on sm_90) at M = 100."""
+    ops = _kernels()
+    bits, n, k, group_size = 4, 104, 512, 128
+    q, scale, zp = _weights(bits, n, k, group_size)
+    w_hat = _w_hat(q, scale, zp, bits, group_size)
+    packed = pack_tiled(q, bits)
+    expanded = torch.randn(1, k, device="cuda", dtype=torch.bfloat16).expand(100, k)
+    padded = torch.randn(100, k + 8, device="cuda", dtype=torch.bfloat16)[:, :k]
+    for x in (expanded, padded):
+        y = ops._mixed_gemm_cuda(x, packed, scale, zp, bits, group_size, None, 1 << 30)
+        assert _rel(y, x.double() @ w_hat.t()) < 1e-2
 
 
 @pytest.mark.parametrize("m", [4, 20, 64])  # one, two and eight token tiles

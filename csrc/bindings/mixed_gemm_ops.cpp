@@ -88,8 +88,9 @@ at::Tensor mixed_gemm(const at::Tensor& x_in, const at::Tensor& w, const at::Ten
     if (!bias.has_value()) return at::mm(x_in, w_hat.t());
     return at::addmm(bias->to(x_in.scalar_type()), x_in, w_hat.t());
   }
-  // 16-byte vector loads of x rows: unit column stride, row stride a multiple of 8 elements, aligned base.
-  const bool aligned = x_in.stride(1) == 1 && x_in.stride(0) % 8 == 0 &&
+  // 16-byte vector loads and TMA boxes of x rows: unit column stride, rows apart by at least K elements (no expanded
+  // or overlapping rows) and by a multiple of 8, aligned base.
+  const bool aligned = x_in.stride(1) == 1 && x_in.stride(0) >= K && x_in.stride(0) % 8 == 0 &&
                        reinterpret_cast<uintptr_t>(x_in.data_ptr()) % 16 == 0;
   const at::Tensor x = aligned ? x_in : x_in.clone(at::MemoryFormat::Contiguous);
   // The warpgroup kernel copies each zero point's aligned 4-byte word: a 4-byte aligned base keeps it in bounds.

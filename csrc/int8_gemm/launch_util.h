@@ -1,12 +1,10 @@
-// Small host helpers shared by the launchers (torch-free).
+// The launchers' host helpers (common/launch_util.h) in the int8 GEMM's namespace.
 #pragma once
-#include <cuda_runtime_api.h>
+#include "common/launch_util.h"
 
 namespace qtorch_int8 {
 
-// Raises the dynamic shared-memory limit of `kernel` to `bytes` on the current device, once per (kernel, device).
-cudaError_t ensure_max_dynamic_smem(const void* kernel, int bytes);
-
-inline int ceil_div(int a, int b) { return (a + b - 1) / b; }
+using qtorch_ptx::ceil_div;
+using qtorch_ptx::ensure_max_dynamic_smem;
 
 }  // namespace qtorch_int8

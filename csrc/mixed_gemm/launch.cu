@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 
+#include "common/launch_util.h"
 #include "common/pdl.cuh"
 #include "common/tensor_map.h"
 
@@ -12,14 +13,15 @@ namespace qtorch_mixed {
 
 namespace {
 
-inline int ceil_div(int a, int b) { return (a + b - 1) / b; }
+using qtorch_ptx::ceil_div;
 
 // Launches kKernel(args...) with `threads` per CTA, `smem` bytes of shared memory (the kernel's attribute raised once
-// when above 48 KB), PDL, and clusters of `cluster_z` CTAs along z when above 1.
+// per device when above 48 KB), PDL, and clusters of `cluster_z` CTAs along z when above 1.
 template <auto kKernel, class... Args>
 cudaError_t launch_with(dim3 grid, int threads, int smem, cudaStream_t stream, int cluster_z, Args... args) {
   if (smem > 48 * 1024) {
-    static const cudaError_t raised = cudaFuncSetAttribute(kKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    const cudaError_t raised =
+        qtorch_ptx::ensure_max_dynamic_smem(reinterpret_cast<const void*>(kKernel), smem);
     if (raised != cudaSuccess) return raised;
   }
   cudaLaunchConfig_t cfg{};
@@ -69,7 +71,7 @@ int wgmma_splits(int ctas, int chunks) {
   if (const int forced = forced_splits()) return forced;
   static const int per_sm = [] {
     int blocks = 1;  // (the query counts 0 blocks above 48 KB unless the kernel's limit is raised first)
-    cudaFuncSetAttribute(mixed_gemm_wgmma_kernel<TL>, cudaFuncAttributeMaxDynamicSharedMemorySize, TL::kSmemBytes);
+    qtorch_ptx::ensure_max_dynamic_smem(reinterpret_cast<const void*>(mixed_gemm_wgmma_kernel<TL>), TL::kSmemBytes);
     cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, mixed_gemm_wgmma_kernel<TL>, TL::kThreads, TL::kSmemBytes);
     return blocks > 0 ? blocks : 1;
   }();
@@ -138,15 +140,19 @@ constexpr int kFirstWgmmaVariant = 13;
 // Fastest variant from the H200 sweeps of every variant on the three LLaMA-2-7B shapes (benchmarks/NOTES.md
 // "mixed-input GEMM v3", least total time over the shapes by M, with programmatic dependent launch; "v5" above
 // M = 64). The op layer's limit (qtorch/ops/weight_only.py mixed_max_m) sends larger M to dequantize + cuBLAS: 64, and
-// 1024 for int4 on sm_90, where M > 64 takes the warpgroup kernel (on other GPUs chosen_variant turns it into variant
-// 0). Its tokens per CTA: the most (at most M) whose CTAs before the K split cover at least 40 % of the SMs; a K split
-// deeper than 2 cost more than a smaller tile in the sweep (e.g. 4096² M = 128: 64 tokens x split 2 21.9 us, 128 x 4
-// 29.5 us; 4096 -> 11008 M = 128: 64 tokens 1.3 waves 68.1 us, 128 tokens 86 CTAs 41.2 us).
+// 1024 for int4 on sm_90, where M > 64 takes the warpgroup kernel (elsewhere chosen_variant falls back to the
+// register kernel's tile). Its tokens per CTA: the most (at most M) whose CTAs before the K split cover at least 40 %
+// of the SMs; a K split deeper than 2 cost more than a smaller tile in the sweep (e.g. 4096² M = 128: 64 tokens x
+// split 2 21.9 us, 128 x 4 29.5 us; 4096 -> 11008 M = 128: 64 tokens 1.3 waves 68.1 us, 128 tokens 86 CTAs 41.2 us).
+int register_variant(int bits, int M) {  // the register kernel's tile (any GPU)
+  if (M <= 8) return 0;
+  if (bits == 8) return M <= 16 ? 2 : (M <= 32 ? 5 : 6);
+  return M <= 16 ? 3 : (M <= 32 ? 6 : 9);
+}
+
 int auto_variant(const MixedGemmParams& p) {
   const int M = p.M;
-  if (M <= 8) return 0;
-  if (p.bits == 8) return M <= 16 ? 2 : (M <= 32 ? 5 : 6);
-  if (M <= 64) return M <= 16 ? 3 : (M <= 32 ? 6 : 9);
+  if (p.bits == 8 || M <= 64) return register_variant(p.bits, M);
   const int row_blocks = ceil_div(ceil_div(p.N, 16), 8);  // 128 weight rows per CTA
   for (int variant = 15, tokens = 256; variant > 13; --variant, tokens /= 2)
     if (tokens <= M && 5 * row_blocks * ceil_div(M, tokens) >= 2 * device_sms()) return variant;
@@ -160,11 +166,13 @@ int forced_variant() {
   return i >= 0 && i < kVariants ? i : -1;
 }
 
-// The variant launch_mixed_gemm runs for p: forced or auto, the warpgroup ones only for int4 on sm_90.
+// The variant launch_mixed_gemm runs for p: forced or auto, the warpgroup ones only for int4 on sm_90 (otherwise the
+// register kernel's tile for this M).
 int chosen_variant(const MixedGemmParams& p) {
   int variant = forced_variant();
   if (variant < 0) variant = auto_variant(p);
-  if (variant >= kFirstWgmmaVariant && (p.bits != 4 || qtorch_ptx::current_cc_major() != 9)) variant = 0;
+  if (variant >= kFirstWgmmaVariant && (p.bits != 4 || qtorch_ptx::current_cc_major() != 9))
+    variant = register_variant(p.bits, p.M);
   return variant;
 }
 

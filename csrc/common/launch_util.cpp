@@ -1,10 +1,10 @@
-#include "int8_gemm/launch_util.h"
+#include "common/launch_util.h"
 
 #include <mutex>
 #include <set>
 #include <utility>
 
-namespace qtorch_int8 {
+namespace qtorch_ptx {
 
 cudaError_t ensure_max_dynamic_smem(const void* kernel, int bytes) {
   static std::mutex mutex;
@@ -19,4 +19,4 @@ cudaError_t ensure_max_dynamic_smem(const void* kernel, int bytes) {
   return err;
 }
 
-}  // namespace qtorch_int8
+}  // namespace qtorch_ptx
