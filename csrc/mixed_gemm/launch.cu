@@ -64,8 +64,34 @@ int forced_splits() {
   return splits >= 1 && splits <= 8 ? splits : 0;
 }
 
+// Clusters of `splits` CTAs (along z) of the warpgroup kernel that can be resident at once (a GPC holds whole
+// clusters only, so this can be below SMs / splits); 0 when the query fails. Host-only, cached per split.
+template <class TL>
+int resident_clusters(int splits) {
+  static int cached[9] = {};  // -1: the query failed
+  if (cached[splits] == 0) {
+    qtorch_ptx::ensure_max_dynamic_smem(reinterpret_cast<const void*>(mixed_gemm_wgmma_kernel<TL>), TL::kSmemBytes);
+    cudaLaunchConfig_t cfg{};
+    cudaLaunchAttribute attr{};
+    cfg.gridDim = dim3(1, 1, splits);
+    cfg.blockDim = dim3(TL::kThreads);
+    cfg.dynamicSmemBytes = TL::kSmemBytes;
+    attr.id = cudaLaunchAttributeClusterDimension;
+    attr.val.clusterDim.x = 1;
+    attr.val.clusterDim.y = 1;
+    attr.val.clusterDim.z = splits;
+    cfg.attrs = &attr;
+    cfg.numAttrs = 1;
+    int clusters = 0;
+    const cudaError_t err = cudaOccupancyMaxActiveClusters(&clusters, mixed_gemm_wgmma_kernel<TL>, &cfg);
+    cached[splits] = err == cudaSuccess && clusters > 0 ? clusters : -1;
+  }
+  return cached[splits] > 0 ? cached[splits] : 0;
+}
+
 // K split of the warpgroup kernel: enough CTAs for one full wave (every SM holding the CTAs its shared memory allows),
-// at most 8 (a portable cluster) and at least 4 chunks (256 K values) per CTA.
+// at most 8 (a portable cluster) and at least 4 chunks (256 K values) per CTA; then lowered until every cluster of
+// the grid (one per CTA of the unsplit grid, `ctas`) can be resident at once, so no cluster waits for a second wave.
 template <class TL>
 int wgmma_splits(int ctas, int chunks) {
   if (const int forced = forced_splits()) return forced;
@@ -77,7 +103,9 @@ int wgmma_splits(int ctas, int chunks) {
   }();
   int splits = (device_sms() * per_sm) / (ctas > 0 ? ctas : 1);
   splits = splits < chunks / 4 ? splits : chunks / 4;
-  return splits < 1 ? 1 : (splits > 8 ? 8 : splits);
+  splits = splits < 1 ? 1 : (splits > 8 ? 8 : splits);
+  while (splits > 1 && resident_clusters<TL>(splits) > 0 && resident_clusters<TL>(splits) < ctas) --splits;
+  return splits;
 }
 
 // The warpgroup kernel, reading x and the weights through TMA.
