@@ -58,9 +58,13 @@ def triton_ready(device: str) -> tuple[bool, str]:
     return routing.YES
 
 
+# Why a backend that calls qtorch._C cannot run (its routing reason and its once-said fallback warning).
+NO_EXTENSION = "the CUDA extension qtorch._C is not built (reinstall with nvcc and a CUDA build of torch)"
+
+
 def extension_ready(**meta) -> tuple[bool, str]:
     """Whether the CUDA kernels of qtorch._C are loaded (every backend that calls them asks this)."""
-    return routing.YES if load_extension() else (False, "qtorch._C (the CUDA extension) is not built")
+    return routing.YES if load_extension() else (False, NO_EXTENSION)
 
 
 def always(**meta) -> tuple[bool, str]:

@@ -21,7 +21,8 @@ from torch._subclasses.fake_tensor import is_fake
 
 from qtorch.ops._checks import ACT_DTYPES, check_matrix, check_vector
 from qtorch.ops import routing
-from qtorch.ops._registry import LIB, extension_ready, reference_backend, reference_on_cuda, triton_ready
+from qtorch.ops._registry import (LIB, NO_EXTENSION, extension_ready, reference_backend, reference_on_cuda,
+                                  triton_ready)
 from qtorch.ops.fused_quant import once_per_traced_value, quantize_per_token_fusable
 from qtorch.quant.affine import qparams_from_minmax, quantize
 
@@ -123,7 +124,7 @@ routing.register_backends("quantize_per_tensor", [
     routing.Backend("cuda_kernel", ("cuda",), extension_ready,
                     lambda x, scale, zero_point: torch.ops.qtorch._quantize_per_tensor_cuda.default(x, scale,
                                                                                                      zero_point)),
-    reference_on_cuda("quantize_per_tensor", quantize_per_tensor_reference, "qtorch._C (the CUDA extension) is not built"),
+    reference_on_cuda("quantize_per_tensor", quantize_per_tensor_reference, NO_EXTENSION),
 ])
 
 

@@ -21,7 +21,8 @@ import torch.nn.functional as F
 
 from qtorch.ops import routing
 from qtorch.ops._checks import ACT_DTYPES, check_device, check_matrix, check_vector
-from qtorch.ops._registry import LIB, extension_ready, reference_backend, reference_on_cuda, warn_once
+from qtorch.ops._registry import (LIB, NO_EXTENSION, extension_ready, reference_backend, reference_on_cuda,
+                                  warn_once)
 from qtorch.quant.fixed_point import requantize
 
 SCALED_MM_SCHEMA = ("(Tensor x_q, Tensor x_scale, Tensor x_zp, Tensor w_q, Tensor w_scale, Tensor w_colsum, "
@@ -168,9 +169,6 @@ def _run_padded(op: str, schema: str, kernel, args: tuple, per_channel: tuple):
                                         {name: named[name] for name in per_channel})
     y = kernel(*dict(named, x_q=x_p, w_q=w_p, **vectors).values())  # (M, N_pad)
     return y if y.shape[1] == n else y[:, :n].contiguous()
-
-
-NO_EXTENSION = "the CUDA extension qtorch._C is not built (reinstall with nvcc and a CUDA build of torch)"
 
 
 # --- int8_scaled_mm ----------------------------------------------------------------------------------------------
