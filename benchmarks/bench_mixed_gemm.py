@@ -8,9 +8,9 @@ channel, F.linear compiled once per shape with a dynamic M, as torchao recommend
 W4A16: g = 128 asymmetric; W8A16: per channel. GB/s = (weight bytes + scales + x + y) / time.
 
     python benchmarks/bench_mixed_gemm.py [--ms 1,16] [--out FILE]
-    python benchmarks/bench_mixed_gemm.py --variants 0-15 --ms 1,16,64   # tuning: every tile variant of the kernel
+    python benchmarks/bench_mixed_gemm.py --variants 0-18 --ms 1,16,64   # tuning: every tile variant of the kernel
                                                                           # forced (QTORCH_MIXED_VARIANT), mixed path
-    python benchmarks/bench_mixed_gemm.py --variants 13-15 --splits 1,2,4 # and the warpgroup kernel's K split forced
+    python benchmarks/bench_mixed_gemm.py --variants 13-18 --splits 1,2,4 # and the warpgroup kernel's K split forced
                                                                           # (QTORCH_MIXED_SPLITS)
 """
 import argparse

@@ -78,10 +78,11 @@ def test_mixed_gemm_matches_float64(bits, n, k, group_size, m, path):
 # 11008: many chunks per warp, a partial last step of U chunks).
 VARIANT_CASES = [(4, 136, 1024, 128), (8, 72, 1024, 1024), (4, 40, 4096, 4096), (8, 264, 2048, 64),
                  (4, 40, 16384, 128), (8, 24, 11008, 11008)]
-VARIANTS = 16  # csrc/mixed_gemm/launch.cu kVariants: 0-12 the register kernel (10-12: 4 warps per CTA), 13-15 the
-#               warpgroup-MMA kernel (int4, sm_90a; int8 falls back to the register kernel's tile for M)
+VARIANTS = 19  # csrc/mixed_gemm/launch.cu kVariants: 0-12 the register kernel (10-12: 4 warps per CTA), 13-18 the
+#               warpgroup-MMA kernel (int4, sm_90a; A through shared memory 13-15, registers 16-18; int8 falls back to
+#               the register kernel's tile for M)
 # Variants with the same warps per CTA give each warp the same chunks (c % warps) and sum them in the same order. The
-# warpgroup kernel's K split follows its CTA count, so its variants (13-15) are checked against float64 only.
+# warpgroup kernel's K split follows its CTA count, so its variants (13-18) are checked against float64 only.
 SAME_SUMS = (range(0, 10), range(10, 13))  # 8 warps, 4 warps
 
 
@@ -122,14 +123,16 @@ def test_every_tile_variant_matches_float64(variant, bits, n, k, group_size, mon
         assert _rel(y, ref) <= 2 * _rel(same_precision, ref) + floor, (m, dtype, _rel(y, ref), _rel(same_precision, ref))
 
 
+@pytest.mark.parametrize("variant", [13, 16])
 @pytest.mark.parametrize("splits", [1, 3, 8])
-def test_forced_k_split_matches_float64(splits, monkeypatch):
-    """The warpgroup kernel with its K split forced (QTORCH_MIXED_SPLITS, tuning only): uneven ranges, and at 8 splits
-    of 4 chunks CTAs without chunks, still give x · Ŵᵀ."""
+def test_forced_k_split_matches_float64(splits, variant, monkeypatch):
+    """The warpgroup kernel with its K split forced (QTORCH_MIXED_SPLITS, tuning only): 5 chunks as 5, 2 + 2 + 1 and
+    1 × 5 + 3 CTAs without chunks (odd counts: the register-A loop's last chunk after its two-chunk body) still give
+    x · Ŵᵀ."""
     ops = _kernels()
-    monkeypatch.setenv("QTORCH_MIXED_VARIANT", "13")
+    monkeypatch.setenv("QTORCH_MIXED_VARIANT", str(variant))
     monkeypatch.setenv("QTORCH_MIXED_SPLITS", str(splits))
-    bits, n, k, group_size = 4, 136, 256, 64
+    bits, n, k, group_size = 4, 136, 320, 64
     q, scale, zp = _weights(bits, n, k, group_size)
     w_hat = _w_hat(q, scale, zp, bits, group_size)  # (N, K) fp64
     x = torch.randn(70, k, device="cuda").to(torch.bfloat16)
@@ -139,7 +142,7 @@ def test_forced_k_split_matches_float64(splits, monkeypatch):
     assert _rel(y, ref) <= 2 * _rel(same_precision, ref) + 1e-5
 
 
-@pytest.mark.parametrize("variant", [0, 13, 14])
+@pytest.mark.parametrize("variant", [0, 13, 14, 16, 17])
 def test_zero_points_at_an_odd_address(variant, monkeypatch):
     """A contiguous w_zp view that starts at an odd byte (the warpgroup kernel copies aligned 4-byte words)."""
     ops = _kernels()
@@ -154,7 +157,7 @@ def test_zero_points_at_an_odd_address(variant, monkeypatch):
                        ops._mixed_gemm_cuda(x, packed, scale, zp, bits, group_size, None, 1 << 30))
 
 
-@pytest.mark.parametrize("variant", [0, 13, 14])
+@pytest.mark.parametrize("variant", [0, 13, 14, 16, 17])
 def test_weights_at_a_4_byte_offset(variant, monkeypatch):
     """A contiguous tiled w_q view whose base is 4 bytes past a 16-byte boundary (every kernel reads 16-byte vectors
     or TMA boxes of it): copied by the binding, same result."""

@@ -1,8 +1,11 @@
 """The warpgroup kernel's A operand on the CPU: the tiled layout gives the lane of quad position t the mma.m16n8k16
-A-fragment slots of its rows (qtorch/quant/layout.py), and the kernel (csrc/mixed_gemm/kernel_wgmma.cuh) stores them
-into a 128-byte-swizzled shared tile; the tile, unswizzled, must hold each row's weights in natural K order, since B
-is x as it is."""
+A-fragment slots of its rows (qtorch/quant/layout.py), and the kernel (csrc/mixed_gemm/kernel_wgmma.cuh) either stores
+them into a 128-byte-swizzled shared tile, which, unswizzled, must hold each row's weights in natural K order, or
+rearranges the packed words across the quad (natural_k_words) so that the registers are the natural-K A fragments,
+since B is x as it is."""
 import torch
+
+from qtorch.quant.layout import pack_tiled
 
 CK = 64  # K values per chunk: one 128-byte row of the A tile
 
@@ -52,3 +55,57 @@ def test_fragments_cover_each_row_once():
     w = torch.arange(16 * CK, dtype=torch.float64).view(16, CK)
     seen = sorted(v for vals in fragments(w).values() for v in vals.tolist())
     assert seen == list(range(16 * CK))
+
+
+def byte_perm(x: int, y: int, selector: int) -> int:
+    """CUDA __byte_perm: result byte n = byte (selector nibble n) of the 8 bytes x.b0..b3, y.b0..b3."""
+    pool = [(x >> (8 * i)) & 0xFF for i in range(4)] + [(y >> (8 * i)) & 0xFF for i in range(4)]
+    return sum(pool[(selector >> (4 * n)) & 7] << (8 * n) for n in range(4))
+
+
+def natural_k_words(words: list) -> list:
+    """The kernel's natural_k_words for a whole warp, step by step: words[lane] = the lane's 4 packed words;
+    __shfl_xor_sync(v, m) of lane l reads lane l ^ m's v."""
+    def lane_parts(lane):
+        t = lane % 4
+        odd, high = t & 1, t & 2
+        w = words[lane]
+        sel_own, sel_other = (0x7351, 0x6240) if odd else (0x6240, 0x7351)
+        w_a, w_b = (w[1], w[3]) if high else (w[0], w[2])
+        v_a, v_b = (w[0], w[2]) if high else (w[1], w[3])
+        return {"own": byte_perm(w_a, w_b, sel_own), "send1": byte_perm(w_a, w_b, sel_other),
+                "for2": byte_perm(v_a, v_b, sel_own), "send3": byte_perm(v_a, v_b, sel_other)}
+
+    parts = [lane_parts(lane) for lane in range(32)]
+    for lane in range(32):  # first shuffle round (xor 1)
+        parts[lane]["from1"] = parts[lane ^ 1]["send1"]
+        parts[lane]["for3"] = parts[lane ^ 1]["send3"]
+    out = []
+    for lane in range(32):  # second round (xor 2), then the placement
+        t = lane % 4
+        odd, high = t & 1, t & 2
+        own, from1 = parts[lane]["own"], parts[lane]["from1"]
+        from2, from3 = parts[lane ^ 2]["for2"], parts[lane ^ 2]["for3"]
+        z = [from1, own, from3, from2] if odd else [own, from1, from2, from3]
+        out.append([z[2], z[3], z[0], z[1]] if high else z)
+    return out
+
+
+def test_register_a_words_are_the_natural_k_fragments():
+    """After natural_k_words, field i (half 0) and i + 4 (half 1) of word s of lane (g, t) (convert.cuh fragment: A
+    register a_i of k-step s) hold row g + 8 (i % 2) at natural k = 16 s + 2 t + 8 (i // 2) + half: the wgmma's
+    register-A fragment of k-step s (PTX ISA, wgmma .bf16/.f16 A in registers), matching B = x in natural order."""
+    g = torch.Generator().manual_seed(1)
+    q = torch.randint(-8, 8, (16, 2 * CK), generator=g)  # two chunks of one 16-row tile
+    packed = pack_tiled(q, 4).view(-1, 128).tolist()  # (chunks, 128) int32
+    for chunk, row_words in enumerate(packed):
+        words = [[row_words[4 * lane + j] & 0xFFFFFFFF for j in range(4)] for lane in range(32)]
+        natural = natural_k_words(words)
+        for lane in range(32):
+            gq, t = lane // 4, lane % 4
+            for s in range(4):
+                for i in range(4):
+                    for half in range(2):
+                        field = (natural[lane][s] >> (4 * (i + 4 * half))) & 0xF
+                        k = CK * chunk + 16 * s + 2 * t + 8 * (i // 2) + half
+                        assert field - 8 == q[gq + 8 * (i % 2), k], (chunk, lane, s, i, half)

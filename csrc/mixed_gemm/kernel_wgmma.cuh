@@ -1,23 +1,27 @@
 // Mixed-input GEMM for larger M on sm_90a (torch-free): y = x · Ŵᵀ + bias with warpgroup MMAs whose A operand is the
-// int4 weight dequantized by the consumers into shared memory and whose B operand is an x tile in shared memory.
+// int4 weight dequantized by the consumers and whose B operand is an x tile in shared memory.
 //
 // Warp-specialized (the int8 GEMM's scheme, csrc/int8_gemm/kernel_sm90.cuh): warpgroup 0 is the producer, WG consumer
 // warpgroups own 64 weight rows each (warp w of consumer c: 16-row tile 4·WG·blockIdx.x + 4c + w). Per 64-value K
-// chunk, one producer thread loads by TMA into a kStages-deep ring: the CTA's kTokens rows of x (128 bytes each,
-// 128-byte swizzle) and its 4·WG weight tiles' 512-byte pieces (the tiled layout: a tile's chunks are contiguous);
-// grouped, the producer warp's lanes copy each row's scale and zero-point word with cp.async, counted by the same
-// "full" mbarrier. Consumers wait on it, read their lane's 16 weight bytes, dequantize them (convert.cuh; grouped:
-// q − Z times S rounded to the activation dtype, as CUTLASS and Machete do, so every chunk accumulates into one
-// accumulator), store them into one of two 64x64 A buffers of their own (K-major, 128-byte swizzle), run
-// wgmma.m64n{kTokens}k16 (A and B from shared memory) and keep that chunk in flight (wgmma.wait 1) while they
-// dequantize the next; a stage goes back to the producer through the "empty" mbarrier once its wgmmas are done.
-// Writing A to shared memory keeps every register of an in-flight wgmma untouched (with A in registers ptxas
-// serializes the overlap: warning C7513; benchmarks/NOTES.md "v5").
+// chunk, the producer fills a kStages-deep ring: the CTA's 4·WG weight tiles' 512-byte pieces by TMA (the tiled
+// layout: a tile's chunks are contiguous), grouped: each row's scale and zero-point word by cp.async, and the CTA's
+// kTokens rows of x (128 bytes each, 128-byte swizzle). Consumers wait on the stage's "full" mbarrier, read their
+// lane's 16 weight bytes and dequantize them (convert.cuh; grouped: q − Z times S rounded to the activation dtype, as
+// CUTLASS and Machete do, so every chunk accumulates into one accumulator); a stage goes back to the producer through
+// the "empty" mbarrier once the wgmmas that read it are done. One chunk's wgmmas stay in flight (wgmma.wait 1) while
+// the next chunk is dequantized. Two ways to hand A to the wgmmas (kRegisterA); B is x as it is (natural K order)
+// either way, staged by one TMA per chunk:
+// - shared memory (WgmmaSS): each consumer stores its dequantized weights into one of two 64x64 A buffers of its own
+//   (K-major, 128-byte swizzle) in natural K order;
+// - registers (WgmmaRS): the dequantized fragments are the A operand itself (no A stores, proxy fence or named
+//   barrier: half the shared-memory traffic per MAC), in two register sets so that one chunk's set stays untouched
+//   while its wgmmas run (ptxas serializes wgmmas whose input registers are written in flight: C7513). The lanes of a
+//   quad first exchange their weight bytes so that each holds the natural-K-order fragments (natural_k_words).
 //
 // K order: the tiled layout gives the lane of quad position t the mma.m16n8k16 A-fragment slots 8s + 4h + t (k-step
-// s, half h) of its rows g, g + 8, and slot word 8s + 4h + t is natural K word 8t + 2s + h (qtorch/quant/layout.py).
-// So the lane holds natural words 8t..8t+7 of each row and stores them as two 16-byte units in natural order: B is x
-// itself, staged by TMA without any permutation.
+// s, half h) of its rows g, g + 8, and slot word 8s + 4h + t is natural K word 8t + 2s + h (qtorch/quant/layout.py):
+// the lane holds natural words 8t..8t+7 of each row. Shared-memory A stores them as two 16-byte units per row in
+// natural order; register A rearranges them across the quad (tests/test_wgmma_operands.py checks both).
 //
 // K split: gridDim.z CTAs of one cluster take consecutive ranges of chunks (launch.cu picks the split so that small
 // grids fill the GPU); their fp32 partials meet through distributed shared memory (16-byte loads), each CTA summing a
@@ -38,10 +42,35 @@
 
 namespace qtorch_mixed {
 
-template <class T, bool GROUPED_, int WG_, int TOKENS_, int STAGES_>
+// Register A: the quad's weight words rearranged so that word s of lane (g, t) holds, in the layout's field order
+// (field i and i + 4: register a_i of k-step s, halves 0 and 1), the natural-K fragment of k-step s: natural pairs
+// P = 8s + t (a_0: row g, a_1: row g + 8) and P + 4 (a_2, a_3) of K values 2P, 2P + 1.
+// The tiled layout's word j of lane τ holds natural pairs 8τ + 2j + η of rows g, g + 8, pair η's even-K fields in
+// byte η and odd-K fields in byte 2 + η. So lane t needs from lane s: pair η = t % 2 of its words t / 2 (→ P) and
+// 2 + t / 2 (→ P + 4), combined as bytes (P.η, (P+4).η, P.(2+η), (P+4).(2+η)) = byte_perm selector 0x6240 (η = 0) or
+// 0x7351 (η = 1): Q_s[t]. A 4x4 transpose of the Q words over the quad (two xor-shuffle rounds, 4 shuffles) gives
+// lane t every Q_s[t]; y[d] = Q_{t^d}[t] is placed at s = d ^ t.
+__device__ __forceinline__ uint4 natural_k_words(const uint4& wv, int t) {
+  const bool odd = t & 1, high = t & 2;
+  const uint32_t sel_own = odd ? 0x7351u : 0x6240u, sel_other = odd ? 0x6240u : 0x7351u;  // η = t % 2, 1 − t % 2
+  const uint32_t w_a = high ? wv.y : wv.x, w_b = high ? wv.w : wv.z;  // words i, 2 + i, i = t / 2: for t and t ^ 1
+  const uint32_t v_a = high ? wv.x : wv.y, v_b = high ? wv.z : wv.w;  // i = 1 − t / 2: for t ^ 2 and t ^ 3
+  const uint32_t own = __byte_perm(w_a, w_b, sel_own);                                   // Q_t[t]
+  const uint32_t from1 = __shfl_xor_sync(0xFFFFFFFFu, __byte_perm(w_a, w_b, sel_other), 1);  // Q_{t^1}[t]
+  const uint32_t for2 = __byte_perm(v_a, v_b, sel_own);                                  // Q_t[t ^ 2]
+  const uint32_t for3 = __shfl_xor_sync(0xFFFFFFFFu, __byte_perm(v_a, v_b, sel_other), 1);   // Q_{t^1}[t ^ 2]
+  const uint32_t from2 = __shfl_xor_sync(0xFFFFFFFFu, for2, 2);                          // Q_{t^2}[t]
+  const uint32_t from3 = __shfl_xor_sync(0xFFFFFFFFu, for3, 2);                          // Q_{t^3}[t]
+  const uint32_t z0 = odd ? from1 : own, z1 = odd ? own : from1;  // z[s] = y[s ^ (t % 2)]
+  const uint32_t z2 = odd ? from3 : from2, z3 = odd ? from2 : from3;
+  return high ? make_uint4(z2, z3, z0, z1) : make_uint4(z0, z1, z2, z3);  // word s = z[s ^ (t & 2)] = y[s ^ t]
+}
+
+template <class T, bool GROUPED_, int WG_, int TOKENS_, int STAGES_, bool REGISTER_A_>
 struct WgmmaTile {
   using Act = T;
   static constexpr bool GROUPED = GROUPED_;
+  static constexpr bool kRegisterA = REGISTER_A_;  // A from registers (WgmmaRS) or shared memory (WgmmaSS)
   static constexpr int WG = WG_;                  // consumer warpgroups (64 weight rows each)
   static constexpr int kTokens = TOKENS_;         // wgmma N: tokens per CTA (64, 128 or 256)
   static constexpr int kStages = STAGES_;         // chunks in the shared-memory ring
@@ -54,9 +83,9 @@ struct WgmmaTile {
   static constexpr int kStageBytes = (kXBytes + kWBytes + kQBytes + 1023) / 1024 * 1024;
   static constexpr int kAccRegs = kTokens / 2;    // fp32 accumulators per consumer thread
   static constexpr int kRedBytes = kAccRegs * 4 * 128 * WG;  // split-K partials (reuse the ring)
-  static constexpr int kABytes = 64 * 128;        // one consumer's 64x64 A buffer, two per consumer
+  static constexpr int kABytes = 64 * 128;        // one consumer's 64x64 A buffer, two per consumer (shared-memory A)
   static constexpr int kAOffset = kStages * kStageBytes;
-  static constexpr int kBarOffset = kAOffset + 2 * WG * kABytes;
+  static constexpr int kBarOffset = kAOffset + (kRegisterA ? 0 : 2 * WG * kABytes);
   static constexpr int kSmemBytes = kBarOffset + 2 * kStages * 8 + 1024;  // + slack to align the base to 1024
   static_assert(kRedBytes <= kAOffset, "the split-K exchange must fit in the ring");
   static_assert(kSmemBytes <= 227 * 1024, "shared memory per block on sm_90 is 227 KB");
@@ -150,11 +179,13 @@ __global__ void __launch_bounds__(TL::kThreads, 1)
   const int ctid = threadIdx.x - 128, cw = ctid / 32, lane = ctid % 32, g = lane / 4, t = lane % 4;
   const int tile = tile0 + cw;  // cw = 4 · consumer + warp
   const bool tvalid = tile < tiles;
-  int srow[2];
+  int srow[2], zbyte[2];  // rows g, g + 8 (clamped into [0, N)); grouped: the byte of group 0's zero point in its word
 #pragma unroll
-  for (int h = 0; h < 2; ++h) srow[h] = min(16 * tile + g + 8 * h, p.N - 1);
+  for (int h = 0; h < 2; ++h) {
+    srow[h] = min(16 * tile + g + 8 * h, p.N - 1);
+    zbyte[h] = static_cast<int>(reinterpret_cast<uintptr_t>(p.zp + static_cast<size_t>(srow[h]) * groups) & 3);
+  }
   float acc[TL::kAccRegs] = {};
-  uint32_t a[4][4];  // the A fragments of the chunk's 4 k-steps
   typename Off::type off[2];
   if constexpr (!TL::GROUPED) {
 #pragma unroll
@@ -162,15 +193,14 @@ __global__ void __launch_bounds__(TL::kThreads, 1)
   }
   int stage = 0, grp = c_begin / chunks_per_group, in_grp = c_begin % chunks_per_group;
   uint32_t phase = 0;
-  // This consumer's two A buffers; this lane's rows g, g + 8 of the warp's 16 start at a_row.
-  const int a_base = TL::kAOffset + (cw / 4) * 2 * TL::kABytes, a_row = 16 * (cw % 4) + g;
 
-  // Chunk in `stage`: wait for its data, dequantize its weights into A buffer `buf`, issue its 4 wgmmas (one commit
-  // group).
-  auto issue = [&](int buf) {
+  // Waits for the chunk in `stage` and dequantizes its weights into the A fragments of its 4 k-steps (the layout's
+  // slot order for shared-memory A, natural K order for register A).
+  auto dequantize = [&](uint32_t (&a)[4][4]) {
     mbar_wait(&full[stage], phase);
     const unsigned char* st = smem + stage * TL::kStageBytes;
-    const uint4 wv = *reinterpret_cast<const uint4*>(st + TL::kXBytes + cw * 512 + lane * 16);
+    uint4 wv = *reinterpret_cast<const uint4*>(st + TL::kXBytes + cw * 512 + lane * 16);
+    if constexpr (TL::kRegisterA) wv = natural_k_words(wv, t);
     uint32_t s2[2];  // grouped: the scales of rows g, g + 8, as activation-dtype pairs
     if constexpr (TL::GROUPED) {
       const unsigned char* q = st + TL::kXBytes + TL::kWBytes;
@@ -179,9 +209,7 @@ __global__ void __launch_bounds__(TL::kThreads, 1)
         const int r = 16 * cw + g + 8 * h;  // this CTA's row of srow[h]
         s2[h] = Act2<T>::pair(*reinterpret_cast<const float*>(q + 8 * r));
         const uint32_t zw = *reinterpret_cast<const uint32_t*>(q + 8 * r + 4);
-        const int shift = 8 * static_cast<int>(
-                                  reinterpret_cast<uintptr_t>(p.zp + static_cast<size_t>(srow[h]) * groups + grp) & 3);
-        off[h] = Off::make(static_cast<int8_t>(zw >> shift));
+        off[h] = Off::make(static_cast<int8_t>(zw >> (8 * ((zbyte[h] + grp) & 3))));
       }
       if (++in_grp == chunks_per_group) in_grp = 0, ++grp;
     }
@@ -192,35 +220,68 @@ __global__ void __launch_bounds__(TL::kThreads, 1)
 #pragma unroll
         for (int i = 0; i < 4; ++i) a[s][i] = Act2<T>::mul(a[s][i], s2[i % 2]);
     }
-    // natural word 2 s + h of row g + 8 rh is a[s][2 h + rh]; unit 2 t + j holds words 4 j .. 4 j + 3, at the
-    // 128-byte swizzle's position (unit XOR row % 8, and row % 8 = g)
-    const int buffer = a_base + buf * TL::kABytes;
-#pragma unroll
-    for (int rh = 0; rh < 2; ++rh)
-#pragma unroll
-      for (int j = 0; j < 2; ++j)
-        *reinterpret_cast<uint4*>(smem + buffer + (a_row + 8 * rh) * 128 + (((2 * t + j) ^ g) << 4)) =
-            make_uint4(a[2 * j][rh], a[2 * j][2 + rh], a[2 * j + 1][rh], a[2 * j + 1][2 + rh]);
-    fence_proxy_async_smem();
-    named_barrier_sync(2 + cw / 4, 128);  // the consumer's four warps have written the buffer
-    wgmma_fence();
-    const uint64_t desc_a = smem_desc_sw128(smem_base + buffer);
-    const uint64_t desc_b = smem_desc_sw128(smem_base + stage * TL::kStageBytes);
-#pragma unroll
-    for (int s = 0; s < 4; ++s) WgmmaSS<T, TL::kTokens>::mma(acc, desc_a + 2 * s, desc_b + 2 * s);
-    wgmma_commit();
   };
+  const uint64_t desc_stage0 = smem_desc_sw128(smem_base);  // B of stage s: + s · kStageBytes / 16
   auto release = [&](int its_stage) {
     if (lane == 0) mbar_arrive(&empty[its_stage]);
   };
   int previous = -1;  // the stage of the chunk whose wgmmas may still run
-#pragma unroll 1
-  for (int c = c_begin; c < c_end; ++c) {
-    issue((c - c_begin) & 1);
-    wgmma_wait<1>();  // the previous chunk's wgmmas are done: its stage and its A buffer are free
+  // After issuing the chunk in `stage`: the previous chunk's wgmmas are done, so its stage (and its A buffer or
+  // registers) are free.
+  auto retire_previous = [&]() {
+    wgmma_wait<1>();
     if (previous >= 0) release(previous);
     previous = stage;
     if (++stage == TL::kStages) stage = 0, phase ^= 1;
+  };
+
+  if constexpr (!TL::kRegisterA) {
+    uint32_t a[4][4];
+    // This consumer's two A buffers; this lane's rows g, g + 8 of the warp's 16 start at a_row.
+    const int a_base = TL::kAOffset + (cw / 4) * 2 * TL::kABytes, a_row = 16 * (cw % 4) + g;
+#pragma unroll 1
+    for (int c = c_begin; c < c_end; ++c) {
+      dequantize(a);
+      // natural word 2 s + h of row g + 8 rh is a[s][2 h + rh]; unit 2 t + j holds words 4 j .. 4 j + 3, at the
+      // 128-byte swizzle's position (unit XOR row % 8, and row % 8 = g)
+      const int buffer = a_base + ((c - c_begin) & 1) * TL::kABytes;
+#pragma unroll
+      for (int rh = 0; rh < 2; ++rh)
+#pragma unroll
+        for (int j = 0; j < 2; ++j)
+          *reinterpret_cast<uint4*>(smem + buffer + (a_row + 8 * rh) * 128 + (((2 * t + j) ^ g) << 4)) =
+              make_uint4(a[2 * j][rh], a[2 * j][2 + rh], a[2 * j + 1][rh], a[2 * j + 1][2 + rh]);
+      fence_proxy_async_smem();
+      named_barrier_sync(2 + cw / 4, 128);  // the consumer's four warps have written the buffer
+      wgmma_fence();
+      const uint64_t desc_a = smem_desc_sw128(smem_base + buffer);
+      const uint64_t desc_b = desc_stage0 + stage * (TL::kStageBytes / 16);
+#pragma unroll
+      for (int s = 0; s < 4; ++s) WgmmaSS<T, TL::kTokens>::mma(acc, desc_a + 2 * s, desc_b + 2 * s);
+      wgmma_commit();
+      retire_previous();
+    }
+  } else {
+    // Two register sets, alternating, so that the set of the chunk in flight is never written. ptxas keeps them
+    // apart (no C7513 serialization) only in this shape: a loop body of two unconditional chunks, an odd last chunk
+    // after the loop.
+    uint32_t a0[4][4], a1[4][4];
+    auto issue = [&](uint32_t (&a)[4][4]) {
+      dequantize(a);
+      const uint64_t desc_b = desc_stage0 + stage * (TL::kStageBytes / 16);
+      wgmma_fence();
+#pragma unroll
+      for (int s = 0; s < 4; ++s) WgmmaRS<T, TL::kTokens>::mma(acc, a[s], desc_b + 2 * s);
+      wgmma_commit();
+      retire_previous();
+    };
+    int c = c_begin;
+#pragma unroll 1
+    for (; c + 1 < c_end; c += 2) {
+      issue(a0);
+      issue(a1);
+    }
+    if (c < c_end) issue(a0);
   }
   wgmma_wait<0>();
   if (previous >= 0) release(previous);

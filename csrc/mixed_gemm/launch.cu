@@ -126,6 +126,13 @@ cudaError_t launch_wgmma(const MixedGemmParams& p, cudaStream_t stream) {
                                                   tmap_x, tmap_w, p);
 }
 
+// The warpgroup kernel is int4 only.
+template <int BITS, class TL>
+cudaError_t launch_wgmma_int4(const MixedGemmParams& p, cudaStream_t stream) {
+  if constexpr (BITS == 4) return launch_wgmma<TL>(p, stream);
+  else return cudaErrorInvalidValue;
+}
+
 // The tile shapes (NT 16-row weight tiles, MT 8-token tiles, U chunks per warp and step, CTAs per SM the registers
 // must allow, warps per CTA), by index. auto_variant picks one from (bits, M) (measured on the H200:
 // benchmarks/NOTES.md "mixed-input GEMM"); QTORCH_MIXED_VARIANT=<index> forces one (tuning only:
@@ -148,21 +155,18 @@ cudaError_t launch_variant(int variant, const MixedGemmParams& p, cudaStream_t s
     case 11: return launch_tile<Tile<T, BITS, 1, 2, 2, GROUPED, 1, 4>>(p, stream);
     case 12: return launch_tile<Tile<T, BITS, 2, 2, 2, GROUPED, 1, 4>>(p, stream);
     // int4, sm_90a: the warp-specialized warpgroup kernel, 2 consumer warpgroups (64 weight rows each) x TOKENS
-    // tokens per CTA, a TMA ring of STAGES chunks
-    //                                                         WG TOKENS STAGES
-    case 13:
-      if constexpr (BITS == 4) return launch_wgmma<WgmmaTile<T, GROUPED, 2, 64, 8>>(p, stream);
-      else return cudaErrorInvalidValue;
-    case 14:
-      if constexpr (BITS == 4) return launch_wgmma<WgmmaTile<T, GROUPED, 2, 128, 8>>(p, stream);
-      else return cudaErrorInvalidValue;
-    case 15:
-      if constexpr (BITS == 4) return launch_wgmma<WgmmaTile<T, GROUPED, 2, 256, 4>>(p, stream);
-      else return cudaErrorInvalidValue;
+    // tokens per CTA, a ring of STAGES chunks; A through shared memory (13-15) or registers (16-18)
+    //                                                         WG TOKENS STAGES REGISTER_A
+    case 13: return launch_wgmma_int4<BITS, WgmmaTile<T, GROUPED, 2, 64, 8, false>>(p, stream);
+    case 14: return launch_wgmma_int4<BITS, WgmmaTile<T, GROUPED, 2, 128, 8, false>>(p, stream);
+    case 15: return launch_wgmma_int4<BITS, WgmmaTile<T, GROUPED, 2, 256, 4, false>>(p, stream);
+    case 16: return launch_wgmma_int4<BITS, WgmmaTile<T, GROUPED, 2, 64, 8, true>>(p, stream);
+    case 17: return launch_wgmma_int4<BITS, WgmmaTile<T, GROUPED, 2, 128, 8, true>>(p, stream);
+    case 18: return launch_wgmma_int4<BITS, WgmmaTile<T, GROUPED, 2, 256, 6, true>>(p, stream);
     default: return cudaErrorInvalidValue;
   }
 }
-constexpr int kVariants = 16;
+constexpr int kVariants = 19;
 constexpr int kFirstWgmmaVariant = 13;
 
 // Fastest variant from the H200 sweeps of every variant on the three LLaMA-2-7B shapes (benchmarks/NOTES.md
@@ -178,13 +182,17 @@ int register_variant(int bits, int M) {  // the register kernel's tile (any GPU)
   return M <= 16 ? 3 : (M <= 32 ? 6 : 9);
 }
 
+// The routed warpgroup variants: kRoutedWgmma, + 1, + 2 = 64, 128, 256 tokens per CTA. Shared-memory A (13) until
+// the register-A variants (16) are measured against them (benchmarks/gpu_session.sh mixed_tune).
+constexpr int kRoutedWgmma = 13;
+
 int auto_variant(const MixedGemmParams& p) {
   const int M = p.M;
   if (p.bits == 8 || M <= 64) return register_variant(p.bits, M);
   const int row_blocks = ceil_div(ceil_div(p.N, 16), 8);  // 128 weight rows per CTA
-  for (int variant = 15, tokens = 256; variant > 13; --variant, tokens /= 2)
-    if (tokens <= M && 5 * row_blocks * ceil_div(M, tokens) >= 2 * device_sms()) return variant;
-  return 13;
+  for (int step = 2, tokens = 256; step > 0; --step, tokens /= 2)
+    if (tokens <= M && 5 * row_blocks * ceil_div(M, tokens) >= 2 * device_sms()) return kRoutedWgmma + step;
+  return kRoutedWgmma;
 }
 
 int forced_variant() {
