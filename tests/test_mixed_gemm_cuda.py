@@ -124,11 +124,11 @@ def test_every_tile_variant_matches_float64(variant, bits, n, k, group_size, mon
 
 
 @pytest.mark.parametrize("variant", [13, 16])
-@pytest.mark.parametrize("splits", [1, 3, 8])
+@pytest.mark.parametrize("splits", [1, 2, 3, 8])
 def test_forced_k_split_matches_float64(splits, variant, monkeypatch):
-    """The warpgroup kernel with its K split forced (QTORCH_MIXED_SPLITS, tuning only): 5 chunks as 5, 2 + 2 + 1 and
-    1 × 5 + 3 CTAs without chunks (odd counts: the register-A loop's last chunk after its two-chunk body) still give
-    x · Ŵᵀ."""
+    """The warpgroup kernel with its K split forced (QTORCH_MIXED_SPLITS, tuning only): 5 chunks as 5, 3 + 2,
+    2 + 2 + 1 and 1 × 5 + 3 CTAs without chunks (odd counts: the register-A loop's last chunk after its two-chunk body)
+    still give x · Ŵᵀ."""
     ops = _kernels()
     monkeypatch.setenv("QTORCH_MIXED_VARIANT", str(variant))
     monkeypatch.setenv("QTORCH_MIXED_SPLITS", str(splits))
@@ -142,7 +142,26 @@ def test_forced_k_split_matches_float64(splits, variant, monkeypatch):
     assert _rel(y, ref) <= 2 * _rel(same_precision, ref) + 1e-5
 
 
-@pytest.mark.parametrize("variant", [0, 13, 14, 16, 17])
+@pytest.mark.parametrize("shared_a,register_a", [(13, 16), (14, 17), (15, 18)])
+@pytest.mark.parametrize("splits", [1, 3])
+def test_register_a_equals_shared_memory_a(shared_a, register_a, splits, monkeypatch):
+    """A through registers (the quad-transposed fragments) and A through shared memory feed the same natural-K-order
+    values to the same wgmma k-steps in the same order: the outputs are identical."""
+    ops = _kernels()
+    monkeypatch.setenv("QTORCH_MIXED_SPLITS", str(splits))
+    bits, n, k, group_size = 4, 200, 1600, 64  # 25 chunks: an odd count per CTA at both splits
+    q, scale, zp = _weights(bits, n, k, group_size)
+    packed = pack_tiled(q, bits)
+    for dtype in (torch.bfloat16, torch.float16):
+        x = torch.randn(300, k, device="cuda").to(dtype)
+        outs = []
+        for variant in (shared_a, register_a):
+            monkeypatch.setenv("QTORCH_MIXED_VARIANT", str(variant))
+            outs.append(ops._mixed_gemm_cuda(x, packed, scale, zp, bits, group_size, None, 1 << 30))
+        assert torch.equal(outs[0], outs[1]), (dtype, int((outs[0] != outs[1]).sum()))
+
+
+@pytest.mark.parametrize("variant", [0, 13, 14, 16, 17, 18])
 def test_zero_points_at_an_odd_address(variant, monkeypatch):
     """A contiguous w_zp view that starts at an odd byte (the warpgroup kernel copies aligned 4-byte words)."""
     ops = _kernels()
@@ -157,7 +176,7 @@ def test_zero_points_at_an_odd_address(variant, monkeypatch):
                        ops._mixed_gemm_cuda(x, packed, scale, zp, bits, group_size, None, 1 << 30))
 
 
-@pytest.mark.parametrize("variant", [0, 13, 14, 16, 17])
+@pytest.mark.parametrize("variant", [0, 13, 14, 16, 17, 18])
 def test_weights_at_a_4_byte_offset(variant, monkeypatch):
     """A contiguous tiled w_q view whose base is 4 bytes past a 16-byte boundary (every kernel reads 16-byte vectors
     or TMA boxes of it): copied by the binding, same result."""

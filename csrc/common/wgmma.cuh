@@ -18,15 +18,10 @@ template <int N>
 __device__ __forceinline__ void wgmma_wait() {
   asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
 }
-// Keeps the compiler from moving accumulator reads/writes across wgmma fences/waits, and keeps register operands
-// (A fragments) live, unreused, until the wait that ends the wgmmas reading them.
+// Keeps the compiler from moving accumulator reads/writes across wgmma fences/waits. (Register A operands need no
+// fence: ptxas tracks a wgmma's pending register reads until its wait.)
 template <int R>
 __device__ __forceinline__ void fence_regs(int32_t (&d)[R]) {
-#pragma unroll
-  for (int i = 0; i < R; ++i) asm volatile("" : "+r"(d[i])::"memory");
-}
-template <int R>
-__device__ __forceinline__ void fence_regs(uint32_t (&d)[R]) {
 #pragma unroll
   for (int i = 0; i < R; ++i) asm volatile("" : "+r"(d[i])::"memory");
 }
