@@ -32,6 +32,7 @@ from records import run_meta  # noqa: E402
 SHAPES = [(4096, 4096), (4096, 11008), (11008, 4096)]  # (K, N) of the LLaMA-2-7B projections
 MS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 8192]
 WGMMA_FIRST = 13  # csrc/mixed_gemm/launch.cu kFirstWgmmaVariant
+REGISTER_A_FIRST = 16  # csrc/mixed_gemm/launch.cu kFirstRegisterAVariant (int4 and int8)
 FORCED_MIXED_MAX_M = {4: 2048, 8: 512}  # by bits: the mixed-input GEMM forced (whatever the routing) and timed up to M
 
 
@@ -169,7 +170,7 @@ def tune(ms, configs):
                                             for q in qs])
                 times, first = [], {}
                 for v, sp in configs:
-                    if bits == 8 and v >= WGMMA_FIRST:  # int4 only: int8 would time variant 0 again
+                    if bits == 8 and WGMMA_FIRST <= v < REGISTER_A_FIRST:  # int4 only: int8 would time a fallback
                         times.append(float("nan"))
                         continue
                     os.environ["QTORCH_MIXED_VARIANT"] = str(v)

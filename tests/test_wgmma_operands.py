@@ -1,8 +1,8 @@
 """The warpgroup kernel's A operand on the CPU: the tiled layout gives the lane of quad position t the mma.m16n8k16
 A-fragment slots of its rows (qtorch/quant/layout.py), and the kernel (csrc/mixed_gemm/kernel_wgmma.cuh) either stores
 them into a 128-byte-swizzled shared tile, which, unswizzled, must hold each row's weights in natural K order, or
-rearranges the packed words across the quad (natural_k_words) so that the registers are the natural-K A fragments,
-since B is x as it is."""
+rearranges the packed words across the quad (natural_k_words4 / natural_k_words8) so that the registers are the
+natural-K A fragments, since B is x as it is."""
 import torch
 
 from qtorch.quant.layout import pack_tiled
@@ -63,44 +63,63 @@ def byte_perm(x: int, y: int, selector: int) -> int:
     return sum(pool[(selector >> (4 * n)) & 7] << (8 * n) for n in range(4))
 
 
-def natural_k_words(words: list) -> list:
-    """The kernel's natural_k_words for a whole warp, step by step: words[lane] = the lane's 4 packed words;
+def quad_gather(offers: list) -> list:
+    """The kernel's quad_gather for a whole warp: offers[lane] = (Q_t[t], Q_t[t ^ 1], Q_t[t ^ 2], Q_t[t ^ 3]);
     __shfl_xor_sync(v, m) of lane l reads lane l ^ m's v."""
-    def lane_parts(lane):
+    from1 = [offers[lane ^ 1][1] for lane in range(32)]
+    via1 = [offers[lane ^ 1][3] for lane in range(32)]
+    out = []
+    for lane in range(32):
+        t = lane % 4
+        odd, high = t & 1, t & 2
+        own, from2, from3 = offers[lane][0], offers[lane ^ 2][2], via1[lane ^ 2]
+        z = [from1[lane], own, from3, from2] if odd else [own, from1[lane], from2, from3]
+        out.append([z[2], z[3], z[0], z[1]] if high else z)
+    return out
+
+
+def natural_k_words4(words: list) -> list:
+    """The kernel's natural_k_words4 for a whole warp: words[lane] = the lane's 4 packed int4 words."""
+    offers = []
+    for lane in range(32):
         t = lane % 4
         odd, high = t & 1, t & 2
         w = words[lane]
         sel_own, sel_other = (0x7351, 0x6240) if odd else (0x6240, 0x7351)
         w_a, w_b = (w[1], w[3]) if high else (w[0], w[2])
         v_a, v_b = (w[0], w[2]) if high else (w[1], w[3])
-        return {"own": byte_perm(w_a, w_b, sel_own), "send1": byte_perm(w_a, w_b, sel_other),
-                "for2": byte_perm(v_a, v_b, sel_own), "send3": byte_perm(v_a, v_b, sel_other)}
+        offers.append((byte_perm(w_a, w_b, sel_own), byte_perm(w_a, w_b, sel_other), byte_perm(v_a, v_b, sel_own),
+                       byte_perm(v_a, v_b, sel_other)))
+    return quad_gather(offers)
 
-    parts = [lane_parts(lane) for lane in range(32)]
-    for lane in range(32):  # first shuffle round (xor 1)
-        parts[lane]["from1"] = parts[lane ^ 1]["send1"]
-        parts[lane]["for3"] = parts[lane ^ 1]["send3"]
-    out = []
-    for lane in range(32):  # second round (xor 2), then the placement
+
+def natural_k_words8(words: list) -> list:
+    """The kernel's natural_k_words8 for a whole warp: words[lane] = the lane's 4 packed int8 words."""
+    offers = []
+    for lane in range(32):
         t = lane % 4
         odd, high = t & 1, t & 2
-        own, from1 = parts[lane]["own"], parts[lane]["from1"]
-        from2, from3 = parts[lane ^ 2]["for2"], parts[lane ^ 2]["for3"]
-        z = [from1, own, from3, from2] if odd else [own, from1, from2, from3]
-        out.append([z[2], z[3], z[0], z[1]] if high else z)
-    return out
+        w = words[lane]
+        e = [w[1], w[0], w[3], w[2]] if odd else list(w)  # e[j] = word j ^ (t % 2)
+        offers.append((e[2], e[3], e[0], e[1]) if high else (e[0], e[1], e[2], e[3]))
+    return quad_gather(offers)
+
+
+def _lane_words(q: torch.Tensor, bits: int) -> list:
+    """pack_tiled(q) of one 16-row tile -> [chunk][lane] = the lane's 4 words (unsigned)."""
+    packed = pack_tiled(q, bits).view(-1, 128).tolist()  # (chunks, 128) int32
+    return [[[row[4 * lane + j] & 0xFFFFFFFF for j in range(4)] for lane in range(32)] for row in packed]
 
 
 def test_register_a_words_are_the_natural_k_fragments():
-    """After natural_k_words, field i (half 0) and i + 4 (half 1) of word s of lane (g, t) (convert.cuh fragment: A
-    register a_i of k-step s) hold row g + 8 (i % 2) at natural k = 16 s + 2 t + 8 (i // 2) + half: the wgmma's
-    register-A fragment of k-step s (PTX ISA, wgmma .bf16/.f16 A in registers), matching B = x in natural order."""
+    """int4: after natural_k_words4, field i (half 0) and i + 4 (half 1) of word s of lane (g, t) (convert.cuh
+    fragment: A register a_i of k-step s) hold row g + 8 (i % 2) at natural k = 16 s + 2 t + 8 (i // 2) + half: the
+    wgmma's register-A fragment of k-step s (PTX ISA, wgmma .bf16/.f16 A in registers), matching B = x in natural
+    order."""
     g = torch.Generator().manual_seed(1)
     q = torch.randint(-8, 8, (16, 2 * CK), generator=g)  # two chunks of one 16-row tile
-    packed = pack_tiled(q, 4).view(-1, 128).tolist()  # (chunks, 128) int32
-    for chunk, row_words in enumerate(packed):
-        words = [[row_words[4 * lane + j] & 0xFFFFFFFF for j in range(4)] for lane in range(32)]
-        natural = natural_k_words(words)
+    for chunk, words in enumerate(_lane_words(q, 4)):
+        natural = natural_k_words4(words)
         for lane in range(32):
             gq, t = lane // 4, lane % 4
             for s in range(4):
@@ -109,3 +128,22 @@ def test_register_a_words_are_the_natural_k_fragments():
                         field = (natural[lane][s] >> (4 * (i + 4 * half))) & 0xF
                         k = CK * chunk + 16 * s + 2 * t + 8 * (i // 2) + half
                         assert field - 8 == q[gq + 8 * (i % 2), k], (chunk, lane, s, i, half)
+
+
+def test_register_a_words_int8_are_the_natural_k_fragments():
+    """int8 (32-value layout chunks, two per 64-value stage): after natural_k_words8, fragment<T, 8> reads k-step s of
+    a chunk from words 2 s (byte 0, 1: a_0 = row g; bytes 2, 3: a_1 = row g + 8) and 2 s + 1 (a_2, a_3), each byte
+    pair = halves 0, 1; a_i must hold row g + 8 (i % 2) at natural k = 16 s + 2 t + 8 (i // 2) + half."""
+    g = torch.Generator().manual_seed(2)
+    q = torch.randint(-128, 128, (16, 4 * 32), generator=g)  # four 32-value chunks of one 16-row tile
+    for chunk, words in enumerate(_lane_words(q, 8)):
+        natural = natural_k_words8(words)
+        for lane in range(32):
+            gq, t = lane // 4, lane % 4
+            for s in range(2):
+                for i in range(4):
+                    word = natural[lane][2 * s + i // 2]
+                    for half in range(2):
+                        byte = (word >> (8 * (2 * (i % 2) + half))) & 0xFF
+                        k = 32 * chunk + 16 * s + 2 * t + 8 * (i // 2) + half
+                        assert byte - 128 == q[gq + 8 * (i % 2), k], (chunk, lane, s, i, half)

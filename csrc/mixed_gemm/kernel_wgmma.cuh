@@ -1,10 +1,10 @@
 // Mixed-input GEMM for larger M on sm_90a (torch-free): y = x · Ŵᵀ + bias with warpgroup MMAs whose A operand is the
-// int4 weight dequantized by the consumers and whose B operand is an x tile in shared memory.
+// int4 or int8 weight dequantized by the consumers and whose B operand is an x tile in shared memory.
 //
 // Warp-specialized (the int8 GEMM's scheme, csrc/int8_gemm/kernel_sm90.cuh): warpgroup 0 is the producer, WG consumer
 // warpgroups own 64 weight rows each (warp w of consumer c: 16-row tile 4·WG·blockIdx.x + 4c + w). Per 64-value K
-// chunk, the producer fills a kStages-deep ring: the CTA's 4·WG weight tiles' 512-byte pieces by TMA (the tiled
-// layout: a tile's chunks are contiguous), grouped: each row's scale and zero-point word by cp.async, and the CTA's
+// chunk, the producer fills a kStages-deep ring: the CTA's 4·WG weight tiles' pieces by TMA (the tiled layout's
+// 512-byte tile chunks, 1 per stage for int4, 2 for int8; a tile's chunks are contiguous), grouped: each row's scale and zero-point word by cp.async, and the CTA's
 // kTokens rows of x (128 bytes each, 128-byte swizzle). Consumers wait on the stage's "full" mbarrier, read their
 // lane's 16 weight bytes and dequantize them (convert.cuh; grouped: q − Z times S rounded to the activation dtype, as
 // CUTLASS and Machete do, so every chunk accumulates into one accumulator); a stage goes back to the producer through
@@ -16,7 +16,7 @@
 // - registers (WgmmaRS): the dequantized fragments are the A operand itself (no A stores, proxy fence or named
 //   barrier: half the shared-memory traffic per MAC), in two register sets so that one chunk's set stays untouched
 //   while its wgmmas run (ptxas serializes wgmmas whose input registers are written in flight: C7513). The lanes of a
-//   quad first exchange their weight bytes so that each holds the natural-K-order fragments (natural_k_words).
+//   quad first exchange their weight bytes so that each holds the natural-K-order fragments (natural_k_words4/8).
 //
 // K order: the tiled layout gives the lane of quad position t the mma.m16n8k16 A-fragment slots 8s + 4h + t (k-step
 // s, half h) of its rows g, g + 8, and slot word 8s + 4h + t is natural K word 8t + 2s + h (qtorch/quant/layout.py):
@@ -42,33 +42,50 @@
 
 namespace qtorch_mixed {
 
-// Register A: the quad's weight words rearranged so that word s of lane (g, t) holds, in the layout's field order
-// (field i and i + 4: register a_i of k-step s, halves 0 and 1), the natural-K fragment of k-step s: natural pairs
-// P = 8s + t (a_0: row g, a_1: row g + 8) and P + 4 (a_2, a_3) of K values 2P, 2P + 1.
-// The tiled layout's word j of lane τ holds natural pairs 8τ + 2j + η of rows g, g + 8, pair η's even-K fields in
-// byte η and odd-K fields in byte 2 + η. So lane t needs from lane s: pair η = t % 2 of its words t / 2 (→ P) and
-// 2 + t / 2 (→ P + 4), combined as bytes (P.η, (P+4).η, P.(2+η), (P+4).(2+η)) = byte_perm selector 0x6240 (η = 0) or
-// 0x7351 (η = 1): Q_s[t]. A 4x4 transpose of the Q words over the quad (two xor-shuffle rounds, 4 shuffles) gives
-// lane t every Q_s[t]; y[d] = Q_{t^d}[t] is placed at s = d ^ t.
-__device__ __forceinline__ uint4 natural_k_words(const uint4& wv, int t) {
+// Register A: the lanes of a quad exchange their weight words so that each holds the natural-K fragments. Every lane
+// offers Q_t[j], its part for lane j, for j = t, t ^ 1, t ^ 2, t ^ 3; two xor-shuffle rounds (4 shuffles) give lane
+// t each Q_{t^d}[t], placed at word d ^ t: word s of the result is lane s's part for lane t.
+__device__ __forceinline__ uint4 quad_gather(uint32_t for0, uint32_t for1, uint32_t for2, uint32_t for3, int t) {
   const bool odd = t & 1, high = t & 2;
-  const uint32_t sel_own = odd ? 0x7351u : 0x6240u, sel_other = odd ? 0x6240u : 0x7351u;  // η = t % 2, 1 − t % 2
-  const uint32_t w_a = high ? wv.y : wv.x, w_b = high ? wv.w : wv.z;  // words i, 2 + i, i = t / 2: for t and t ^ 1
-  const uint32_t v_a = high ? wv.x : wv.y, v_b = high ? wv.z : wv.w;  // i = 1 − t / 2: for t ^ 2 and t ^ 3
-  const uint32_t own = __byte_perm(w_a, w_b, sel_own);                                   // Q_t[t]
-  const uint32_t from1 = __shfl_xor_sync(0xFFFFFFFFu, __byte_perm(w_a, w_b, sel_other), 1);  // Q_{t^1}[t]
-  const uint32_t for2 = __byte_perm(v_a, v_b, sel_own);                                  // Q_t[t ^ 2]
-  const uint32_t for3 = __shfl_xor_sync(0xFFFFFFFFu, __byte_perm(v_a, v_b, sel_other), 1);   // Q_{t^1}[t ^ 2]
-  const uint32_t from2 = __shfl_xor_sync(0xFFFFFFFFu, for2, 2);                          // Q_{t^2}[t]
-  const uint32_t from3 = __shfl_xor_sync(0xFFFFFFFFu, for3, 2);                          // Q_{t^3}[t]
-  const uint32_t z0 = odd ? from1 : own, z1 = odd ? own : from1;  // z[s] = y[s ^ (t % 2)]
+  const uint32_t from1 = __shfl_xor_sync(0xFFFFFFFFu, for1, 1);  // Q_{t^1}[t]
+  const uint32_t via1 = __shfl_xor_sync(0xFFFFFFFFu, for3, 1);   // Q_{t^1}[t ^ 2]
+  const uint32_t from2 = __shfl_xor_sync(0xFFFFFFFFu, for2, 2);  // Q_{t^2}[t]
+  const uint32_t from3 = __shfl_xor_sync(0xFFFFFFFFu, via1, 2);  // Q_{t^3}[t]
+  const uint32_t z0 = odd ? from1 : for0, z1 = odd ? for0 : from1;  // z[s] = y[s ^ (t % 2)], y[d] = Q_{t^d}[t]
   const uint32_t z2 = odd ? from3 : from2, z3 = odd ? from2 : from3;
   return high ? make_uint4(z2, z3, z0, z1) : make_uint4(z0, z1, z2, z3);  // word s = z[s ^ (t & 2)] = y[s ^ t]
 }
 
-template <class T, bool GROUPED_, int WG_, int TOKENS_, int STAGES_, bool REGISTER_A_>
+// int4: word s of lane (g, t) must hold, in the layout's field order (fields i and i + 4: register a_i of k-step s,
+// halves 0 and 1), natural pairs P = 8s + t (a_0: row g, a_1: row g + 8) and P + 4 (a_2, a_3) of K values 2P, 2P + 1.
+// The tiled layout's word j of lane τ holds natural pairs 8τ + 2j + η of rows g, g + 8, pair η's even-K fields in
+// byte η and odd-K fields in byte 2 + η. So lane t needs from lane s: pair η = t % 2 of its words t / 2 (→ P) and
+// 2 + t / 2 (→ P + 4), combined as bytes (P.η, (P+4).η, P.(2+η), (P+4).(2+η)) = byte_perm selector 0x6240 (η = 0) or
+// 0x7351 (η = 1): Q_s[t].
+__device__ __forceinline__ uint4 natural_k_words4(const uint4& wv, int t) {
+  const bool odd = t & 1, high = t & 2;
+  const uint32_t sel_own = odd ? 0x7351u : 0x6240u, sel_other = odd ? 0x6240u : 0x7351u;  // η = t % 2, 1 − t % 2
+  const uint32_t w_a = high ? wv.y : wv.x, w_b = high ? wv.w : wv.z;  // words i, 2 + i, i = t / 2: for t and t ^ 1
+  const uint32_t v_a = high ? wv.x : wv.y, v_b = high ? wv.z : wv.w;  // i = 1 − t / 2: for t ^ 2 and t ^ 3
+  return quad_gather(__byte_perm(w_a, w_b, sel_own), __byte_perm(w_a, w_b, sel_other), __byte_perm(v_a, v_b, sel_own),
+                     __byte_perm(v_a, v_b, sel_other), t);
+}
+
+// int8 (one 32-value layout chunk): the tiled layout's word j of lane τ holds natural pair 4τ + j of rows g (bytes
+// 0, 1) and g + 8 (bytes 2, 3), and fragment<T, 8> takes k-step s from words 2s (a_0, a_1) and 2s + 1 (a_2, a_3),
+// which must hold natural pairs 8s + t and 8s + t + 4: word t of lanes 2s and 2s + 1. So Q_τ[t] = word t: a plain
+// 4x4 transpose of the quad's words.
+__device__ __forceinline__ uint4 natural_k_words8(const uint4& wv, int t) {
+  const bool odd = t & 1, high = t & 2;
+  const uint32_t e0 = odd ? wv.y : wv.x, e1 = odd ? wv.x : wv.y;  // e[j] = word j ^ (t % 2)
+  const uint32_t e2 = odd ? wv.w : wv.z, e3 = odd ? wv.z : wv.w;
+  return quad_gather(high ? e2 : e0, high ? e3 : e1, high ? e0 : e2, high ? e1 : e3, t);  // words t, t^1, t^2, t^3
+}
+
+template <class T, int BITS, bool GROUPED_, int WG_, int TOKENS_, int STAGES_, bool REGISTER_A_>
 struct WgmmaTile {
   using Act = T;
+  static constexpr int kBits = BITS;
   static constexpr bool GROUPED = GROUPED_;
   static constexpr bool kRegisterA = REGISTER_A_;  // A from registers (WgmmaRS) or shared memory (WgmmaSS)
   static constexpr int WG = WG_;                  // consumer warpgroups (64 weight rows each)
@@ -76,9 +93,10 @@ struct WgmmaTile {
   static constexpr int kStages = STAGES_;         // chunks in the shared-memory ring
   static constexpr int kThreads = 128 * (WG + 1);
   static constexpr int kRows = 64 * WG;
-  static constexpr int CK = 64;                   // int4 chunk: one 128-byte bf16/fp16 row of x per token
+  static constexpr int CK = 64;                   // K values per stage: one 128-byte bf16/fp16 row of x per token
+  static constexpr int kLayoutChunks = 64 / tiled_chunk(BITS);  // the layout's 512-byte tile chunks per stage (1, 2)
   static constexpr int kXBytes = kTokens * 128;   // x box (1024-aligned: the swizzle atom)
-  static constexpr int kWBytes = 4 * WG * 512;    // 4·WG tiles x 512 bytes
+  static constexpr int kWBytes = 4 * WG * 512 * kLayoutChunks;  // 4·WG tiles x the stage's layout chunks
   static constexpr int kQBytes = GROUPED ? kRows * 8 : 0;  // per row: scale, zero-point word
   static constexpr int kStageBytes = (kXBytes + kWBytes + kQBytes + 1023) / 1024 * 1024;
   static constexpr int kAccRegs = kTokens / 2;    // fp32 accumulators per consumer thread
@@ -90,16 +108,17 @@ struct WgmmaTile {
   static_assert(kRedBytes <= kAOffset, "the split-K exchange must fit in the ring");
   static_assert(kSmemBytes <= 227 * 1024, "shared memory per block on sm_90 is 227 KB");
   static_assert(WG <= 2, "the 232-register consumer budget allows two consumer warpgroups");
+  static_assert(BITS == 4 || kRegisterA, "int8 weights: register A only (the shared-memory A stores are int4's)");
 };
 
 template <class TL>
 __global__ void __launch_bounds__(TL::kThreads, 1)
     mixed_gemm_wgmma_kernel(const __grid_constant__ CUtensorMap tmap_x,  // x (M, K) as bytes, box 128 x kTokens
-                            const __grid_constant__ CUtensorMap tmap_w,  // tiled w (tiles, K/64·128) int32, box 128 x 4WG
+                            const __grid_constant__ CUtensorMap tmap_w,  // tiled w (tiles, K/CK·128) int32, box 128·kLayoutChunks x 4WG
                             const MixedGemmParams p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using T = typename TL::Act;
-  using Off = Offset<T, 4>;
+  using Off = Offset<T, TL::kBits>;
   using namespace qtorch_ptx;
   extern __shared__ __align__(128) unsigned char smem_raw[];
   const uint32_t smem_base = (smem_u32(smem_raw) + 1023u) & ~1023u;
@@ -136,7 +155,7 @@ __global__ void __launch_bounds__(TL::kThreads, 1)
       auto load_weights = [&](unsigned char* st, int c, uint64_t* bar) {
         if (lane == 0) {
           mbar_arrive_expect_tx(bar, TL::kXBytes + TL::kWBytes);  // both boxes; OOB parts are zero-filled and counted
-          tma_load_2d(st + TL::kXBytes, &tmap_w, bar, c * 128, tile0);
+          tma_load_2d(st + TL::kXBytes, &tmap_w, bar, c * 128 * TL::kLayoutChunks, tile0);
         }
         if constexpr (TL::GROUPED) {
           const uint32_t q = smem_u32(st + TL::kXBytes + TL::kWBytes);
@@ -199,8 +218,13 @@ __global__ void __launch_bounds__(TL::kThreads, 1)
   auto dequantize = [&](uint32_t (&a)[4][4]) {
     mbar_wait(&full[stage], phase);
     const unsigned char* st = smem + stage * TL::kStageBytes;
-    uint4 wv = *reinterpret_cast<const uint4*>(st + TL::kXBytes + cw * 512 + lane * 16);
-    if constexpr (TL::kRegisterA) wv = natural_k_words(wv, t);
+    // this lane's 16 bytes of each of the stage's layout chunks (int4: natural-K words for register A)
+    uint4 wv[TL::kLayoutChunks];
+#pragma unroll
+    for (int u = 0; u < TL::kLayoutChunks; ++u) {
+      wv[u] = *reinterpret_cast<const uint4*>(st + TL::kXBytes + (cw * TL::kLayoutChunks + u) * 512 + lane * 16);
+      if constexpr (TL::kRegisterA) wv[u] = TL::kBits == 4 ? natural_k_words4(wv[u], t) : natural_k_words8(wv[u], t);
+    }
     uint32_t s2[2];  // grouped: the scales of rows g, g + 8, as activation-dtype pairs
     if constexpr (TL::GROUPED) {
       const unsigned char* q = st + TL::kXBytes + TL::kWBytes;
@@ -215,7 +239,7 @@ __global__ void __launch_bounds__(TL::kThreads, 1)
     }
 #pragma unroll
     for (int s = 0; s < 4; ++s) {
-      fragment<T, 4>(wv, s, off, a[s]);
+      fragment<T, TL::kBits>(wv[s / (4 / TL::kLayoutChunks)], s % (4 / TL::kLayoutChunks), off, a[s]);
       if constexpr (TL::GROUPED)
 #pragma unroll
         for (int i = 0; i < 4; ++i) a[s][i] = Act2<T>::mul(a[s][i], s2[i % 2]);

@@ -117,8 +117,10 @@ cudaError_t launch_wgmma(const MixedGemmParams& p, cudaStream_t stream) {
   cudaError_t err = qtorch_ptx::make_tensor_map_2d(&tmap_x, CU_TENSOR_MAP_DATA_TYPE_UINT8, p.x, p.M, 2ull * p.K,
                                                    2ull * p.x_stride, 128, TL::kTokens, CU_TENSOR_MAP_SWIZZLE_128B);
   if (err != cudaSuccess) return err;
-  err = qtorch_ptx::make_tensor_map_2d(&tmap_w, CU_TENSOR_MAP_DATA_TYPE_INT32, p.w, tiles, chunks * 128ull,
-                                       chunks * 512ull, 128, 4 * TL::WG, CU_TENSOR_MAP_SWIZZLE_NONE);
+  const uint64_t layout_chunks = static_cast<uint64_t>(chunks) * TL::kLayoutChunks;
+  err = qtorch_ptx::make_tensor_map_2d(&tmap_w, CU_TENSOR_MAP_DATA_TYPE_INT32, p.w, tiles, layout_chunks * 128,
+                                       layout_chunks * 512, 128 * TL::kLayoutChunks, 4 * TL::WG,
+                                       CU_TENSOR_MAP_SWIZZLE_NONE);
   if (err != cudaSuccess) return err;
   const int gx = ceil_div(tiles, TL::kRows / 16), gy = ceil_div(p.M, TL::kTokens);
   const int splits = wgmma_splits<TL>(gx * gy, chunks);
@@ -126,7 +128,7 @@ cudaError_t launch_wgmma(const MixedGemmParams& p, cudaStream_t stream) {
                                                   tmap_x, tmap_w, p);
 }
 
-// The warpgroup kernel is int4 only.
+// Shared-memory A is int4 only.
 template <int BITS, class TL>
 cudaError_t launch_wgmma_int4(const MixedGemmParams& p, cudaStream_t stream) {
   if constexpr (BITS == 4) return launch_wgmma<TL>(p, stream);
@@ -154,20 +156,29 @@ cudaError_t launch_variant(int variant, const MixedGemmParams& p, cudaStream_t s
     case 10: return launch_tile<Tile<T, BITS, 1, 1, 4, GROUPED, 1, 4>>(p, stream);
     case 11: return launch_tile<Tile<T, BITS, 1, 2, 2, GROUPED, 1, 4>>(p, stream);
     case 12: return launch_tile<Tile<T, BITS, 2, 2, 2, GROUPED, 1, 4>>(p, stream);
-    // int4, sm_90a: the warp-specialized warpgroup kernel, 2 consumer warpgroups (64 weight rows each) x TOKENS
-    // tokens per CTA, a ring of STAGES chunks; A through shared memory (13-15) or registers (16-18)
-    //                                                         WG TOKENS STAGES REGISTER_A
-    case 13: return launch_wgmma_int4<BITS, WgmmaTile<T, GROUPED, 2, 64, 8, false>>(p, stream);
-    case 14: return launch_wgmma_int4<BITS, WgmmaTile<T, GROUPED, 2, 128, 8, false>>(p, stream);
-    case 15: return launch_wgmma_int4<BITS, WgmmaTile<T, GROUPED, 2, 256, 4, false>>(p, stream);
-    case 16: return launch_wgmma_int4<BITS, WgmmaTile<T, GROUPED, 2, 64, 8, true>>(p, stream);
-    case 17: return launch_wgmma_int4<BITS, WgmmaTile<T, GROUPED, 2, 128, 8, true>>(p, stream);
-    case 18: return launch_wgmma_int4<BITS, WgmmaTile<T, GROUPED, 2, 256, 6, true>>(p, stream);
+    // sm_90a: the warp-specialized warpgroup kernel, 2 consumer warpgroups (64 weight rows each) x TOKENS tokens per
+    // CTA, a ring of STAGES 64-value chunks; A through shared memory (13-15, int4) or registers (16-18, int4 and int8)
+    //                                                               WG TOKENS STAGES                REGISTER_A
+    case 13: return launch_wgmma_int4<BITS, WgmmaTile<T, BITS, GROUPED, 2, 64, 8, false>>(p, stream);
+    case 14: return launch_wgmma_int4<BITS, WgmmaTile<T, BITS, GROUPED, 2, 128, 8, false>>(p, stream);
+    case 15: return launch_wgmma_int4<BITS, WgmmaTile<T, BITS, GROUPED, 2, 256, 4, false>>(p, stream);
+    case 16: return launch_wgmma<WgmmaTile<T, BITS, GROUPED, 2, 64, 8, true>>(p, stream);
+    case 17: return launch_wgmma<WgmmaTile<T, BITS, GROUPED, 2, 128, 8, true>>(p, stream);
+    case 18: return launch_wgmma<WgmmaTile<T, BITS, GROUPED, 2, 256, BITS == 4 ? 6 : 5, true>>(p, stream);
     default: return cudaErrorInvalidValue;
   }
 }
 constexpr int kVariants = 19;
 constexpr int kFirstWgmmaVariant = 13;
+constexpr int kFirstRegisterAVariant = 16;
+
+// The warpgroup kernel runs on sm_90 (sm_90a code); int8 weights only with register A, and only where every
+// 64-value stage lies in one group (int8's tiled layout allows 32-value groups and K a multiple of 32).
+bool wgmma_can_implement(const MixedGemmParams& p, int variant) {
+  if (qtorch_ptx::current_cc_major() != 9) return false;
+  if (p.bits == 4) return true;
+  return variant >= kFirstRegisterAVariant && p.K % 64 == 0 && (p.group_size == p.K || p.group_size % 64 == 0);
+}
 
 // Fastest variant from the H200 sweeps of every variant on the three LLaMA-2-7B shapes (benchmarks/NOTES.md
 // "mixed-input GEMM v3", least total time over the shapes by M, with programmatic dependent launch; "v5" above
@@ -202,13 +213,12 @@ int forced_variant() {
   return i >= 0 && i < kVariants ? i : -1;
 }
 
-// The variant launch_mixed_gemm runs for p: forced or auto, the warpgroup ones only for int4 on sm_90 (otherwise the
-// register kernel's tile for this M).
+// The variant launch_mixed_gemm runs for p: forced or auto, a warpgroup one only where wgmma_can_implement (otherwise
+// the register kernel's tile for this M).
 int chosen_variant(const MixedGemmParams& p) {
   int variant = forced_variant();
   if (variant < 0) variant = auto_variant(p);
-  if (variant >= kFirstWgmmaVariant && (p.bits != 4 || qtorch_ptx::current_cc_major() != 9))
-    variant = register_variant(p.bits, p.M);
+  if (variant >= kFirstWgmmaVariant && !wgmma_can_implement(p, variant)) variant = register_variant(p.bits, p.M);
   return variant;
 }
 

@@ -27,7 +27,7 @@ struct MixedGemmParams {
 };
 
 // CK of the tiled layout: values of K per 16-byte lane load.
-inline int tiled_chunk(int bits) { return bits == 4 ? 64 : 32; }
+constexpr int tiled_chunk(int bits) { return bits == 4 ? 64 : 32; }
 
 // True when the kernels implement this problem (the binding checks the tensors; this checks the shape rules).
 bool can_implement(const MixedGemmParams& p);
