@@ -3,6 +3,7 @@ A-fragment slots of its rows (qtorch/quant/layout.py), and the kernel (csrc/mixe
 them into a 128-byte-swizzled shared tile, which, unswizzled, must hold each row's weights in natural K order, or
 rearranges the packed words across the quad (natural_k_words4 / natural_k_words8) so that the registers are the
 natural-K A fragments, since B is x as it is."""
+import pytest
 import torch
 
 from qtorch.quant.layout import pack_tiled
@@ -78,31 +79,25 @@ def quad_gather(offers: list) -> list:
     return out
 
 
-def natural_k_words4(words: list) -> list:
-    """The kernel's natural_k_words4 for a whole warp: words[lane] = the lane's 4 packed int4 words."""
-    offers = []
-    for lane in range(32):
-        t = lane % 4
-        odd, high = t & 1, t & 2
-        w = words[lane]
-        sel_own, sel_other = (0x7351, 0x6240) if odd else (0x6240, 0x7351)
-        w_a, w_b = (w[1], w[3]) if high else (w[0], w[2])
-        v_a, v_b = (w[0], w[2]) if high else (w[1], w[3])
-        offers.append((byte_perm(w_a, w_b, sel_own), byte_perm(w_a, w_b, sel_other), byte_perm(v_a, v_b, sel_own),
-                       byte_perm(v_a, v_b, sel_other)))
-    return quad_gather(offers)
+def offer4(w: list, t: int) -> tuple:
+    """The kernel's natural_k_words4 up to quad_gather: lane t's int4 parts (Q_t[t], Q_t[t^1], Q_t[t^2], Q_t[t^3])."""
+    odd, high = t & 1, t & 2
+    sel_own, sel_other = (0x7351, 0x6240) if odd else (0x6240, 0x7351)
+    w_a, w_b = (w[1], w[3]) if high else (w[0], w[2])
+    v_a, v_b = (w[0], w[2]) if high else (w[1], w[3])
+    return (byte_perm(w_a, w_b, sel_own), byte_perm(w_a, w_b, sel_other), byte_perm(v_a, v_b, sel_own),
+            byte_perm(v_a, v_b, sel_other))
 
 
-def natural_k_words8(words: list) -> list:
-    """The kernel's natural_k_words8 for a whole warp: words[lane] = the lane's 4 packed int8 words."""
-    offers = []
-    for lane in range(32):
-        t = lane % 4
-        odd, high = t & 1, t & 2
-        w = words[lane]
-        e = [w[1], w[0], w[3], w[2]] if odd else list(w)  # e[j] = word j ^ (t % 2)
-        offers.append((e[2], e[3], e[0], e[1]) if high else (e[0], e[1], e[2], e[3]))
-    return quad_gather(offers)
+def offer8(w: list, t: int) -> tuple:
+    """The kernel's natural_k_words8 up to quad_gather: lane t's int8 words t, t ^ 1, t ^ 2, t ^ 3."""
+    e = [w[1], w[0], w[3], w[2]] if t & 1 else list(w)  # e[j] = word j ^ (t % 2)
+    return (e[2], e[3], e[0], e[1]) if t & 2 else (e[0], e[1], e[2], e[3])
+
+
+def natural_k_words(words: list, offer) -> list:
+    """natural_k_words4 / 8 for a whole warp: words[lane] = the lane's 4 packed words."""
+    return quad_gather([offer(words[lane], lane % 4) for lane in range(32)])
 
 
 def _lane_words(q: torch.Tensor, bits: int) -> list:
@@ -111,39 +106,31 @@ def _lane_words(q: torch.Tensor, bits: int) -> list:
     return [[[row[4 * lane + j] & 0xFFFFFFFF for j in range(4)] for lane in range(32)] for row in packed]
 
 
-def test_register_a_words_are_the_natural_k_fragments():
-    """int4: after natural_k_words4, field i (half 0) and i + 4 (half 1) of word s of lane (g, t) (convert.cuh
-    fragment: A register a_i of k-step s) hold row g + 8 (i % 2) at natural k = 16 s + 2 t + 8 (i // 2) + half: the
-    wgmma's register-A fragment of k-step s (PTX ISA, wgmma .bf16/.f16 A in registers), matching B = x in natural
-    order."""
-    g = torch.Generator().manual_seed(1)
-    q = torch.randint(-8, 8, (16, 2 * CK), generator=g)  # two chunks of one 16-row tile
-    for chunk, words in enumerate(_lane_words(q, 4)):
-        natural = natural_k_words4(words)
-        for lane in range(32):
-            gq, t = lane // 4, lane % 4
-            for s in range(4):
-                for i in range(4):
-                    for half in range(2):
-                        field = (natural[lane][s] >> (4 * (i + 4 * half))) & 0xF
-                        k = CK * chunk + 16 * s + 2 * t + 8 * (i // 2) + half
-                        assert field - 8 == q[gq + 8 * (i % 2), k], (chunk, lane, s, i, half)
+def field4(words: list, s: int, i: int, half: int) -> int:
+    """convert.cuh fragment<T, 4>: register a_i of k-step s, half `half` = field i + 4 half of word s."""
+    return (words[s] >> (4 * (i + 4 * half))) & 0xF
 
 
-def test_register_a_words_int8_are_the_natural_k_fragments():
-    """int8 (32-value layout chunks, two per 64-value stage): after natural_k_words8, fragment<T, 8> reads k-step s of
-    a chunk from words 2 s (byte 0, 1: a_0 = row g; bytes 2, 3: a_1 = row g + 8) and 2 s + 1 (a_2, a_3), each byte
-    pair = halves 0, 1; a_i must hold row g + 8 (i % 2) at natural k = 16 s + 2 t + 8 (i // 2) + half."""
-    g = torch.Generator().manual_seed(2)
-    q = torch.randint(-128, 128, (16, 4 * 32), generator=g)  # four 32-value chunks of one 16-row tile
-    for chunk, words in enumerate(_lane_words(q, 8)):
-        natural = natural_k_words8(words)
+def field8(words: list, s: int, i: int, half: int) -> int:
+    """fragment<T, 8>: a_0, a_1 = bytes (0, 1), (2, 3) of word 2 s; a_2, a_3 the same bytes of word 2 s + 1."""
+    return (words[2 * s + i // 2] >> (8 * (2 * (i % 2) + half))) & 0xFF
+
+
+@pytest.mark.parametrize("bits,offer,field", [(4, offer4, field4), (8, offer8, field8)])
+def test_register_a_words_are_the_natural_k_fragments(bits, offer, field):
+    """After natural_k_words4 / 8, the fragment the kernel reads as register a_i of k-step s of lane (g, t) holds row
+    g + 8 (i % 2) at natural k = 16 s + 2 t + 8 (i // 2) + half: the wgmma's register-A fragment of k-step s (PTX
+    ISA, wgmma .bf16/.f16 A in registers), matching B = x in natural order. int8's 32-value layout chunks have 2
+    k-steps each (two per 64-value stage)."""
+    ck, offset = 256 // bits, 1 << (bits - 1)
+    q = torch.randint(-offset, offset, (16, 4 * ck), generator=torch.Generator().manual_seed(bits))  # 4 chunks
+    for chunk, words in enumerate(_lane_words(q, bits)):
+        natural = natural_k_words(words, offer)
         for lane in range(32):
             gq, t = lane // 4, lane % 4
-            for s in range(2):
+            for s in range(ck // 16):
                 for i in range(4):
-                    word = natural[lane][2 * s + i // 2]
                     for half in range(2):
-                        byte = (word >> (8 * (2 * (i % 2) + half))) & 0xFF
-                        k = 32 * chunk + 16 * s + 2 * t + 8 * (i // 2) + half
-                        assert byte - 128 == q[gq + 8 * (i % 2), k], (chunk, lane, s, i, half)
+                        k = ck * chunk + 16 * s + 2 * t + 8 * (i // 2) + half
+                        value = field(natural[lane], s, i, half) - offset
+                        assert value == q[gq + 8 * (i % 2), k], (chunk, lane, s, i, half)
