@@ -114,7 +114,7 @@ struct WgmmaTile {
 template <class TL>
 __global__ void __launch_bounds__(TL::kThreads, 1)
     mixed_gemm_wgmma_kernel(const __grid_constant__ CUtensorMap tmap_x,  // x (M, K) as bytes, box 128 x kTokens
-                            const __grid_constant__ CUtensorMap tmap_w,  // tiled w (tiles, K/CK·128) int32, box 128·kLayoutChunks x 4WG
+                            const __grid_constant__ CUtensorMap tmap_w,  // tiled w (tiles, K/tiled_chunk·128) int32, box 128·kLayoutChunks x 4WG
                             const MixedGemmParams p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using T = typename TL::Act;
