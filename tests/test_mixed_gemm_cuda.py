@@ -123,16 +123,16 @@ def test_every_tile_variant_matches_float64(variant, bits, n, k, group_size, mon
         assert _rel(y, ref) <= 2 * _rel(same_precision, ref) + floor, (m, dtype, _rel(y, ref), _rel(same_precision, ref))
 
 
-@pytest.mark.parametrize("variant", [13, 16])
+@pytest.mark.parametrize("variant,bits", [(13, 4), (16, 4), (16, 8)])
 @pytest.mark.parametrize("splits", [1, 2, 3, 8])
-def test_forced_k_split_matches_float64(splits, variant, monkeypatch):
-    """The warpgroup kernel with its K split forced (QTORCH_MIXED_SPLITS, tuning only): 5 chunks as 5, 3 + 2,
-    2 + 2 + 1 and 1 × 5 + 3 CTAs without chunks (odd counts: the register-A loop's last chunk after its two-chunk body)
-    still give x · Ŵᵀ."""
+def test_forced_k_split_matches_float64(splits, variant, bits, monkeypatch):
+    """The warpgroup kernel (int4 shared- and register-A, int8 register-A) with its K split forced
+    (QTORCH_MIXED_SPLITS, tuning only): 5 chunks as 5, 3 + 2, 2 + 2 + 1 and 1 × 5 + 3 CTAs without chunks (odd counts:
+    the register-A loop's last chunk after its two-chunk body) still give x · Ŵᵀ."""
     ops = _kernels()
     monkeypatch.setenv("QTORCH_MIXED_VARIANT", str(variant))
     monkeypatch.setenv("QTORCH_MIXED_SPLITS", str(splits))
-    bits, n, k, group_size = 4, 136, 320, 64
+    n, k, group_size = 136, 320, 64
     q, scale, zp = _weights(bits, n, k, group_size)
     w_hat = _w_hat(q, scale, zp, bits, group_size)  # (N, K) fp64
     x = torch.randn(70, k, device="cuda").to(torch.bfloat16)

@@ -1,27 +1,30 @@
-// Mixed-input GEMM for larger M on sm_90a (torch-free): y = x · Ŵᵀ + bias with warpgroup MMAs whose A operand is the
-// int4 or int8 weight dequantized by the consumers and whose B operand is an x tile in shared memory.
+// Mixed-input GEMM for larger M on sm_90a (torch-free): y = x · Ŵᵀ + bias with warpgroup MMAs whose A operand is
+// the int4 or int8 weight dequantized by the consumers and whose B operand is an x tile in shared memory.
 //
 // Warp-specialized (the int8 GEMM's scheme, csrc/int8_gemm/kernel_sm90.cuh): warpgroup 0 is the producer, WG consumer
 // warpgroups own 64 weight rows each (warp w of consumer c: 16-row tile 4·WG·blockIdx.x + 4c + w). Per 64-value K
 // chunk, the producer fills a kStages-deep ring: the CTA's 4·WG weight tiles' pieces by TMA (the tiled layout's
-// 512-byte tile chunks, 1 per stage for int4, 2 for int8; a tile's chunks are contiguous), grouped: each row's scale and zero-point word by cp.async, and the CTA's
-// kTokens rows of x (128 bytes each, 128-byte swizzle). Consumers wait on the stage's "full" mbarrier, read their
-// lane's 16 weight bytes and dequantize them (convert.cuh; grouped: q − Z times S rounded to the activation dtype, as
-// CUTLASS and Machete do, so every chunk accumulates into one accumulator); a stage goes back to the producer through
-// the "empty" mbarrier once the wgmmas that read it are done. One chunk's wgmmas stay in flight (wgmma.wait 1) while
-// the next chunk is dequantized. Two ways to hand A to the wgmmas (kRegisterA); B is x as it is (natural K order)
-// either way, staged by one TMA per chunk:
-// - shared memory (WgmmaSS): each consumer stores its dequantized weights into one of two 64x64 A buffers of its own
-//   (K-major, 128-byte swizzle) in natural K order;
+// 512-byte tile chunks, 1 per stage for int4, 2 for int8; a tile's chunks are contiguous), grouped: each row's
+// scale and zero-point word by cp.async, and the CTA's kTokens rows of x (128 bytes each, 128-byte swizzle).
+// Consumers wait on the stage's "full" mbarrier, read their lane's 16 weight bytes of each tile chunk and dequantize
+// them (convert.cuh; grouped: q − Z times S rounded to the activation dtype, as CUTLASS and Machete do, so every
+// chunk accumulates into one accumulator); a stage goes back to the producer through the "empty" mbarrier once the
+// wgmmas that read it are done. One chunk's wgmmas stay in flight (wgmma.wait 1) while the next chunk is
+// dequantized. Two ways to hand A to the wgmmas (kRegisterA); B is x as it is (natural K order) either way, staged
+// by one TMA per chunk:
+// - shared memory (WgmmaSS, int4 only): each consumer stores its dequantized weights into one of two 64x64 A
+//   buffers of its own (K-major, 128-byte swizzle) in natural K order;
 // - registers (WgmmaRS): the dequantized fragments are the A operand itself (no A stores, proxy fence or named
 //   barrier: half the shared-memory traffic per MAC), in two register sets so that one chunk's set stays untouched
 //   while its wgmmas run (ptxas serializes wgmmas whose input registers are written in flight: C7513). The lanes of a
 //   quad first exchange their weight bytes so that each holds the natural-K-order fragments (natural_k_words4/8).
 //
-// K order: the tiled layout gives the lane of quad position t the mma.m16n8k16 A-fragment slots 8s + 4h + t (k-step
-// s, half h) of its rows g, g + 8, and slot word 8s + 4h + t is natural K word 8t + 2s + h (qtorch/quant/layout.py):
-// the lane holds natural words 8t..8t+7 of each row. Shared-memory A stores them as two 16-byte units per row in
-// natural order; register A rearranges them across the quad (tests/test_wgmma_operands.py checks both).
+// K order (int4): the tiled layout gives the lane of quad position t the mma.m16n8k16 A-fragment slots 8s + 4h + t
+// (k-step s, half h) of its rows g, g + 8, and slot word 8s + 4h + t is natural K word 8t + 2s + h
+// (qtorch/quant/layout.py): the lane holds natural words 8t..8t+7 of each row. Shared-memory A stores them as two
+// 16-byte units per row in natural order; register A rearranges them across the quad. int8: the lane's word j of a
+// 32-value tile chunk is natural word 4t + j of both rows, rearranged the same way (tests/test_wgmma_operands.py
+// checks all three).
 //
 // K split: gridDim.z CTAs of one cluster take consecutive ranges of chunks (launch.cu picks the split so that small
 // grids fill the GPU); their fp32 partials meet through distributed shared memory (16-byte loads), each CTA summing a
@@ -114,7 +117,8 @@ struct WgmmaTile {
 template <class TL>
 __global__ void __launch_bounds__(TL::kThreads, 1)
     mixed_gemm_wgmma_kernel(const __grid_constant__ CUtensorMap tmap_x,  // x (M, K) as bytes, box 128 x kTokens
-                            const __grid_constant__ CUtensorMap tmap_w,  // tiled w (tiles, K/tiled_chunk·128) int32, box 128·kLayoutChunks x 4WG
+                            // tiled w (tiles, K/tiled_chunk·128) int32, box 128·kLayoutChunks x 4WG
+                            const __grid_constant__ CUtensorMap tmap_w,
                             const MixedGemmParams p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using T = typename TL::Act;
@@ -175,7 +179,8 @@ __global__ void __launch_bounds__(TL::kThreads, 1)
       for (int s = 0; s < first; ++s) load_weights(smem + s * TL::kStageBytes, c_begin + s, &full[s]);
       pdl_wait();
       if (lane == 0)
-        for (int s = 0; s < first; ++s) tma_load_2d(smem + s * TL::kStageBytes, &tmap_x, &full[s], (c_begin + s) * 128, m0);
+        for (int s = 0; s < first; ++s)
+          tma_load_2d(smem + s * TL::kStageBytes, &tmap_x, &full[s], (c_begin + s) * 128, m0);
       int stage = 0;
       uint32_t phase = 1;  // the next round (only reached when first == kStages)
       for (int c = c_begin + first; c < c_end; ++c) {
