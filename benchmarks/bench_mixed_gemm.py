@@ -33,6 +33,7 @@ SHAPES = [(4096, 4096), (4096, 11008), (11008, 4096)]  # (K, N) of the LLaMA-2-7
 MS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 8192]
 WGMMA_FIRST = 13  # csrc/mixed_gemm/launch.cu kFirstWgmmaVariant
 REGISTER_A_FIRST = 16  # csrc/mixed_gemm/launch.cu kFirstRegisterAVariant (int4 and int8)
+WGMMA_LAST = 18  # csrc/mixed_gemm/launch.cu kLastWgmmaVariant; 19-21: register-kernel tiles with an L2 prefetch
 FORCED_MIXED_MAX_M = {4: 2048, 8: 512}  # by bits: the mixed-input GEMM forced (whatever the routing) and timed up to M
 
 
@@ -73,7 +74,7 @@ def main():
     if args.variants:
         variants = [v for part in args.variants.split(",") for v in _span(part)]
         splits = [int(v) for v in args.splits.split(",")] if args.splits else [None]
-        configs = [(v, sp) for v in variants for sp in (splits if v >= WGMMA_FIRST else [None])]
+        configs = [(v, sp) for v in variants for sp in (splits if WGMMA_FIRST <= v <= WGMMA_LAST else [None])]
         return tune([int(m) for m in args.ms.split(",")], configs)
     ops = torch.ops.qtorch
     ms = [int(m) for m in args.ms.split(",")]
@@ -180,8 +181,8 @@ def tune(ms, configs):
                         os.environ.pop("QTORCH_MIXED_SPLITS", None)
                     y = ops._mixed_gemm_cuda(x, *qs[0][:3], bits, g, None, 1 << 30)
                     # register-kernel variants with the same warps per CTA sum each chunk in the same order (SAME_SUMS
-                    # in the tests); the warpgroup kernel's (13 on) are checked against float64 by the tests only
-                    same_sums = 0 if v < 10 else (1 if v < WGMMA_FIRST else None)
+                    # in the tests); the warpgroup kernel's (13-18) are checked against float64 by the tests only
+                    same_sums = (0 if v < 10 or v > WGMMA_LAST else (1 if v < WGMMA_FIRST else None))
                     if same_sums is not None:
                         v0, y0 = first.setdefault(same_sums, (v, y))
                         if not torch.equal(y, y0):

@@ -78,12 +78,13 @@ def test_mixed_gemm_matches_float64(bits, n, k, group_size, m, path):
 # 11008: many chunks per warp, a partial last step of U chunks), int8 with 32-value groups and K not a multiple of 64.
 VARIANT_CASES = [(4, 136, 1024, 128), (8, 72, 1024, 1024), (4, 40, 4096, 4096), (8, 264, 2048, 64),
                  (4, 40, 16384, 128), (8, 24, 11008, 11008), (8, 40, 544, 32)]
-VARIANTS = 19  # csrc/mixed_gemm/launch.cu kVariants: 0-12 the register kernel (10-12: 4 warps per CTA), 13-18 the
+VARIANTS = 22  # csrc/mixed_gemm/launch.cu kVariants: 0-12 the register kernel (10-12: 4 warps per CTA), 13-18 the
 #               warpgroup-MMA kernel (sm_90a; A through shared memory 13-15, int4 only, registers 16-18, int4 and int8
-#               with 64-value groups or per channel; otherwise, e.g. int8 g = 32 or K = 544, the register kernel's tile)
+#               with 64-value groups or per channel; otherwise, e.g. int8 g = 32 or K = 544, the register kernel's
+#               tile), 19-21 register-kernel tiles that prefetch their next step's weights into L2
 # Variants with the same warps per CTA give each warp the same chunks (c % warps) and sum them in the same order. The
 # warpgroup kernel's K split follows its CTA count, so its variants (13-18) are checked against float64 only.
-SAME_SUMS = (range(0, 10), range(10, 13))  # 8 warps, 4 warps
+SAME_SUMS = ((*range(0, 10), *range(19, 22)), range(10, 13))  # 8 warps, 4 warps
 
 
 # N of 16392 / 12296: more CTAs than are resident at once.

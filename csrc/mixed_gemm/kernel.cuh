@@ -22,7 +22,8 @@
 
 namespace qtorch_mixed {
 
-template <class T, int BITS, int NT_, int MT_, int U_, bool GROUPED_, int MINB_ = 1, int WARPS_ = 8>
+template <class T, int BITS, int NT_, int MT_, int U_, bool GROUPED_, int MINB_ = 1, int WARPS_ = 8,
+          bool PREFETCH_ = false>
 struct Tile {
   using Act = T;
   static constexpr int kBits = BITS;
@@ -38,6 +39,7 @@ struct Tile {
   static constexpr int kRows = 16 * NT;
   static constexpr int kTokens = 8 * MT;
   static constexpr int kMinBlocks = MINB_;     // CTAs per SM the register budget must allow
+  static constexpr bool kPrefetchNext = PREFETCH_;  // the next step's weight pieces asked into L2 (no registers)
   static constexpr int kSmemBytes = kWarps * NT * MT * 4 * 32 * 4;  // the cross-warp reduction buffer
 };
 
@@ -50,6 +52,7 @@ __device__ __forceinline__ uint32_t xword(const uint4 (&v)[V], int w) {
 
 using qtorch_ptx::pdl_launch_dependents;
 using qtorch_ptx::pdl_wait;
+using qtorch_ptx::prefetch_l2;
 
 // What a lane needs to read its part of one CTA's (NT tiles, MT token tiles): rows, validity, x row pointers.
 template <class TL>
@@ -239,6 +242,19 @@ __global__ void __launch_bounds__(TL::kThreads, TL::kMinBlocks) mixed_gemm_kerne
           wv[u][nt] = (c < chunks && lt.tvalid[nt]) ? ld_stream_16(wptr[nt] + static_cast<size_t>(c) * 128)
                                                     : make_uint4(0, 0, 0, 0);
         if constexpr (TL::GROUPED) lt.load_qparams(p, c, chunks, sc[u], zz[u]);
+      }
+      if constexpr (TL::kPrefetchNext) {
+        // the next step's chunks of this warp: a second step of weight reads from DRAM in flight without holding
+        // registers (lanes 0, 8, 16, 24 cover the warp's 512 contiguous bytes of a tile chunk)
+        if (lane % 8 == 0) {
+#pragma unroll
+          for (int u = 0; u < U; ++u) {
+            const int c = c0 + W * U + u * W;
+#pragma unroll
+            for (int nt = 0; nt < NT; ++nt)
+              if (c < chunks && lt.tvalid[nt]) prefetch_l2(wptr[nt] + static_cast<size_t>(c) * 128);
+          }
+        }
       }
       pdl_wait();  // x is the previous kernel's output (returns at once after the first call)
 #pragma unroll

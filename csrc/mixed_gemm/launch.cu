@@ -165,12 +165,17 @@ cudaError_t launch_variant(int variant, const MixedGemmParams& p, cudaStream_t s
     case 16: return launch_wgmma<WgmmaTile<T, BITS, GROUPED, 2, 64, 8, true>>(p, stream);
     case 17: return launch_wgmma<WgmmaTile<T, BITS, GROUPED, 2, 128, 8, true>>(p, stream);
     case 18: return launch_wgmma<WgmmaTile<T, BITS, GROUPED, 2, 256, BITS == 4 ? 6 : 5, true>>(p, stream);
+    // the register kernel's small-M tiles (variants 0, 3, 2) with the next step's weights prefetched into L2
+    case 19: return launch_tile<Tile<T, BITS, 1, 1, 4, GROUPED, 1, 8, true>>(p, stream);
+    case 20: return launch_tile<Tile<T, BITS, 1, 2, 2, GROUPED, 2, 8, true>>(p, stream);
+    case 21: return launch_tile<Tile<T, BITS, 1, 2, 4, GROUPED, 1, 8, true>>(p, stream);
     default: return cudaErrorInvalidValue;
   }
 }
-constexpr int kVariants = 19;
+constexpr int kVariants = 22;
 constexpr int kFirstWgmmaVariant = 13;
 constexpr int kFirstRegisterAVariant = 16;
+constexpr int kLastWgmmaVariant = 18;
 
 // The warpgroup kernel runs on sm_90 (sm_90a code); int8 weights only with register A, and only where every
 // 64-value stage lies in one group (int8's tiled layout allows 32-value groups and K a multiple of 32).
@@ -218,7 +223,8 @@ int forced_variant() {
 int chosen_variant(const MixedGemmParams& p) {
   int variant = forced_variant();
   if (variant < 0) variant = auto_variant(p);
-  if (variant >= kFirstWgmmaVariant && !wgmma_can_implement(p, variant)) variant = register_variant(p.bits, p.M);
+  if (variant >= kFirstWgmmaVariant && variant <= kLastWgmmaVariant && !wgmma_can_implement(p, variant))
+    variant = register_variant(p.bits, p.M);
   return variant;
 }
 
