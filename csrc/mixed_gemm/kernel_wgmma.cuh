@@ -85,6 +85,10 @@ __device__ __forceinline__ uint4 natural_k_words8(const uint4& wv, int t) {
   return quad_gather(high ? e2 : e0, high ? e3 : e1, high ? e0 : e2, high ? e1 : e3, t);  // words t, t^1, t^2, t^3
 }
 
+// K values per stage of the warpgroup kernel: one 128-byte bf16/fp16 row of x per token. K and every group must be
+// whole stages (launch.cu wgmma_can_implement).
+constexpr int kWgmmaChunk = 64;
+
 template <class T, int BITS, bool GROUPED_, int WG_, int TOKENS_, int STAGES_, bool REGISTER_A_>
 struct WgmmaTile {
   using Act = T;
@@ -96,8 +100,8 @@ struct WgmmaTile {
   static constexpr int kStages = STAGES_;         // chunks in the shared-memory ring
   static constexpr int kThreads = 128 * (WG + 1);
   static constexpr int kRows = 64 * WG;
-  static constexpr int CK = 64;                   // K values per stage: one 128-byte bf16/fp16 row of x per token
-  static constexpr int kLayoutChunks = 64 / tiled_chunk(BITS);  // the layout's 512-byte tile chunks per stage (1, 2)
+  static constexpr int CK = kWgmmaChunk;          // K values per stage
+  static constexpr int kLayoutChunks = CK / tiled_chunk(BITS);  // the layout's 512-byte tile chunks per stage (1, 2)
   static constexpr int kXBytes = kTokens * 128;   // x box (1024-aligned: the swizzle atom)
   static constexpr int kWBytes = 4 * WG * 512 * kLayoutChunks;  // 4·WG tiles x the stage's layout chunks
   static constexpr int kQBytes = GROUPED ? kRows * 8 : 0;  // per row: scale, zero-point word

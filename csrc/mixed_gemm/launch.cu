@@ -177,12 +177,13 @@ constexpr int kFirstWgmmaVariant = 13;
 constexpr int kFirstRegisterAVariant = 16;
 constexpr int kLastWgmmaVariant = 18;
 
-// The warpgroup kernel runs on sm_90 (sm_90a code); int8 weights only with register A, and only where every
-// 64-value stage lies in one group (int8's tiled layout allows 32-value groups and K a multiple of 32).
+// The warpgroup kernel runs on sm_90 (sm_90a code); int8 weights only with register A, and only where K and every
+// group are whole stages (int8's tiled layout allows 32-value groups and K a multiple of 32; int4's chunk is a stage).
 bool wgmma_can_implement(const MixedGemmParams& p, int variant) {
   if (qtorch_ptx::current_cc_major() != 9) return false;
   if (p.bits == 4) return true;
-  return variant >= kFirstRegisterAVariant && p.K % 64 == 0 && (p.group_size == p.K || p.group_size % 64 == 0);
+  return variant >= kFirstRegisterAVariant && p.K % kWgmmaChunk == 0 &&
+         (p.group_size == p.K || p.group_size % kWgmmaChunk == 0);
 }
 
 // Fastest variant from the H200 sweeps of every variant on the three LLaMA-2-7B shapes (benchmarks/NOTES.md
