@@ -96,6 +96,24 @@ def test_round_to_dtype_is_the_conversion(dtype):
         assert bool(same.all()), vals[~same][:5]
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_rounding_commutes_with_row_min_and_max(dtype):
+    """quantize_per_token_fusable rounds a row's min and max instead of every value before the reductions: equal
+    because the rounding is monotonic. Rows of random bit patterns (subnormals, overflow, ±inf, NaN rows), of
+    values one below / at / one above the ties of the format, and of signed zeros."""
+    bits = torch.randint(-2 ** 31, 2 ** 31 - 1, (400, 64), dtype=torch.int64).to(torch.int32)
+    exact = torch.randn(400, 64).to(dtype).float().view(torch.int32)
+    half = (1 << (16 if dtype == torch.bfloat16 else 13)) // 2
+    zeros = torch.tensor([[0.0, -0.0] * 32, [-0.0] * 64, [0.0] * 64])
+    for v in (bits.view(torch.float32), *((exact + half + d).view(torch.float32) for d in (-1, 0, 1)), zeros):
+        for reduce in (torch.amin, torch.amax):
+            got, want = round_to_dtype(reduce(v, dim=1), dtype), reduce(round_to_dtype(v, dtype), dim=1)
+            same = (got.view(torch.int32) == want.view(torch.int32)) | (torch.isnan(got) & torch.isnan(want))
+            # ±0 may come out as either sign: min/max do not order them, and the quantization does not see the sign
+            same |= (got == 0) & (want == 0)
+            assert bool(same.all()), (reduce.__name__, got[~same][:5], want[~same][:5])
+
+
 # ------------------------------------------------------------------------ compiled (CPU: Inductor's C++ backend)
 
 def test_compiled_op_routes_to_the_fusable_form_and_eager_does_not():

@@ -61,9 +61,12 @@ def quantize_per_token_fusable(x: torch.Tensor):
     """x (M, K) bf16/fp16/fp32 -> q (M, K) int8, scale (M,) fp32, zero_point (M,) int32, bit-exact with
     quantize_per_token_reference:  S = (r_max − r_min) / 255 (1 if 0),  Z = clamp(round(−128 − r_min / S)),
     q = clamp(round(x / S) + Z, −128, 127)."""
-    xf = round_to_dtype(x.float(), x.dtype)  # (M, K) fp32
-    r_min = torch.clamp(xf.amin(dim=1), max=0.0)  # (M,) fp32
-    r_max = torch.clamp(xf.amax(dim=1), min=0.0)  # (M,) fp32
+    v = x.float()  # (M, K) fp32: a fused producer's value before its rounding to x.dtype
+    # Rounding is monotonic, so it commutes with min and max: two roundings per row, not one per value, before the
+    # reductions (the fused kernel's min/max pass then only recomputes the producer).
+    r_min = torch.clamp(round_to_dtype(v.amin(dim=1), x.dtype), max=0.0)  # (M,) fp32
+    r_max = torch.clamp(round_to_dtype(v.amax(dim=1), x.dtype), min=0.0)  # (M,) fp32
+    xf = round_to_dtype(v, x.dtype)  # (M, K) fp32, the values x holds
     scale = div_exact(r_max - r_min, torch.full_like(r_max, float(Q_MAX - Q_MIN)))  # (M,) fp32
     scale = torch.where(scale == 0, torch.ones_like(scale), scale)  # a NaN range keeps a NaN scale
     zero_point = torch.clamp(torch.round(Q_MIN - div_exact(r_min, scale)), Q_MIN, Q_MAX)  # (M,) fp32
