@@ -143,6 +143,29 @@ def test_forced_k_split_matches_float64(splits, variant, bits, monkeypatch):
     assert _rel(y, ref) <= 2 * _rel(same_precision, ref) + 1e-5
 
 
+@pytest.mark.parametrize("variant,bits,group_size", [(0, 4, 128), (13, 4, 128), (16, 4, 128), (18, 4, 64),
+                                                     (16, 8, 64)])
+@pytest.mark.parametrize("splits", [1, 3])
+@pytest.mark.parametrize("scale_size", [1e-6, 1e-2])
+def test_fp16_folded_scales_keep_precision(variant, bits, group_size, splits, scale_size, monkeypatch):
+    """fp16 x with grouped scales around 1e-6 (the warpgroup kernel folds S into q − Z in fp16: without each row's
+    power of two these products fall below fp16's normal range, ~3x the same-precision error) and around 1e-2: within
+    2x the same-precision error, also with the K split (each CTA's own power of two, undone before the exchange)."""
+    ops = _kernels()
+    monkeypatch.setenv("QTORCH_MIXED_VARIANT", str(variant))
+    monkeypatch.setenv("QTORCH_MIXED_SPLITS", str(splits))
+    n, k = 200, 1024
+    q, scale, zp = _weights(bits, n, k, group_size)
+    scale = scale * (scale_size / 0.01)  # (N, K/g) fp32
+    w_hat = _w_hat(q, scale, zp, bits, group_size)  # (N, K) fp64
+    x = torch.randn(128, k, device="cuda").to(torch.float16)
+    y = ops._mixed_gemm_cuda(x, pack_tiled(q, bits), scale, zp, bits, group_size, None, 1 << 30)
+    ref = x.double() @ w_hat.t()
+    same_precision = x @ w_hat.to(torch.float16).t()
+    assert torch.isfinite(y).all()
+    assert _rel(y, ref) <= 2 * _rel(same_precision, ref) + 1e-6, (_rel(y, ref), _rel(same_precision, ref))
+
+
 @pytest.mark.parametrize("shared_a,register_a", [(13, 16), (14, 17), (15, 18)])
 @pytest.mark.parametrize("splits", [1, 3])
 def test_register_a_equals_shared_memory_a(shared_a, register_a, splits, monkeypatch):

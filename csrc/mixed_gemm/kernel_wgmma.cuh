@@ -8,7 +8,7 @@
 // scale and zero-point word by cp.async, and the CTA's kTokens rows of x (128 bytes each, 128-byte swizzle).
 // Consumers wait on the stage's "full" mbarrier, read their lane's 16 weight bytes of each tile chunk and dequantize
 // them (convert.cuh; grouped: q − Z times S rounded to the activation dtype, as CUTLASS and Machete do, so every
-// chunk accumulates into one accumulator); a stage goes back to the producer through the "empty" mbarrier once the
+// chunk accumulates into one accumulator; fp16 folds S·2^k per row and undoes 2^k on the sums); a stage goes back to the producer through the "empty" mbarrier once the
 // wgmmas that read it are done. One chunk's wgmmas stay in flight (wgmma.wait 1) while the next chunk is
 // dequantized. Two ways to hand A to the wgmmas (kRegisterA); B is x as it is (natural K order) either way, staged
 // by one TMA per chunk:
@@ -31,6 +31,8 @@
 // share of the accumulator quads over the ranks in rank order (deterministic).
 #pragma once
 #include <cuda.h>
+
+#include <type_traits>
 
 #include "common/cluster.cuh"
 #include "common/cp_async.cuh"
@@ -213,6 +215,29 @@ __global__ void __launch_bounds__(TL::kThreads, 1)
     srow[h] = min(16 * tile + g + 8 * h, p.N - 1);
     zbyte[h] = static_cast<int>(reinterpret_cast<uintptr_t>(p.zp + static_cast<size_t>(srow[h]) * groups) & 3);
   }
+  // fp16, grouped: the scale folded into q − Z is an fp16 value, whose normal range starts at 2^-14. Each row's
+  // scales are multiplied by 2^k (its largest scale in this CTA's K range brought to [2^E, 2^(E+1)): E = 11 for int4,
+  // |q − Z| ≤ 15, and 7 for int8, ≤ 255, so every folded product stays below fp16's 65504) and its sums by 2^-k
+  // before the store: exact, and tiny scales keep fp16's precision (benchmarks/NOTES.md "fp16 folded scales").
+  constexpr bool kFoldShift = TL::GROUPED && std::is_same_v<T, __half>;
+  float fold_scale[2] = {1.f, 1.f}, unfold_scale[2] = {1.f, 1.f};  // 2^k, 2^-k of rows g, g + 8
+  if constexpr (kFoldShift) {
+    constexpr int E = TL::kBits == 4 ? 11 : 7;
+    const int g_begin = c_begin / chunks_per_group, g_end = (c_end + chunks_per_group - 1) / chunks_per_group;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      float largest = 0.f;  // the four lanes of a row (t = 0..3) take every fourth group, then meet
+      for (int gi = g_begin + t; gi < g_end; gi += 4)
+        largest = fmaxf(largest, __ldg(p.scale + static_cast<size_t>(srow[h]) * groups + gi));
+      largest = fmaxf(largest, __shfl_xor_sync(0xffffffffu, largest, 1));
+      largest = fmaxf(largest, __shfl_xor_sync(0xffffffffu, largest, 2));
+      // exponent field − 127 (0 and inf / NaN give ∓127 / 128: clamped, harmless there)
+      const int e = static_cast<int>((__float_as_uint(largest) >> 23) & 0xFFu) - 127;
+      const int k = max(-100, min(100, E - e));
+      fold_scale[h] = __uint_as_float(static_cast<uint32_t>(127 + k) << 23);
+      unfold_scale[h] = __uint_as_float(static_cast<uint32_t>(127 - k) << 23);
+    }
+  }
   float acc[TL::kAccRegs] = {};
   typename Off::type off[2];
   if constexpr (!TL::GROUPED) {
@@ -240,7 +265,7 @@ __global__ void __launch_bounds__(TL::kThreads, 1)
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         const int r = 16 * cw + g + 8 * h;  // this CTA's row of srow[h]
-        s2[h] = Act2<T>::pair(*reinterpret_cast<const float*>(q + 8 * r));
+        s2[h] = Act2<T>::pair(*reinterpret_cast<const float*>(q + 8 * r) * fold_scale[h]);
         const uint32_t zw = *reinterpret_cast<const uint32_t*>(q + 8 * r + 4);
         off[h] = Off::make(static_cast<int8_t>(zw >> (8 * ((zbyte[h] + grp) & 3))));
       }
@@ -319,6 +344,10 @@ __global__ void __launch_bounds__(TL::kThreads, 1)
   wgmma_wait<0>();
   if (previous >= 0) release(previous);
   fence_regs(acc);
+  if constexpr (kFoldShift) {
+#pragma unroll
+    for (int i = 0; i < TL::kAccRegs; ++i) acc[i] *= unfold_scale[(i % 4) / 2];  // row g + 8 ((i % 4) / 2)
+  }
   pdl_wait();  // y may reuse memory the previous kernel still read
 
   // acc[4 j + i]: row 16 tile + g + 8 (i / 2), token m0 + 8 j + 2 t + i % 2.
