@@ -199,9 +199,9 @@ int register_variant(int bits, int M) {  // the register kernel's tile (any GPU)
   return M <= 16 ? 3 : (M <= 32 ? 6 : 9);
 }
 
-// The routed warpgroup variants: kRoutedWgmma, + 1, + 2 = 64, 128, 256 tokens per CTA. Shared-memory A (13) until
-// the register-A variants (16) are measured against them (benchmarks/gpu_session.sh mixed_tune).
-constexpr int kRoutedWgmma = 13;
+// The routed warpgroup variants: kRoutedWgmma, + 1, + 2 = 64, 128, 256 tokens per CTA: register A (16), faster than
+// shared-memory A (13) in the H200 sweep (benchmarks/NOTES.md "v6").
+constexpr int kRoutedWgmma = 16;
 
 int auto_variant(const MixedGemmParams& p) {
   const int M = p.M;
