@@ -187,10 +187,10 @@ bool wgmma_can_implement(const MixedGemmParams& p, int variant) {
 }
 
 // Fastest variant from the H200 sweeps of every variant on the three LLaMA-2-7B shapes (benchmarks/NOTES.md
-// "mixed-input GEMM v3", least total time over the shapes by M, with programmatic dependent launch; "v5" above
-// M = 64). The op layer's limit (qtorch/ops/weight_only.py mixed_max_m) sends larger M to dequantize + cuBLAS: 64, and
-// 1024 for int4 on sm_90, where M > 64 takes the warpgroup kernel (elsewhere chosen_variant falls back to the
-// register kernel's tile). Its tokens per CTA: the most (at most M) whose CTAs before the K split cover at least 40 %
+// "mixed-input GEMM v3", least total time over the shapes by M, with programmatic dependent launch; "v6 measured"
+// above M = 32). The op layer's limit (qtorch/ops/weight_only.py mixed_max_m) sends larger M to dequantize + cuBLAS:
+// 64, and 1024 for int4 on sm_90. Above kRegisterMaxM the warpgroup kernel takes the call (where wgmma_can_implement;
+// elsewhere chosen_variant falls back to the register kernel's tile). Its tokens per CTA: the most (at most M) whose CTAs before the K split cover at least 40 %
 // of the SMs; a K split deeper than 2 cost more than a smaller tile in the sweep (e.g. 4096² M = 128: 64 tokens x
 // split 2 21.9 us, 128 x 4 29.5 us; 4096 -> 11008 M = 128: 64 tokens 1.3 waves 68.1 us, 128 tokens 86 CTAs 41.2 us).
 int register_variant(int bits, int M) {  // the register kernel's tile (any GPU)
@@ -203,9 +203,13 @@ int register_variant(int bits, int M) {  // the register kernel's tile (any GPU)
 // shared-memory A (13) in the H200 sweep (benchmarks/NOTES.md "v6").
 constexpr int kRoutedWgmma = 16;
 
+// The register kernel up to this M; above it the warpgroup kernel (H200, session 9: at M = 64 register A takes
+// 65.7 us over the three shapes against the register kernel's 83.6 for int4 and 69.9 against 110.4 for int8).
+constexpr int kRegisterMaxM = 32;
+
 int auto_variant(const MixedGemmParams& p) {
   const int M = p.M;
-  if (p.bits == 8 || M <= 64) return register_variant(p.bits, M);
+  if (M <= kRegisterMaxM) return register_variant(p.bits, M);
   const int row_blocks = ceil_div(ceil_div(p.N, 16), 8);  // 128 weight rows per CTA
   for (int step = 2, tokens = 256; step > 0; --step, tokens /= 2)
     if (tokens <= M && 5 * row_blocks * ceil_div(M, tokens) >= 2 * device_sms()) return kRoutedWgmma + step;

@@ -6,7 +6,7 @@ N = w_scale.shape[0] columns.
 
 Backends (qtorch.ops.routing), in the order measured on the H200 (benchmarks/NOTES.md):
 - cuda_mixed_gemm (layout 1, qtorch._C, bf16/fp16 x): the mixed-input GEMM, which itself serves M up to
-  mixed_max_m() (dequantizing in registers, or on sm_90 int4 above M = 64 into shared memory for warpgroup MMAs) and
+  mixed_max_m() (dequantizing in registers; on sm_90 above M = 32 as the register A operand of warpgroup MMAs) and
   dequantizes once + cuBLAS above (by the runtime M: no guard under torch.compile);
 - triton_gemv (M <= GEMV_MAX_M): CUDA-core GEMV over int32 words (bf16/fp16 x, K split over programs);
 - triton_mma_swapped (M <= SWAPPED_MAX_M): tensor cores with the dequantized weight as the left tl.dot operand;
@@ -34,9 +34,9 @@ from qtorch.quant.layout import LAYOUT_ROWMAJOR, LAYOUT_TILED
 
 # Largest M that the mixed-input GEMM serves; larger M dequantize the weight once and multiply with cuBLAS inside the
 # same op. H200 sweeps (benchmarks/NOTES.md): the register kernel up to 64 ("mixed-input GEMM v2": at M = 128
-# dequantize + cuBLAS is as fast or faster on every shape); int4 on sm_90 the warpgroup kernel with shared-memory A
-# up to 1024 ("warpgroup kernel v5": less total time than dequantize + cuBLAS over the three LLaMA-2-7B shapes at
-# M = 128-1024, more at 2048).
+# dequantize + cuBLAS is as fast or faster on every shape); int4 on sm_90 the warpgroup kernel with register A up
+# to 1024 ("v6 measured": less total time than dequantize + cuBLAS over the three LLaMA-2-7B shapes at M = 128-1024,
+# about the same at 2048).
 MIXED_MAX_M = 64
 MIXED_MAX_M_SM90_INT4 = 1024
 
