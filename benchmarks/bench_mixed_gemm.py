@@ -8,9 +8,9 @@ channel, F.linear compiled once per shape with a dynamic M, as torchao recommend
 W4A16: g = 128 asymmetric; W8A16: per channel. GB/s = (weight bytes + scales + x + y) / time.
 
     python benchmarks/bench_mixed_gemm.py [--ms 1,16] [--out FILE]
-    python benchmarks/bench_mixed_gemm.py --variants 0-18 --ms 1,16,64   # tuning: every tile variant of the kernel
+    python benchmarks/bench_mixed_gemm.py --variants 0-15 --ms 1,16,64   # tuning: every tile variant of the kernel
                                                                           # forced (QTORCH_MIXED_VARIANT), mixed path
-    python benchmarks/bench_mixed_gemm.py --variants 13-18 --splits 1,2,4 # and the warpgroup kernel's K split forced
+    python benchmarks/bench_mixed_gemm.py --variants 13-15 --splits 1,2,4 # and the warpgroup kernel's K split forced
                                                                           # (QTORCH_MIXED_SPLITS)
 """
 import argparse
@@ -32,8 +32,7 @@ from records import run_meta  # noqa: E402
 SHAPES = [(4096, 4096), (4096, 11008), (11008, 4096)]  # (K, N) of the LLaMA-2-7B projections
 MS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 8192]
 WGMMA_FIRST = 13  # csrc/mixed_gemm/launch.cu kFirstWgmmaVariant
-REGISTER_A_FIRST = 16  # csrc/mixed_gemm/launch.cu kFirstRegisterAVariant (int4 and int8)
-WGMMA_LAST = 18  # csrc/mixed_gemm/launch.cu kLastWgmmaVariant; 19-21: register-kernel tiles with an L2 prefetch
+WGMMA_LAST = 15  # csrc/mixed_gemm/launch.cu kLastWgmmaVariant
 FORCED_MIXED_MAX_M = {4: 2048, 8: 512}  # by bits: the mixed-input GEMM forced (whatever the routing) and timed up to M
 
 
@@ -171,9 +170,6 @@ def tune(ms, configs):
                                             for q in qs])
                 times, first = [], {}
                 for v, sp in configs:
-                    if bits == 8 and WGMMA_FIRST <= v < REGISTER_A_FIRST:  # int4 only: int8 would time a fallback
-                        times.append(float("nan"))
-                        continue
                     os.environ["QTORCH_MIXED_VARIANT"] = str(v)
                     if sp:
                         os.environ["QTORCH_MIXED_SPLITS"] = str(sp)
@@ -181,8 +177,8 @@ def tune(ms, configs):
                         os.environ.pop("QTORCH_MIXED_SPLITS", None)
                     y = ops._mixed_gemm_cuda(x, *qs[0][:3], bits, g, None, 1 << 30)
                     # register-kernel variants with the same warps per CTA sum each chunk in the same order (SAME_SUMS
-                    # in the tests); the warpgroup kernel's (13-18) are checked against float64 by the tests only
-                    same_sums = (0 if v < 10 or v > WGMMA_LAST else (1 if v < WGMMA_FIRST else None))
+                    # in the tests); the warpgroup kernel's (13-15) are checked against float64 by the tests only
+                    same_sums = 0 if v < 10 else (1 if v < WGMMA_FIRST else None)
                     if same_sums is not None:
                         v0, y0 = first.setdefault(same_sums, (v, y))
                         if not torch.equal(y, y0):

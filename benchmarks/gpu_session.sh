@@ -11,7 +11,7 @@
 #     int8       benchmarks/bench_int8_gemm.py            triton   benchmarks/bench_group_quant.py
 #     sweep      benchmarks/bench_int8_gemm.py --sweep-plans (int8 tiles / split-K at M = 32..512; act-quant at small M)
 #     mixed      benchmarks/bench_mixed_gemm.py (weight-only records -> $OUT/mixed.json)
-#     mixed_tune benchmarks/bench_mixed_gemm.py --variants 0,9,13-18 --splits 1,2,4 (every mixed-input variant and the
+#     mixed_tune benchmarks/bench_mixed_gemm.py --variants 0,9,13-15 --splits 1,2,4 (every mixed-input variant and the
 #                warpgroup kernel's K split forced, at TUNE_MS; TUNE_VARIANTS overrides the list)
 #     amp        benchmarks/bench_amp.py                  memory   benchmarks/bench_memory.py
 #     models     benchmarks/bench_models.py
@@ -96,7 +96,7 @@ for stage in "$@"; do
       tail -70 "$OUT/mixed.log" >> "$SUMMARY" ;;
     mixed_tune)
       wait_build
-      run mixed_tune 300 python3 benchmarks/bench_mixed_gemm.py --variants "${TUNE_VARIANTS:-0,9,13-18}" --splits 1,2,4 \
+      run mixed_tune 300 python3 benchmarks/bench_mixed_gemm.py --variants "${TUNE_VARIANTS:-0,9,13-15}" --splits 1,2,4 \
         --ms "${TUNE_MS:-16,64,128,256,512,1024}"
       grep -v "^variant" "$OUT/mixed_tune.log" | tail -40 >> "$SUMMARY" ;;
     triton)  # needs no qtorch._C: runs beside the build

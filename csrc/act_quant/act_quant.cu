@@ -3,8 +3,8 @@
 // rows are read again from L2); the per-tensor kernel quantizes in one pass and ORs a "non-finite" flag over the row.
 // Measured on the H200 (benchmarks/NOTES.md "activation quantization in CUDA"): behind Triton's kernel at every M
 // (M = 2048: 15.4 vs 10.1 us with KEEP sized from K), so it is the eager choice for small M only (one C++ launch
-// instead of the Triton launcher's host time); Triton's kernel serves large M and compiled graphs. A warp-per-row variant measured slower
-// at every M (9.5 us at M = 1, 15.9 vs 10.9 us at M = 2048).
+// instead of the Triton launcher's host time); Triton's kernel serves large M and compiled graphs. A warp-per-row
+// variant measured slower at every M (9.5 us at M = 1, 15.9 vs 10.9 us at M = 2048).
 // r / S uses the row's correctly rounded reciprocal and two Markstein steps (exact RN(r / S), as
 // triton_kernels/act_quant.py derives) when S lies in [2^-64, 2^64], div.rn otherwise.
 #include "act_quant/act_quant.h"

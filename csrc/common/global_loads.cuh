@@ -23,9 +23,4 @@ __device__ __forceinline__ uint4 ld_readonly_16(const void* p) {
   return v;
 }
 
-// Asks L2 to fetch the 128-byte line holding p (no register, no fault-visible result): a later load of it hits L2.
-__device__ __forceinline__ void prefetch_l2(const void* p) {
-  asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p));
-}
-
 }  // namespace qtorch_ptx

@@ -6,8 +6,8 @@
 //   int8: prmt places bytes under 0x64 (fp16: 1024 + u), or under 0x4B00_00 as fp32 (2^23 + u) for bf16, whose 7-bit
 //         mantissa cannot hold 1024 + u; the fp32 difference is exact and converted to bf16x2 (|q − Z| <= 255 is exact)
 // Subtracting (magic + 2^(bits−1) + Z) leaves q − Z exactly; the group scale S multiplies the fp32 mma result (the
-// shared-memory warpgroup kernel instead multiplies q − Z by S rounded to the activation dtype, as CUTLASS and Machete
-// do: one accumulator, no per-chunk rescaling).
+// warpgroup kernel instead multiplies q − Z by S rounded to the activation dtype, as CUTLASS and Machete do: one
+// accumulator, no per-chunk rescaling).
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -28,35 +28,33 @@ __device__ __forceinline__ uint32_t lop3_and_or(uint32_t a, uint32_t mask, uint3
 template <class T>
 struct Act2;
 
+// The packed-pair operations both activation types share (the intrinsics are overloaded on the pair type T2).
+template <class T2>
+struct Packed2 {
+  __device__ static uint32_t bits(const T2& v) { return *reinterpret_cast<const uint32_t*>(&v); }
+  __device__ static T2 pairs(uint32_t a) { return *reinterpret_cast<const T2*>(&a); }
+  __device__ static uint32_t sub(uint32_t a, uint32_t b) { return bits(__hsub2(pairs(a), pairs(b))); }
+  __device__ static uint32_t mul(uint32_t a, uint32_t b) { return bits(__hmul2(pairs(a), pairs(b))); }
+};
+
 template <>
-struct Act2<__nv_bfloat16> {
+struct Act2<__nv_bfloat16> : Packed2<__nv_bfloat162> {
   using T2 = __nv_bfloat162;
   static constexpr uint32_t kMagic4 = 0x43004300u;  // bf16x2 (128, 128)
   // (magic + 2^(bits-1) + Z) as the value subtracted from both halves: int4 only (int8 subtracts in fp32).
   __device__ static uint32_t offset4(int z) {
-    const T2 v = __float2bfloat162_rn(136.0f + static_cast<float>(z));
-    return *reinterpret_cast<const uint32_t*>(&v);
-  }
-  __device__ static uint32_t sub(uint32_t a, uint32_t b) {
-    const T2 r = __hsub2(*reinterpret_cast<const T2*>(&a), *reinterpret_cast<const T2*>(&b));
-    return *reinterpret_cast<const uint32_t*>(&r);
+    return bits(__float2bfloat162_rn(136.0f + static_cast<float>(z)));
   }
   // int8: bytes (lo, hi) of w -> bf16x2 (q_lo − Z, q_hi − Z); off = 2^23 + 128 + Z as fp32
   template <int LO, int HI>
   __device__ static uint32_t bytes2(uint32_t w, float off) {
     const float flo = __uint_as_float(__byte_perm(w, 0x4B000000u, 0x7540 | LO)) - off;
     const float fhi = __uint_as_float(__byte_perm(w, 0x4B000000u, 0x7540 | HI)) - off;
-    const T2 r = __floats2bfloat162_rn(flo, fhi);
-    return *reinterpret_cast<const uint32_t*>(&r);
+    return bits(__floats2bfloat162_rn(flo, fhi));
   }
   __device__ static float offset8(int z) { return 8388608.0f + 128.0f + static_cast<float>(z); }
   __device__ static uint32_t pair(float a) {  // (a, a) rounded to bf16x2
-    const T2 v = __float2bfloat162_rn(a);
-    return *reinterpret_cast<const uint32_t*>(&v);
-  }
-  __device__ static uint32_t mul(uint32_t a, uint32_t b) {
-    const T2 r = __hmul2(*reinterpret_cast<const T2*>(&a), *reinterpret_cast<const T2*>(&b));
-    return *reinterpret_cast<const uint32_t*>(&r);
+    return bits(__float2bfloat162_rn(a));
   }
   __device__ static T2 from_float2(float a, float b) { return __floats2bfloat162_rn(a, b); }
   __device__ static __nv_bfloat16 from_float(float a) { return __float2bfloat16_rn(a); }
@@ -64,16 +62,11 @@ struct Act2<__nv_bfloat16> {
 };
 
 template <>
-struct Act2<__half> {
+struct Act2<__half> : Packed2<__half2> {
   using T2 = __half2;
   static constexpr uint32_t kMagic4 = 0x64006400u;  // fp16x2 (1024, 1024)
   __device__ static uint32_t offset4(int z) {
-    const T2 v = __float2half2_rn(1032.0f + static_cast<float>(z));
-    return *reinterpret_cast<const uint32_t*>(&v);
-  }
-  __device__ static uint32_t sub(uint32_t a, uint32_t b) {
-    const T2 r = __hsub2(*reinterpret_cast<const T2*>(&a), *reinterpret_cast<const T2*>(&b));
-    return *reinterpret_cast<const uint32_t*>(&r);
+    return bits(__float2half2_rn(1032.0f + static_cast<float>(z)));
   }
   // int8: bytes (lo, hi) under 0x64 -> fp16x2 (1024 + u_lo, 1024 + u_hi), minus off = (1024 + 128 + Z) x2
   template <int LO, int HI>
@@ -81,16 +74,10 @@ struct Act2<__half> {
     return sub(__byte_perm(w, 0x64646464u, LO | (4 << 4) | (HI << 8) | (4 << 12)), off);
   }
   __device__ static uint32_t offset8(int z) {
-    const T2 v = __float2half2_rn(1152.0f + static_cast<float>(z));
-    return *reinterpret_cast<const uint32_t*>(&v);
+    return bits(__float2half2_rn(1152.0f + static_cast<float>(z)));
   }
   __device__ static uint32_t pair(float a) {  // (a, a) rounded to fp16x2
-    const T2 v = __float2half2_rn(a);
-    return *reinterpret_cast<const uint32_t*>(&v);
-  }
-  __device__ static uint32_t mul(uint32_t a, uint32_t b) {
-    const T2 r = __hmul2(*reinterpret_cast<const T2*>(&a), *reinterpret_cast<const T2*>(&b));
-    return *reinterpret_cast<const uint32_t*>(&r);
+    return bits(__float2half2_rn(a));
   }
   __device__ static __half from_float(float a) { return __float2half_rn(a); }
   __device__ static float to_float(__half a) { return __half2float(a); }

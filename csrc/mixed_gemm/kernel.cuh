@@ -13,7 +13,8 @@
 // Launched with programmatic dependent launch (common/pdl.cuh): the weight, scale and zero-point loads of the first
 // chunks are issued before pdl_wait(), x loads and the stores after it.
 // (The sm_90 bulk-copy variant that streamed weights into a shared-memory ring measured 5-15 % slower at every M and
-// was removed: benchmarks/NOTES.md "mixed-input GEMM v3".)
+// was removed: benchmarks/NOTES.md "mixed-input GEMM v3"; so were variants prefetching the next step's weights into
+// L2, which gained only on 4096² at M <= 16: "Session 9 on the H200".)
 #pragma once
 #include "common/global_loads.cuh"
 #include "common/pdl.cuh"
@@ -22,8 +23,7 @@
 
 namespace qtorch_mixed {
 
-template <class T, int BITS, int NT_, int MT_, int U_, bool GROUPED_, int MINB_ = 1, int WARPS_ = 8,
-          bool PREFETCH_ = false>
+template <class T, int BITS, int NT_, int MT_, int U_, bool GROUPED_, int MINB_ = 1, int WARPS_ = 8>
 struct Tile {
   using Act = T;
   static constexpr int kBits = BITS;
@@ -39,7 +39,6 @@ struct Tile {
   static constexpr int kRows = 16 * NT;
   static constexpr int kTokens = 8 * MT;
   static constexpr int kMinBlocks = MINB_;     // CTAs per SM the register budget must allow
-  static constexpr bool kPrefetchNext = PREFETCH_;  // the next step's weight pieces asked into L2 (no registers)
   static constexpr int kSmemBytes = kWarps * NT * MT * 4 * 32 * 4;  // the cross-warp reduction buffer
 };
 
@@ -52,7 +51,6 @@ __device__ __forceinline__ uint32_t xword(const uint4 (&v)[V], int w) {
 
 using qtorch_ptx::pdl_launch_dependents;
 using qtorch_ptx::pdl_wait;
-using qtorch_ptx::prefetch_l2;
 
 // What a lane needs to read its part of one CTA's (NT tiles, MT token tiles): rows, validity, x row pointers.
 template <class TL>
@@ -242,19 +240,6 @@ __global__ void __launch_bounds__(TL::kThreads, TL::kMinBlocks) mixed_gemm_kerne
           wv[u][nt] = (c < chunks && lt.tvalid[nt]) ? ld_stream_16(wptr[nt] + static_cast<size_t>(c) * 128)
                                                     : make_uint4(0, 0, 0, 0);
         if constexpr (TL::GROUPED) lt.load_qparams(p, c, chunks, sc[u], zz[u]);
-      }
-      if constexpr (TL::kPrefetchNext) {
-        // the next step's chunks of this warp: a second step of weight reads from DRAM in flight without holding
-        // registers (lanes 0, 8, 16, 24 cover the warp's 512 contiguous bytes of a tile chunk)
-        if (lane % 8 == 0) {
-#pragma unroll
-          for (int u = 0; u < U; ++u) {
-            const int c = c0 + W * U + u * W;
-#pragma unroll
-            for (int nt = 0; nt < NT; ++nt)
-              if (c < chunks && lt.tvalid[nt]) prefetch_l2(wptr[nt] + static_cast<size_t>(c) * 128);
-          }
-        }
       }
       pdl_wait();  // x is the previous kernel's output (returns at once after the first call)
 #pragma unroll

@@ -8,23 +8,20 @@
 // scale and zero-point word by cp.async, and the CTA's kTokens rows of x (128 bytes each, 128-byte swizzle).
 // Consumers wait on the stage's "full" mbarrier, read their lane's 16 weight bytes of each tile chunk and dequantize
 // them (convert.cuh; grouped: q − Z times S rounded to the activation dtype, as CUTLASS and Machete do, so every
-// chunk accumulates into one accumulator; fp16 folds S·2^k per row and undoes 2^k on the sums); a stage goes back to the producer through the "empty" mbarrier once the
-// wgmmas that read it are done. One chunk's wgmmas stay in flight (wgmma.wait 1) while the next chunk is
-// dequantized. Two ways to hand A to the wgmmas (kRegisterA); B is x as it is (natural K order) either way, staged
-// by one TMA per chunk:
-// - shared memory (WgmmaSS, int4 only): each consumer stores its dequantized weights into one of two 64x64 A
-//   buffers of its own (K-major, 128-byte swizzle) in natural K order;
-// - registers (WgmmaRS): the dequantized fragments are the A operand itself (no A stores, proxy fence or named
-//   barrier: half the shared-memory traffic per MAC), in two register sets so that one chunk's set stays untouched
-//   while its wgmmas run (ptxas serializes wgmmas whose input registers are written in flight: C7513). The lanes of a
-//   quad first exchange their weight bytes so that each holds the natural-K-order fragments (natural_k_words4/8).
+// chunk accumulates into one accumulator; fp16 folds S·2^k per row and undoes 2^k on the sums); a stage goes back to
+// the producer through the "empty" mbarrier once the wgmmas that read it are done. One chunk's wgmmas stay in flight
+// (wgmma.wait 1) while the next chunk is dequantized. The dequantized fragments are the A operand itself (WgmmaRS: no
+// A stores, proxy fence or named barrier), in two register sets so that one chunk's set stays untouched while its
+// wgmmas run (ptxas serializes wgmmas whose input registers are written in flight: C7513); the lanes of a quad first
+// exchange their weight bytes so that each holds the natural-K-order fragments (natural_k_words4/8). B is x as it is
+// (natural K order), staged by one TMA per chunk. (An A-through-shared-memory variant, v5, measured 4-13 % slower
+// at every M on the H200 and was removed: benchmarks/NOTES.md "Session 9 on the H200".)
 //
 // K order (int4): the tiled layout gives the lane of quad position t the mma.m16n8k16 A-fragment slots 8s + 4h + t
 // (k-step s, half h) of its rows g, g + 8, and slot word 8s + 4h + t is natural K word 8t + 2s + h
-// (qtorch/quant/layout.py): the lane holds natural words 8t..8t+7 of each row. Shared-memory A stores them as two
-// 16-byte units per row in natural order; register A rearranges them across the quad. int8: the lane's word j of a
-// 32-value tile chunk is natural word 4t + j of both rows, rearranged the same way (tests/test_wgmma_operands.py
-// checks all three).
+// (qtorch/quant/layout.py): the lane holds natural words 8t..8t+7 of each row, and the quad rearranges them. int8:
+// the lane's word j of a 32-value tile chunk is natural word 4t + j of both rows, rearranged the same way
+// (tests/test_wgmma_operands.py checks both).
 //
 // K split: gridDim.z CTAs of one cluster take consecutive ranges of chunks (launch.cu picks the split so that small
 // grids fill the GPU); their fp32 partials meet through distributed shared memory (16-byte loads), each CTA summing a
@@ -91,12 +88,11 @@ __device__ __forceinline__ uint4 natural_k_words8(const uint4& wv, int t) {
 // whole stages (launch.cu wgmma_can_implement).
 constexpr int kWgmmaChunk = 64;
 
-template <class T, int BITS, bool GROUPED_, int WG_, int TOKENS_, int STAGES_, bool REGISTER_A_>
+template <class T, int BITS, bool GROUPED_, int WG_, int TOKENS_, int STAGES_>
 struct WgmmaTile {
   using Act = T;
   static constexpr int kBits = BITS;
   static constexpr bool GROUPED = GROUPED_;
-  static constexpr bool kRegisterA = REGISTER_A_;  // A from registers (WgmmaRS) or shared memory (WgmmaSS)
   static constexpr int WG = WG_;                  // consumer warpgroups (64 weight rows each)
   static constexpr int kTokens = TOKENS_;         // wgmma N: tokens per CTA (64, 128 or 256)
   static constexpr int kStages = STAGES_;         // chunks in the shared-memory ring
@@ -110,14 +106,11 @@ struct WgmmaTile {
   static constexpr int kStageBytes = (kXBytes + kWBytes + kQBytes + 1023) / 1024 * 1024;
   static constexpr int kAccRegs = kTokens / 2;    // fp32 accumulators per consumer thread
   static constexpr int kRedBytes = kAccRegs * 4 * 128 * WG;  // split-K partials (reuse the ring)
-  static constexpr int kABytes = 64 * 128;        // one consumer's 64x64 A buffer, two per consumer (shared-memory A)
-  static constexpr int kAOffset = kStages * kStageBytes;
-  static constexpr int kBarOffset = kAOffset + (kRegisterA ? 0 : 2 * WG * kABytes);
+  static constexpr int kBarOffset = kStages * kStageBytes;  // the mbarriers after the ring
   static constexpr int kSmemBytes = kBarOffset + 2 * kStages * 8 + 1024;  // + slack to align the base to 1024
-  static_assert(kRedBytes <= kAOffset, "the split-K exchange must fit in the ring");
+  static_assert(kRedBytes <= kBarOffset, "the split-K exchange must fit in the ring");
   static_assert(kSmemBytes <= 227 * 1024, "shared memory per block on sm_90 is 227 KB");
   static_assert(WG <= 2, "the 232-register consumer budget allows two consumer warpgroups");
-  static_assert(BITS == 4 || kRegisterA, "int8 weights: register A only (the shared-memory A stores are int4's)");
 };
 
 template <class TL>
@@ -247,17 +240,17 @@ __global__ void __launch_bounds__(TL::kThreads, 1)
   int stage = 0, grp = c_begin / chunks_per_group, in_grp = c_begin % chunks_per_group;
   uint32_t phase = 0;
 
-  // Waits for the chunk in `stage` and dequantizes its weights into the A fragments of its 4 k-steps (the layout's
-  // slot order for shared-memory A, natural K order for register A).
+  // Waits for the chunk in `stage` and dequantizes its weights into the A fragments of its 4 k-steps (natural K
+  // order).
   auto dequantize = [&](uint32_t (&a)[4][4]) {
     mbar_wait(&full[stage], phase);
     const unsigned char* st = smem + stage * TL::kStageBytes;
-    // this lane's 16 bytes of each of the stage's layout chunks (int4: natural-K words for register A)
+    // this lane's 16 bytes of each of the stage's layout chunks, rearranged across the quad into natural-K words
     uint4 wv[TL::kLayoutChunks];
 #pragma unroll
     for (int u = 0; u < TL::kLayoutChunks; ++u) {
       wv[u] = *reinterpret_cast<const uint4*>(st + TL::kXBytes + (cw * TL::kLayoutChunks + u) * 512 + lane * 16);
-      if constexpr (TL::kRegisterA) wv[u] = TL::kBits == 4 ? natural_k_words4(wv[u], t) : natural_k_words8(wv[u], t);
+      wv[u] = TL::kBits == 4 ? natural_k_words4(wv[u], t) : natural_k_words8(wv[u], t);
     }
     uint32_t s2[2];  // grouped: the scales of rows g, g + 8, as activation-dtype pairs
     if constexpr (TL::GROUPED) {
@@ -284,8 +277,7 @@ __global__ void __launch_bounds__(TL::kThreads, 1)
     if (lane == 0) mbar_arrive(&empty[its_stage]);
   };
   int previous = -1;  // the stage of the chunk whose wgmmas may still run
-  // After issuing the chunk in `stage`: the previous chunk's wgmmas are done, so its stage (and its A buffer or
-  // registers) are free.
+  // After issuing the chunk in `stage`: the previous chunk's wgmmas are done, so its stage and registers are free.
   auto retire_previous = [&]() {
     wgmma_wait<1>();
     if (previous >= 0) release(previous);
@@ -293,54 +285,26 @@ __global__ void __launch_bounds__(TL::kThreads, 1)
     if (++stage == TL::kStages) stage = 0, phase ^= 1;
   };
 
-  if constexpr (!TL::kRegisterA) {
-    uint32_t a[4][4];
-    // This consumer's two A buffers; this lane's rows g, g + 8 of the warp's 16 start at a_row.
-    const int a_base = TL::kAOffset + (cw / 4) * 2 * TL::kABytes, a_row = 16 * (cw % 4) + g;
+  // Two register sets, alternating, so that the set of the chunk in flight is never written. ptxas keeps them
+  // apart (no C7513 serialization) only in this shape: a loop body of two unconditional chunks, an odd last chunk
+  // after the loop.
+  uint32_t a0[4][4], a1[4][4];
+  auto issue = [&](uint32_t (&a)[4][4]) {
+    dequantize(a);
+    const uint64_t desc_b = desc_stage0 + stage * (TL::kStageBytes / 16);
+    wgmma_fence();
+#pragma unroll
+    for (int s = 0; s < 4; ++s) WgmmaRS<T, TL::kTokens>::mma(acc, a[s], desc_b + 2 * s);
+    wgmma_commit();
+    retire_previous();
+  };
+  int c = c_begin;
 #pragma unroll 1
-    for (int c = c_begin; c < c_end; ++c) {
-      dequantize(a);
-      // natural word 2 s + h of row g + 8 rh is a[s][2 h + rh]; unit 2 t + j holds words 4 j .. 4 j + 3, at the
-      // 128-byte swizzle's position (unit XOR row % 8, and row % 8 = g)
-      const int buffer = a_base + ((c - c_begin) & 1) * TL::kABytes;
-#pragma unroll
-      for (int rh = 0; rh < 2; ++rh)
-#pragma unroll
-        for (int j = 0; j < 2; ++j)
-          *reinterpret_cast<uint4*>(smem + buffer + (a_row + 8 * rh) * 128 + (((2 * t + j) ^ g) << 4)) =
-              make_uint4(a[2 * j][rh], a[2 * j][2 + rh], a[2 * j + 1][rh], a[2 * j + 1][2 + rh]);
-      fence_proxy_async_smem();
-      named_barrier_sync(2 + cw / 4, 128);  // the consumer's four warps have written the buffer
-      wgmma_fence();
-      const uint64_t desc_a = smem_desc_sw128(smem_base + buffer);
-      const uint64_t desc_b = desc_stage0 + stage * (TL::kStageBytes / 16);
-#pragma unroll
-      for (int s = 0; s < 4; ++s) WgmmaSS<T, TL::kTokens>::mma(acc, desc_a + 2 * s, desc_b + 2 * s);
-      wgmma_commit();
-      retire_previous();
-    }
-  } else {
-    // Two register sets, alternating, so that the set of the chunk in flight is never written. ptxas keeps them
-    // apart (no C7513 serialization) only in this shape: a loop body of two unconditional chunks, an odd last chunk
-    // after the loop.
-    uint32_t a0[4][4], a1[4][4];
-    auto issue = [&](uint32_t (&a)[4][4]) {
-      dequantize(a);
-      const uint64_t desc_b = desc_stage0 + stage * (TL::kStageBytes / 16);
-      wgmma_fence();
-#pragma unroll
-      for (int s = 0; s < 4; ++s) WgmmaRS<T, TL::kTokens>::mma(acc, a[s], desc_b + 2 * s);
-      wgmma_commit();
-      retire_previous();
-    };
-    int c = c_begin;
-#pragma unroll 1
-    for (; c + 1 < c_end; c += 2) {
-      issue(a0);
-      issue(a1);
-    }
-    if (c < c_end) issue(a0);
+  for (; c + 1 < c_end; c += 2) {
+    issue(a0);
+    issue(a1);
   }
+  if (c < c_end) issue(a0);
   wgmma_wait<0>();
   if (previous >= 0) release(previous);
   fence_regs(acc);

@@ -48,11 +48,16 @@ cudaError_t launch_tile(const MixedGemmParams& p, cudaStream_t stream) {
   return launch_with<mixed_gemm_kernel<TL>>(grid, TL::kThreads, TL::kSmemBytes, stream, 1, p);
 }
 
-int device_sms() {  // host-only attribute query (no synchronisation)
-  int device = 0, sms = 0;
-  cudaGetDevice(&device);
-  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
-  return sms;
+int device_sms() {  // host-only attribute query (no synchronisation), cached per device like current_cc_major
+  static int cached[64] = {};  // 0: not read yet
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= 64) return 1;
+  if (cached[device] == 0) {
+    int sms = 0;
+    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+    cached[device] = sms > 0 ? sms : 1;
+  }
+  return cached[device];
 }
 
 // QTORCH_MIXED_SPLITS=<1..8> forces the warpgroup kernel's K split (tuning only: benchmarks/bench_mixed_gemm.py
@@ -128,13 +133,6 @@ cudaError_t launch_wgmma(const MixedGemmParams& p, cudaStream_t stream) {
                                                   tmap_x, tmap_w, p);
 }
 
-// Shared-memory A is int4 only.
-template <int BITS, class TL>
-cudaError_t launch_wgmma_int4(const MixedGemmParams& p, cudaStream_t stream) {
-  if constexpr (BITS == 4) return launch_wgmma<TL>(p, stream);
-  else return cudaErrorInvalidValue;
-}
-
 // The tile shapes (NT 16-row weight tiles, MT 8-token tiles, U chunks per warp and step, CTAs per SM the registers
 // must allow, warps per CTA), by index. auto_variant picks one from (bits, M) (measured on the H200:
 // benchmarks/NOTES.md "mixed-input GEMM"); QTORCH_MIXED_VARIANT=<index> forces one (tuning only:
@@ -157,41 +155,32 @@ cudaError_t launch_variant(int variant, const MixedGemmParams& p, cudaStream_t s
     case 11: return launch_tile<Tile<T, BITS, 1, 2, 2, GROUPED, 1, 4>>(p, stream);
     case 12: return launch_tile<Tile<T, BITS, 2, 2, 2, GROUPED, 1, 4>>(p, stream);
     // sm_90a: the warp-specialized warpgroup kernel, 2 consumer warpgroups (64 weight rows each) x TOKENS tokens per
-    // CTA, a ring of STAGES 64-value chunks; A through shared memory (13-15, int4) or registers (16-18, int4 and int8)
-    //                                                               WG TOKENS STAGES                REGISTER_A
-    case 13: return launch_wgmma_int4<BITS, WgmmaTile<T, BITS, GROUPED, 2, 64, 8, false>>(p, stream);
-    case 14: return launch_wgmma_int4<BITS, WgmmaTile<T, BITS, GROUPED, 2, 128, 8, false>>(p, stream);
-    case 15: return launch_wgmma_int4<BITS, WgmmaTile<T, BITS, GROUPED, 2, 256, 4, false>>(p, stream);
-    case 16: return launch_wgmma<WgmmaTile<T, BITS, GROUPED, 2, 64, 8, true>>(p, stream);
-    case 17: return launch_wgmma<WgmmaTile<T, BITS, GROUPED, 2, 128, 8, true>>(p, stream);
-    case 18: return launch_wgmma<WgmmaTile<T, BITS, GROUPED, 2, 256, BITS == 4 ? 6 : 5, true>>(p, stream);
-    // the register kernel's small-M tiles (variants 0, 3, 2) with the next step's weights prefetched into L2
-    case 19: return launch_tile<Tile<T, BITS, 1, 1, 4, GROUPED, 1, 8, true>>(p, stream);
-    case 20: return launch_tile<Tile<T, BITS, 1, 2, 2, GROUPED, 2, 8, true>>(p, stream);
-    case 21: return launch_tile<Tile<T, BITS, 1, 2, 4, GROUPED, 1, 8, true>>(p, stream);
+    // CTA, a ring of STAGES 64-value chunks, A from registers
+    //                                                     WG TOKENS STAGES
+    case 13: return launch_wgmma<WgmmaTile<T, BITS, GROUPED, 2, 64, 8>>(p, stream);
+    case 14: return launch_wgmma<WgmmaTile<T, BITS, GROUPED, 2, 128, 8>>(p, stream);
+    case 15: return launch_wgmma<WgmmaTile<T, BITS, GROUPED, 2, 256, BITS == 4 ? 6 : 5>>(p, stream);
     default: return cudaErrorInvalidValue;
   }
 }
-constexpr int kVariants = 22;
+constexpr int kVariants = 16;
 constexpr int kFirstWgmmaVariant = 13;
-constexpr int kFirstRegisterAVariant = 16;
-constexpr int kLastWgmmaVariant = 18;
+constexpr int kLastWgmmaVariant = 15;
 
-// The warpgroup kernel runs on sm_90 (sm_90a code); int8 weights only with register A, and only where K and every
-// group are whole stages (int8's tiled layout allows 32-value groups and K a multiple of 32; int4's chunk is a stage).
-bool wgmma_can_implement(const MixedGemmParams& p, int variant) {
+// The warpgroup kernel runs on sm_90 (sm_90a code), and only where K and every group are whole stages (int8's tiled
+// layout allows 32-value groups and K a multiple of 32; int4's chunk is a stage).
+bool wgmma_can_implement(const MixedGemmParams& p) {
   if (qtorch_ptx::current_cc_major() != 9) return false;
   if (p.bits == 4) return true;
-  return variant >= kFirstRegisterAVariant && p.K % kWgmmaChunk == 0 &&
-         (p.group_size == p.K || p.group_size % kWgmmaChunk == 0);
+  return p.K % kWgmmaChunk == 0 && (p.group_size == p.K || p.group_size % kWgmmaChunk == 0);
 }
 
 // Fastest variant from the H200 sweeps of every variant on the three LLaMA-2-7B shapes (benchmarks/NOTES.md
-// "mixed-input GEMM v3", least total time over the shapes by M, with programmatic dependent launch; "v6 measured"
-// above M = 32). The op layer's limit (qtorch/ops/weight_only.py mixed_max_m) sends larger M to dequantize + cuBLAS:
-// 64, and 1024 for int4 on sm_90. Above kRegisterMaxM the warpgroup kernel takes the call (where wgmma_can_implement;
-// elsewhere chosen_variant falls back to the register kernel's tile). Its tokens per CTA: the most (at most M) whose CTAs before the K split cover at least 40 %
-// of the SMs; a K split deeper than 2 cost more than a smaller tile in the sweep (e.g. 4096² M = 128: 64 tokens x
+// "mixed-input GEMM v3", least total time over the shapes by M, with programmatic dependent launch; "Session 9 on
+// the H200" above M = 32). The op layer's limit (qtorch/ops/weight_only.py mixed_max_m) sends larger M to
+// dequantize + cuBLAS: 64, and 1024 for int4 on sm_90. Above kRegisterMaxM the warpgroup kernel takes the call (where
+// wgmma_can_implement; elsewhere chosen_variant falls back to the register kernel's tile). Its tokens per CTA: the
+// most (at most M) whose CTAs before the K split cover at least 40 % of the SMs; a K split deeper than 2 cost more than a smaller tile in the sweep (e.g. 4096² M = 128: 64 tokens x
 // split 2 21.9 us, 128 x 4 29.5 us; 4096 -> 11008 M = 128: 64 tokens 1.3 waves 68.1 us, 128 tokens 86 CTAs 41.2 us).
 int register_variant(int bits, int M) {  // the register kernel's tile (any GPU)
   if (M <= 8) return 0;
@@ -199,12 +188,8 @@ int register_variant(int bits, int M) {  // the register kernel's tile (any GPU)
   return M <= 16 ? 3 : (M <= 32 ? 6 : 9);
 }
 
-// The routed warpgroup variants: kRoutedWgmma, + 1, + 2 = 64, 128, 256 tokens per CTA: register A (16), faster than
-// shared-memory A (13) in the H200 sweep (benchmarks/NOTES.md "v6").
-constexpr int kRoutedWgmma = 16;
-
-// The register kernel up to this M; above it the warpgroup kernel (H200, session 9: at M = 64 register A takes
-// 65.7 us over the three shapes against the register kernel's 83.6 for int4 and 69.9 against 110.4 for int8).
+// The register kernel up to this M; above it the warpgroup kernel (H200, session 9: at M = 64 the warpgroup kernel
+// takes 65.7 us over the three shapes against the register kernel's 83.6 for int4 and 69.9 against 110.4 for int8).
 constexpr int kRegisterMaxM = 32;
 
 int auto_variant(const MixedGemmParams& p) {
@@ -212,8 +197,8 @@ int auto_variant(const MixedGemmParams& p) {
   if (M <= kRegisterMaxM) return register_variant(p.bits, M);
   const int row_blocks = ceil_div(ceil_div(p.N, 16), 8);  // 128 weight rows per CTA
   for (int step = 2, tokens = 256; step > 0; --step, tokens /= 2)
-    if (tokens <= M && 5 * row_blocks * ceil_div(M, tokens) >= 2 * device_sms()) return kRoutedWgmma + step;
-  return kRoutedWgmma;
+    if (tokens <= M && 5 * row_blocks * ceil_div(M, tokens) >= 2 * device_sms()) return kFirstWgmmaVariant + step;
+  return kFirstWgmmaVariant;
 }
 
 int forced_variant() {
@@ -228,7 +213,7 @@ int forced_variant() {
 int chosen_variant(const MixedGemmParams& p) {
   int variant = forced_variant();
   if (variant < 0) variant = auto_variant(p);
-  if (variant >= kFirstWgmmaVariant && variant <= kLastWgmmaVariant && !wgmma_can_implement(p, variant))
+  if (variant >= kFirstWgmmaVariant && variant <= kLastWgmmaVariant && !wgmma_can_implement(p))
     variant = register_variant(p.bits, p.M);
   return variant;
 }

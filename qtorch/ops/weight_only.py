@@ -57,6 +57,8 @@ def mixed_max_m(bits: int, device: torch.device | None = None) -> int:
         return MIXED_MAX_M
     index = device.index if device.index is not None else torch.cuda.current_device()
     return MIXED_MAX_M_SM90_INT4 if bits == 4 and _is_sm90(index) else MIXED_MAX_M
+
+
 # Largest M the CUDA-core GEMV kernel is preferred for.
 GEMV_MAX_M = 1
 # Largest M the swapped tensor-core kernel is preferred for.
