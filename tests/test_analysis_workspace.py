@@ -83,3 +83,28 @@ def test_mlp_workspace_rides_on_the_call_that_allocates_it():
     assert live["forward: mlp w3"] == 3 * t * h * a + 2 * t * i * a + i * h * a
     assert live["forward: mlp w2"] == 3 * t * h * a + t * (i + h) * a + h * i * a
     assert live["forward: mlp silu(w1 x) * w3 x"] == 3 * t * h * a + 3 * t * i * a
+
+
+def test_mixed_gemm_limits_by_bits_and_stages(monkeypatch):
+    """The routing's mixed-input limits (one rule, used by the call and by the memory model): off sm_90 and off CUDA
+    64; on sm_90 1024 for int4 and 256 for int8 where K and its groups are whole 64-value warpgroup stages."""
+    from qtorch.ops import weight_only
+
+    assert mixed_max_m(8, torch.device("cpu"), 4096, 4096) == weight_only.MIXED_MAX_M
+    monkeypatch.setattr(weight_only, "_is_sm90", lambda index: True)
+    cuda = torch.device("cuda", 0)
+    assert mixed_max_m(4, cuda, 4096, 128) == weight_only.MIXED_MAX_M_SM90_INT4
+    assert mixed_max_m(8, cuda, 4096, 4096) == weight_only.MIXED_MAX_M_SM90_INT8  # per channel
+    assert mixed_max_m(8, cuda, 4096, 64) == weight_only.MIXED_MAX_M_SM90_INT8
+    assert mixed_max_m(8, cuda, 4096, 32) == weight_only.MIXED_MAX_M  # 32-value groups: not whole stages
+    assert mixed_max_m(8, cuda, 224, 224) == weight_only.MIXED_MAX_M  # K = 224: not whole stages
+    assert mixed_max_m(8, cuda) == weight_only.MIXED_MAX_M  # K unknown
+    monkeypatch.setattr(weight_only, "_is_sm90", lambda index: False)
+    assert mixed_max_m(4, cuda, 4096, 128) == weight_only.MIXED_MAX_M
+    # the memory model follows the same limit: an int8 per-channel 4096 -> 4096 layer on sm_90 at 200 tokens keeps
+    # its int8 weight (no dequantized copy), at 300 tokens dequantizes it
+    monkeypatch.setattr(weight_only, "_is_sm90", lambda index: True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    assert weight_only_workspace("int8-weight-only", 200, 4096, 4096, 2) == 0
+    assert weight_only_workspace("int8-weight-only", 300, 4096, 4096, 2) == 4096 * 4096 * 2

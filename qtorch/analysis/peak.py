@@ -131,7 +131,7 @@ def weight_only_workspace(weight_format: str, tokens: int, n_out: int, k_in: int
     from qtorch.quant.layout import LAYOUT_TILED
 
     if storage_layout(bits, k_in, group) == LAYOUT_TILED:
-        dequantizes = tokens > mixed_max_m(bits)
+        dequantizes = tokens > mixed_max_m(bits, None, k_in, group)
     else:
         dequantizes = tokens >= DEQUANT_MIN_M
     return n_out * k_in * act_bytes if dequantizes else 0

@@ -36,9 +36,13 @@ from qtorch.quant.layout import LAYOUT_ROWMAJOR, LAYOUT_TILED
 # same op. H200 sweeps (benchmarks/NOTES.md): the register kernel up to 64 ("mixed-input GEMM v2": at M = 128
 # dequantize + cuBLAS is as fast or faster on every shape); int4 on sm_90 the warpgroup kernel with register A up
 # to 1024 ("v6 measured": less total time than dequantize + cuBLAS over the three LLaMA-2-7B shapes at M = 128-1024,
-# about the same at 2048).
+# about the same at 2048); int8 on sm_90 the same kernel up to 256 where it can hold the weight (K and its groups whole
+# 64-value stages: csrc/mixed_gemm/launch.cu wgmma_can_implement; session 9 over the three shapes: M = 128 94.6 vs
+# 161.0 us for dequantize + cuBLAS, M = 256 152.0 vs 178.0, M = 512 252.9 vs 242.0).
 MIXED_MAX_M = 64
 MIXED_MAX_M_SM90_INT4 = 1024
+MIXED_MAX_M_SM90_INT8 = 256
+WGMMA_STAGE_K = 64  # K values per stage of the warpgroup kernel (launch.cu kWgmmaChunk)
 
 
 @functools.cache
@@ -46,9 +50,12 @@ def _is_sm90(index: int) -> bool:
     return torch.cuda.get_device_capability(index)[0] == 9
 
 
-def mixed_max_m(bits: int, device: torch.device | None = None) -> int:
+def mixed_max_m(bits: int, device: torch.device | None = None, k: int | None = None,
+                group_size: int | None = None) -> int:
     """The M up to which the mixed-input GEMM serves a call on `device` (default: the current CUDA device, none on a
-    machine without CUDA): MIXED_MAX_M_SM90_INT4 for int4 on compute capability 9.x, MIXED_MAX_M otherwise."""
+    machine without CUDA) for a (N, k) weight in groups of group_size: on compute capability 9.x
+    MIXED_MAX_M_SM90_INT4 for int4 and MIXED_MAX_M_SM90_INT8 for int8 whose k and groups are whole warpgroup-kernel
+    stages; MIXED_MAX_M otherwise (k unknown included)."""
     if device is None:
         if not torch.cuda.is_available():
             return MIXED_MAX_M
@@ -56,7 +63,13 @@ def mixed_max_m(bits: int, device: torch.device | None = None) -> int:
     if device.type != "cuda":
         return MIXED_MAX_M
     index = device.index if device.index is not None else torch.cuda.current_device()
-    return MIXED_MAX_M_SM90_INT4 if bits == 4 and _is_sm90(index) else MIXED_MAX_M
+    if not _is_sm90(index):
+        return MIXED_MAX_M
+    if bits == 4:
+        return MIXED_MAX_M_SM90_INT4
+    whole_stages = (k is not None and group_size is not None and k % WGMMA_STAGE_K == 0
+                    and (group_size == k or group_size % WGMMA_STAGE_K == 0))
+    return MIXED_MAX_M_SM90_INT8 if whole_stages else MIXED_MAX_M
 
 
 # Largest M the CUDA-core GEMV kernel is preferred for.
@@ -173,7 +186,7 @@ def _empty(x, w_q, w_scale, w_zp, bits, group_size, bias, layout):
 
 def _mixed_gemm(x, w_q, w_scale, w_zp, bits, group_size, bias, layout):
     return torch.ops.qtorch._mixed_gemm_cuda.default(x, w_q, w_scale, w_zp, bits, group_size, bias,
-                                                     mixed_max_m(bits, x.device))
+                                                     mixed_max_m(bits, x.device, x.shape[1], group_size))
 
 
 def _tiled_unpacked(x, w_q, w_scale, w_zp, bits, group_size, bias, layout):
