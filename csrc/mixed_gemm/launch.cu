@@ -178,7 +178,7 @@ bool wgmma_can_implement(const MixedGemmParams& p) {
 // Fastest variant from the H200 sweeps of every variant on the three LLaMA-2-7B shapes (benchmarks/NOTES.md
 // "mixed-input GEMM v3", least total time over the shapes by M, with programmatic dependent launch; "Session 9 on
 // the H200" above M = 32). The op layer's limit (qtorch/ops/weight_only.py mixed_max_m) sends larger M to
-// dequantize + cuBLAS: 64, and 1024 for int4 on sm_90. Above kRegisterMaxM the warpgroup kernel takes the call (where
+// dequantize + cuBLAS: 64; on sm_90 1024 for int4 and 256 for int8 in whole stages. Above kRegisterMaxM the warpgroup kernel takes the call (where
 // wgmma_can_implement; elsewhere chosen_variant falls back to the register kernel's tile). Its tokens per CTA: the
 // most (at most M) whose CTAs before the K split cover at least 40 % of the SMs; a K split deeper than 2 cost more than a smaller tile in the sweep (e.g. 4096² M = 128: 64 tokens x
 // split 2 21.9 us, 128 x 4 29.5 us; 4096 -> 11008 M = 128: 64 tokens 1.3 waves 68.1 us, 128 tokens 86 CTAs 41.2 us).
