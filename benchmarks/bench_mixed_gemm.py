@@ -32,7 +32,7 @@ from records import run_meta  # noqa: E402
 SHAPES = [(4096, 4096), (4096, 11008), (11008, 4096)]  # (K, N) of the LLaMA-2-7B projections
 MS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 8192]
 WGMMA_FIRST = 13  # csrc/mixed_gemm/launch.cu kFirstWgmmaVariant
-WGMMA_LAST = 15  # csrc/mixed_gemm/launch.cu kLastWgmmaVariant
+WGMMA_LAST = 18  # csrc/mixed_gemm/launch.cu kLastWgmmaVariant
 FORCED_MIXED_MAX_M = {4: 2048, 8: 512}  # by bits: the mixed-input GEMM forced (whatever the routing) and timed up to M
 
 

@@ -154,18 +154,23 @@ cudaError_t launch_variant(int variant, const MixedGemmParams& p, cudaStream_t s
     case 10: return launch_tile<Tile<T, BITS, 1, 1, 4, GROUPED, 1, 4>>(p, stream);
     case 11: return launch_tile<Tile<T, BITS, 1, 2, 2, GROUPED, 1, 4>>(p, stream);
     case 12: return launch_tile<Tile<T, BITS, 2, 2, 2, GROUPED, 1, 4>>(p, stream);
-    // sm_90a: the warp-specialized warpgroup kernel, 2 consumer warpgroups (64 weight rows each) x TOKENS tokens per
-    // CTA, a ring of STAGES 64-value chunks, A from registers
-    //                                                     WG TOKENS STAGES
+    // sm_90a: the warp-specialized warpgroup kernel, WG consumer warpgroups (64 weight rows each) x TOKENS tokens per
+    // CTA, a ring of STAGES 64-value chunks, A from registers, CTAS per SM
+    //                                                     WG TOKENS STAGES                CTAS
     case 13: return launch_wgmma<WgmmaTile<T, BITS, GROUPED, 2, 64, 8>>(p, stream);
     case 14: return launch_wgmma<WgmmaTile<T, BITS, GROUPED, 2, 128, 8>>(p, stream);
     case 15: return launch_wgmma<WgmmaTile<T, BITS, GROUPED, 2, 256, BITS == 4 ? 6 : 5>>(p, stream);
+    // more consumer warps per SM for the small tiles (v7: the consumers of 13 at 4096² M = 128 issue in a third of
+    // their cycles, latency-bound with two warps per scheduler; benchmarks/NOTES.md "v7")
+    case 16: return launch_wgmma<WgmmaTile<T, BITS, GROUPED, 4, 64, 8>>(p, stream);
+    case 17: return launch_wgmma<WgmmaTile<T, BITS, GROUPED, 3, 128, BITS == 4 ? 8 : 6>>(p, stream);
+    case 18: return launch_wgmma<WgmmaTile<T, BITS, GROUPED, 2, 64, BITS == 4 ? 8 : 6, 2>>(p, stream);  // 2 CTAs / SM
     default: return cudaErrorInvalidValue;
   }
 }
-constexpr int kVariants = 16;
+constexpr int kVariants = 19;
 constexpr int kFirstWgmmaVariant = 13;
-constexpr int kLastWgmmaVariant = 15;
+constexpr int kLastWgmmaVariant = 18;
 
 // The warpgroup kernel runs on sm_90 (sm_90a code), and only where K and every group are whole stages (int8's tiled
 // layout allows 32-value groups and K a multiple of 32; int4's chunk is a stage).
