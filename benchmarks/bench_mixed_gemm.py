@@ -4,10 +4,11 @@ run, cold weights, CUDA-graph medians (and eager per-call time at M = 1). Record
 impls: bf16 (F.linear), qtorch_w{4,8}a16_mixed (register dequantization forced, any M), qtorch_w{4,8}a16_dequant
 (dequantize once + cuBLAS forced), qtorch_w{4,8}a16_triton (the Triton kernels on the row-major layout, their own
 routing), torchao_int4wo (tinygemm, tile_packed_to_4d, g = 128) and torchao_int8wo (Int8WeightOnlyConfig, per
-channel, F.linear compiled once per shape with a dynamic M, as torchao recommends compiling) when torchao imports.
-W4A16: g = 128 asymmetric; W8A16: per channel. GB/s = (weight bytes + scales + x + y) / time.
+channel, F.linear compiled as torchao recommends: see torchao_us) when torchao imports.
+W4A16: g = 128 asymmetric; W8A16: per channel. GB/s = (weight bytes + scales + x + y) / time. Rows print as they are
+measured, the whole table again at the end; a time over SUSPECT_X_BF16 times bf16's is flagged as it prints.
 
-    python benchmarks/bench_mixed_gemm.py [--ms 1,16] [--out FILE]
+    python benchmarks/bench_mixed_gemm.py [--ms 1,16] [--out FILE] [--ao-mode max-autotune-no-cudagraphs]
     python benchmarks/bench_mixed_gemm.py --variants 0-15 --ms 1,16,64   # tuning: every tile variant of the kernel
                                                                           # forced (QTORCH_MIXED_VARIANT), mixed path
     python benchmarks/bench_mixed_gemm.py --variants 13-15 --splits 1,2,4 # and the warpgroup kernel's K split forced
@@ -34,6 +35,8 @@ MS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 8192]
 WGMMA_FIRST = 13  # csrc/mixed_gemm/launch.cu kFirstWgmmaVariant
 WGMMA_LAST = 18  # csrc/mixed_gemm/launch.cu kLastWgmmaVariant
 FORCED_MIXED_MAX_M = {4: 2048, 8: 512}  # by bits: the mixed-input GEMM forced (whatever the routing) and timed up to M
+SUSPECT_X_BF16 = 20  # a time this many times bf16's at the same (shape, M) is a harness problem until shown otherwise
+HEADER = f"{'K':>6} {'N':>6} {'M':>5} {'impl':<22} {'us':>9} {'x bf16':>7} {'GB/s':>7} {'eager us':>9}"
 
 
 def eager_us(fn, calls=200):
@@ -46,6 +49,32 @@ def eager_us(fn, calls=200):
         fn()
     torch.cuda.synchronize()
     return (time.perf_counter() - t0) / calls * 1e6
+
+
+def torchao_us(weights, x, mode):
+    """Median time of torchao's F.linear over the weight copies: eager (mode None) or compiled with torch.compile's
+    `mode`. torchao's int8 weight-only path is aten ops that Inductor turns into a GEMV at M = 1 (the mm
+    decomposition torchao's inductor settings enable) and int8 -> bf16 + cuBLAS mm + scale above, so the compiled
+    form must run what Inductor generated for this exact (shape, M), and nothing else, inside the timing: the
+    Dynamo cache starts empty, shapes are static (no dynamic-M graph, no recompile per M), the graph is whole
+    (fullgraph: a graph break raises instead of running part of it eagerly), every weight copy is compiled before
+    timing with room for a graph each (reaching the limit raises instead of falling back to eager), and a recompile
+    during the timing raises instead of being timed."""
+    if mode is None:
+        return graph_time_us([lambda w=w: F.linear(x, w) for w in weights])
+    limit = max(torch._dynamo.config.recompile_limit, len(weights))
+    with torch._dynamo.config.patch(recompile_limit=limit, fail_on_recompile_limit_hit=True):
+        torch.compiler.reset()
+        linear = torch.compile(F.linear, dynamic=False, fullgraph=True, mode=mode)
+        for w in weights:
+            linear(x, w)
+        with torch._dynamo.config.patch(error_on_recompile=True):
+            return graph_time_us([lambda w=w: linear(x, w) for w in weights])
+
+
+def row_line(k, n, m, impl, us, sp, gbps, eager):
+    return (f"{k:>6} {n:>6} {m:>5} {impl:<22} {us:>9.2f} {sp:>7.2f} {gbps:>7.0f} "
+            f"{'' if eager is None else f'{eager:9.1f}'}")
 
 
 def quantize(w, bits):
@@ -68,6 +97,9 @@ def main():
     parser.add_argument("--variants", default=None, help="tile variants to force, e.g. 0-12 (tuning table only)")
     parser.add_argument("--splits", default=None, help="with --variants: K splits to force on the warpgroup variants "
                                                        f"({WGMMA_FIRST} on), e.g. 1,2,4")
+    parser.add_argument("--ao-mode", default="default", choices=["default", "max-autotune-no-cudagraphs"],
+                        help="torch.compile mode of the compiled torchao baselines (CUDA graphs are the bench's own; "
+                             "max-autotune-no-cudagraphs, as torchao recommends, autotunes each (shape, M): minutes)")
     args = parser.parse_args()
     import qtorch.ops  # noqa: F401  (loads qtorch._C)
     if args.variants:
@@ -87,17 +119,23 @@ def main():
         records.append({"benchmark": "weight_only_linear", "impl": impl, "params": params, "median_us": us,
                         "metrics": metrics, **meta})
         rows.append((params["K"], params["N"], params["M"], impl, us, bf16_us / us, moved / us / 1e3, eager))
+        print(row_line(*rows[-1]), flush=True)
+        if us > SUSPECT_X_BF16 * bf16_us:
+            print(f"[bench] suspect: {impl} at K={params['K']} N={params['N']} M={params['M']} takes {us:.1f} us, "
+                  f"{us / bf16_us:.0f}x bf16 (> {SUSPECT_X_BF16}x): a harness problem until shown otherwise",
+                  flush=True)
 
+    print(HEADER, flush=True)
     for k, n in SHAPES:
         count = copies_for(n * k // 2, False)
         ws = [torch.randn(n, k, device="cuda").to(torch.bfloat16) * 0.02 for _ in range(count)]
         quant = {bits: [quantize(w, bits) for w in ws] for bits in (4, 8)}
-        ao = {}  # impl: (weight copies, F.linear or its compiled form, bits, group size)
+        ao = {}  # impl: (weight copies, torch.compile mode or None for eager, bits, group size)
         for impl, (factory, compiled) in _torchao_configs().items():
             try:
                 bits, g = (4, 128) if impl == "torchao_int4wo" else (8, k)
-                ao[impl] = (_torchao_weights(k, n, count, factory(), "cuda"),
-                            torch.compile(F.linear, dynamic=True) if compiled else F.linear, bits, g)
+                ao[impl] = (_torchao_weights(k, n, count, factory(), "cuda"), args.ao_mode if compiled else None,
+                            bits, g)
             except Exception as exc:  # a baseline that does not run here is reported, not fatal
                 print(f"[bench] {impl} unavailable for K={k} N={n}: {type(exc).__name__}: {exc}")
         for m in ms:
@@ -128,9 +166,9 @@ def main():
                     us = graph_time_us([lambda q=q: ops.weight_only_linear(x, q[3], q[1], q[2], bits, g, None)
                                         for q in qs])
                     add(name + "_triton", p, us, bf16_us, moved)
-            for impl, (weights, linear, bits, g) in ao.items():
+            for impl, (weights, mode, bits, g) in ao.items():
                 try:
-                    us = graph_time_us([lambda w=w: linear(x, w) for w in weights])
+                    us = torchao_us(weights, x, mode)
                     # int4: bf16 scale + zero point per group; int8: a bf16 scale per row
                     moved = n * k * bits // 8 + (n * (k // g) * 4 if bits == 4 else n * 2) + io
                     add(impl, {**params, "bits": bits, "group_size": g}, us, bf16_us, moved)
@@ -140,10 +178,9 @@ def main():
         torch.cuda.empty_cache()
     if args.out:
         Path(args.out).write_text(json.dumps({"records": records}, indent=1))
-    print(f"{'K':>6} {'N':>6} {'M':>5} {'impl':<22} {'us':>9} {'x bf16':>7} {'GB/s':>7} {'eager us':>9}")
-    for k, n, m, impl, us, sp, gbps, eager in rows:
-        print(f"{k:>6} {n:>6} {m:>5} {impl:<22} {us:>9.2f} {sp:>7.2f} {gbps:>7.0f} "
-              f"{'' if eager is None else f'{eager:9.1f}'}")
+    print(HEADER)
+    for row in rows:
+        print(row_line(*row))
 
 
 def _span(part):
