@@ -214,7 +214,7 @@ def tune(ms, configs):
                         os.environ.pop("QTORCH_MIXED_SPLITS", None)
                     y = ops._mixed_gemm_cuda(x, *qs[0][:3], bits, g, None, 1 << 30)
                     # register-kernel variants with the same warps per CTA sum each chunk in the same order (SAME_SUMS
-                    # in the tests); the warpgroup kernel's (13-15) are checked against float64 by the tests only
+                    # in the tests); the warpgroup kernel's (13-18) are checked against float64 by the tests only
                     same_sums = 0 if v < 10 else (1 if v < WGMMA_FIRST else None)
                     if same_sums is not None:
                         v0, y0 = first.setdefault(same_sums, (v, y))
