@@ -176,8 +176,8 @@ def main():
                     print(f"[bench] {impl} failed at M={m}: {type(exc).__name__}: {exc}")
         del ws, quant, ao
         torch.cuda.empty_cache()
-    if args.out:
-        Path(args.out).write_text(json.dumps({"records": records}, indent=1))
+        if args.out:  # after every shape: a run cut short keeps what it measured
+            Path(args.out).write_text(json.dumps({"records": records}, indent=1))
     print(HEADER)
     for row in rows:
         print(row_line(*row))
