@@ -33,7 +33,7 @@ from records import run_meta  # noqa: E402
 SHAPES = [(4096, 4096), (4096, 11008), (11008, 4096)]  # (K, N) of the LLaMA-2-7B projections
 MS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 8192]
 WGMMA_FIRST = 13  # csrc/mixed_gemm/launch.cu kFirstWgmmaVariant
-WGMMA_LAST = 18  # csrc/mixed_gemm/launch.cu kLastWgmmaVariant
+WGMMA_LAST = 16  # csrc/mixed_gemm/launch.cu kLastWgmmaVariant
 FORCED_MIXED_MAX_M = {4: 2048, 8: 512}  # by bits: the mixed-input GEMM forced (whatever the routing) and timed up to M
 SUSPECT_X_BF16 = 20  # a time this many times bf16's at the same (shape, M) is a harness problem until shown otherwise
 HEADER = f"{'K':>6} {'N':>6} {'M':>5} {'impl':<22} {'us':>9} {'x bf16':>7} {'GB/s':>7} {'eager us':>9}"
@@ -214,7 +214,7 @@ def tune(ms, configs):
                         os.environ.pop("QTORCH_MIXED_SPLITS", None)
                     y = ops._mixed_gemm_cuda(x, *qs[0][:3], bits, g, None, 1 << 30)
                     # register-kernel variants with the same warps per CTA sum each chunk in the same order (SAME_SUMS
-                    # in the tests); the warpgroup kernel's (13-18) are checked against float64 by the tests only
+                    # in the tests); the warpgroup kernel's (13-16) are checked against float64 by the tests only
                     same_sums = 0 if v < 10 else (1 if v < WGMMA_FIRST else None)
                     if same_sums is not None:
                         v0, y0 = first.setdefault(same_sums, (v, y))

@@ -88,7 +88,7 @@ __device__ __forceinline__ uint4 natural_k_words8(const uint4& wv, int t) {
 // whole stages (launch.cu wgmma_can_implement).
 constexpr int kWgmmaChunk = 64;
 
-template <class T, int BITS, bool GROUPED_, int WG_, int TOKENS_, int STAGES_, int CTAS_ = 1>
+template <class T, int BITS, bool GROUPED_, int WG_, int TOKENS_, int STAGES_>
 struct WgmmaTile {
   using Act = T;
   static constexpr int kBits = BITS;
@@ -96,12 +96,11 @@ struct WgmmaTile {
   static constexpr int WG = WG_;                  // consumer warpgroups (64 weight rows each)
   static constexpr int kTokens = TOKENS_;         // wgmma N: tokens per CTA (64, 128 or 256)
   static constexpr int kStages = STAGES_;         // chunks in the shared-memory ring
-  static constexpr int kCtasPerSm = CTAS_;        // CTAs the registers and shared memory let one SM hold
   static constexpr int kThreads = 128 * (WG + 1);
-  // Registers per thread: the launch gives every thread kLaunchRegs (an SM's 65536 shared by kCtasPerSm CTAs, in
-  // steps of 8); the producer warpgroup gives back all but kProducerRegs and the consumers share the rest.
-  static constexpr int kLaunchRegs = 65536 / (kCtasPerSm * kThreads) / 8 * 8;
-  static constexpr int kProducerRegs = kCtasPerSm == 1 ? 40 : 32;
+  // Registers per thread: the launch gives every thread kLaunchRegs (the SM's 65536, in steps of 8); the producer
+  // warpgroup gives back all but kProducerRegs and the consumers share the rest.
+  static constexpr int kLaunchRegs = 65536 / kThreads / 8 * 8;
+  static constexpr int kProducerRegs = 40;
   static constexpr int kFreeRegs = (kLaunchRegs * kThreads - 128 * kProducerRegs) / (128 * WG) / 8 * 8;
   static constexpr int kConsumerRegs = kFreeRegs < 232 ? kFreeRegs : 232;  // (two warpgroups: exactly 232)
   static constexpr int kRows = 64 * WG;
@@ -117,13 +116,12 @@ struct WgmmaTile {
   static constexpr int kSmemBytes = kBarOffset + 2 * kStages * 8 + 1024;  // + slack to align the base to 1024
   static_assert(kRedBytes <= kBarOffset, "the split-K exchange must fit in the ring");
   static_assert(kSmemBytes <= 227 * 1024, "shared memory per block on sm_90 is 227 KB");
-  static_assert(kCtasPerSm * (kSmemBytes + 1024) <= 228 * 1024, "an SM's 228 KB hold kCtasPerSm CTAs (1 KB reserved each)");
   // a consumer holds the accumulators, two A register sets (32) and ~32 working registers
   static_assert(kConsumerRegs >= kAccRegs + 64, "too many consumer warpgroups or tokens for the register file");
 };
 
 template <class TL>
-__global__ void __launch_bounds__(TL::kThreads, TL::kCtasPerSm)
+__global__ void __launch_bounds__(TL::kThreads, 1)
     mixed_gemm_wgmma_kernel(const __grid_constant__ CUtensorMap tmap_x,  // x (M, K) as bytes, box 128 x kTokens
                             // tiled w (tiles, K/tiled_chunk·128) int32, box 128·kLayoutChunks x 4WG
                             const __grid_constant__ CUtensorMap tmap_w,

@@ -155,22 +155,18 @@ cudaError_t launch_variant(int variant, const MixedGemmParams& p, cudaStream_t s
     case 11: return launch_tile<Tile<T, BITS, 1, 2, 2, GROUPED, 1, 4>>(p, stream);
     case 12: return launch_tile<Tile<T, BITS, 2, 2, 2, GROUPED, 1, 4>>(p, stream);
     // sm_90a: the warp-specialized warpgroup kernel, WG consumer warpgroups (64 weight rows each) x TOKENS tokens per
-    // CTA, a ring of STAGES 64-value chunks, A from registers, CTAS per SM
-    //                                                     WG TOKENS STAGES                CTAS
+    // CTA, a ring of STAGES 64-value chunks, A from registers
+    //                                                     WG TOKENS STAGES
     case 13: return launch_wgmma<WgmmaTile<T, BITS, GROUPED, 2, 64, 8>>(p, stream);
     case 14: return launch_wgmma<WgmmaTile<T, BITS, GROUPED, 2, 128, 8>>(p, stream);
     case 15: return launch_wgmma<WgmmaTile<T, BITS, GROUPED, 2, 256, BITS == 4 ? 6 : 5>>(p, stream);
-    // more consumer warps per SM for the small tiles (v7: the consumers of 13 at 4096² M = 128 issue in a third of
-    // their cycles, latency-bound with two warps per scheduler; benchmarks/NOTES.md "v7")
-    case 16: return launch_wgmma<WgmmaTile<T, BITS, GROUPED, 4, 64, 8>>(p, stream);
-    case 17: return launch_wgmma<WgmmaTile<T, BITS, GROUPED, 3, 128, BITS == 4 ? 8 : 6>>(p, stream);
-    case 18: return launch_wgmma<WgmmaTile<T, BITS, GROUPED, 2, 64, BITS == 4 ? 8 : 6, 2>>(p, stream);  // 2 CTAs / SM
+    case 16: return launch_wgmma<WgmmaTile<T, BITS, GROUPED, 3, 128, BITS == 4 ? 8 : 6>>(p, stream);
     default: return cudaErrorInvalidValue;
   }
 }
-constexpr int kVariants = 19;
+constexpr int kVariants = 17;
 constexpr int kFirstWgmmaVariant = 13;
-constexpr int kLastWgmmaVariant = 18;
+constexpr int kLastWgmmaVariant = 16;
 
 // The warpgroup kernel runs on sm_90 (sm_90a code), and only where K and every group are whole stages (int8's tiled
 // layout allows 32-value groups and K a multiple of 32; int4's chunk is a stage).
@@ -182,24 +178,30 @@ bool wgmma_can_implement(const MixedGemmParams& p) {
 
 // Fastest variant from the H200 sweeps of every variant on the three LLaMA-2-7B shapes (benchmarks/NOTES.md
 // "mixed-input GEMM v3", least total time over the shapes by M, with programmatic dependent launch; "Session 9 on
-// the H200" above M = 32). The op layer's limit (qtorch/ops/weight_only.py mixed_max_m) sends larger M to
-// dequantize + cuBLAS: 64; on sm_90 1024 for int4 and 256 for int8 in whole stages. Above kRegisterMaxM the warpgroup kernel takes the call (where
-// wgmma_can_implement; elsewhere chosen_variant falls back to the register kernel's tile). Its tokens per CTA: the
-// most (at most M) whose CTAs before the K split cover at least 40 % of the SMs; a K split deeper than 2 cost more than a smaller tile in the sweep (e.g. 4096² M = 128: 64 tokens x
-// split 2 21.9 us, 128 x 4 29.5 us; 4096 -> 11008 M = 128: 64 tokens 1.3 waves 68.1 us, 128 tokens 86 CTAs 41.2 us).
+// the H200" and "Session 10" above M = 16). The op layer's limit (qtorch/ops/weight_only.py mixed_max_m) sends
+// larger M to dequantize + cuBLAS: 64; on sm_90 1024 for int4 and 256 for int8 in whole stages. Above kRegisterMaxM
+// the warpgroup kernel takes the call (where wgmma_can_implement; elsewhere chosen_variant falls back to the register
+// kernel's tile). Its tokens per CTA: the most (at most M) whose CTAs before the K split cover at least 40 % of the
+// SMs; a K split deeper than 2 cost more than a smaller tile in the sweep (e.g. 4096² M = 128: 64 tokens x split 2
+// 21.9 us, 128 x 4 29.5 us; 4096 -> 11008 M = 128: 64 tokens 1.3 waves 68.1 us, 128 tokens 86 CTAs 41.2 us).
 int register_variant(int bits, int M) {  // the register kernel's tile (any GPU)
   if (M <= 8) return 0;
   if (bits == 8) return M <= 16 ? 2 : (M <= 32 ? 5 : 6);
   return M <= 16 ? 3 : (M <= 32 ? 6 : 9);
 }
 
-// The register kernel up to this M; above it the warpgroup kernel (H200, session 9: at M = 64 the warpgroup kernel
-// takes 65.7 us over the three shapes against the register kernel's 83.6 for int4 and 69.9 against 110.4 for int8).
-constexpr int kRegisterMaxM = 32;
+// The register kernel up to this M; above it the warpgroup kernel (H200, session 9, totals over the three shapes:
+// M = 16 register 63.0 us vs warpgroup 65.0; M = 32 77.0 vs 65.0 for int4, 97.9 vs 67.0 for int8; M = 64 83.6 vs
+// 65.7 for int4, 110.4 vs 69.9 for int8).
+constexpr int kRegisterMaxM = 16;
+// int8 from M = 65 to 128: three consumer warpgroups x 128 tokens (session 10: 83.8 us over the three shapes at
+// M = 128 against 94.7 for the two-warpgroup tiles; at M = 64 81.3 against 70.1, and no gain for int4).
+constexpr int kWgmma3x128 = 16;
 
 int auto_variant(const MixedGemmParams& p) {
   const int M = p.M;
   if (M <= kRegisterMaxM) return register_variant(p.bits, M);
+  if (p.bits == 8 && M > 64 && M <= 128) return kWgmma3x128;
   const int row_blocks = ceil_div(ceil_div(p.N, 16), 8);  // 128 weight rows per CTA
   for (int step = 2, tokens = 256; step > 0; --step, tokens /= 2)
     if (tokens <= M && 5 * row_blocks * ceil_div(M, tokens) >= 2 * device_sms()) return kFirstWgmmaVariant + step;

@@ -6,7 +6,7 @@ N = w_scale.shape[0] columns.
 
 Backends (qtorch.ops.routing), in the order measured on the H200 (benchmarks/NOTES.md):
 - cuda_mixed_gemm (layout 1, qtorch._C, bf16/fp16 x): the mixed-input GEMM, which itself serves M up to
-  mixed_max_m() (dequantizing in registers; on sm_90 above M = 32 as the register A operand of warpgroup MMAs) and
+  mixed_max_m() (dequantizing in registers; on sm_90 above M = 16 as the register A operand of warpgroup MMAs) and
   dequantizes once + cuBLAS above (by the runtime M: no guard under torch.compile);
 - triton_gemv (M <= GEMV_MAX_M): CUDA-core GEMV over int32 words (bf16/fp16 x, K split over programs);
 - triton_mma_swapped (M <= SWAPPED_MAX_M): tensor cores with the dequantized weight as the left tl.dot operand;
